@@ -1,0 +1,66 @@
+"""The model graph: ONNX-shaped nodes with attributes, and the names of its parameters.
+
+The graph holds structure only. Values live in the model (trainable parameters, batch-norm
+statistics, constants), so a backend can keep them in its own array type.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Node:
+    """One ONNX operator application. Empty input names mark omitted optional inputs."""
+
+    op_type: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+    domain: str = ""
+
+
+@dataclass
+class ValueInfo:
+    """A graph input or output: name, shape (None for a free dimension) and element type."""
+
+    name: str
+    shape: tuple
+    dtype: str = "float32"
+
+
+@dataclass
+class Graph:
+    """Nodes in topological order, graph inputs/outputs and the roles of the initializers.
+
+    `trainable` names the parameters the solver updates, `statistics` the batch-norm running
+    statistics (updated by training forward passes, never by the solver), `constants` every
+    other initializer (shapes, fixed tensors).
+    """
+
+    nodes: list[Node]
+    inputs: list[ValueInfo]
+    outputs: list[ValueInfo]
+    trainable: list[str]
+    statistics: list[str] = field(default_factory=list)
+    constants: list[str] = field(default_factory=list)
+    opset: int = 17
+
+    def initializer_names(self) -> list[str]:
+        return [*self.trainable, *self.statistics, *self.constants]
+
+    def op_types(self) -> set[str]:
+        return {n.op_type for n in self.nodes}
+
+    def copy(self) -> "Graph":
+        return Graph(
+            nodes=[Node(n.op_type, list(n.inputs), list(n.outputs), dict(n.attrs), n.name, n.domain)
+                   for n in self.nodes],
+            inputs=list(self.inputs),
+            outputs=list(self.outputs),
+            trainable=list(self.trainable),
+            statistics=list(self.statistics),
+            constants=list(self.constants),
+            opset=self.opset,
+        )

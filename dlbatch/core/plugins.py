@@ -1,0 +1,252 @@
+"""The plugin manager: built-ins from the shipped plugins.toml, third-party plugins from the
+entry-point group "dlbatch", and a user's plugins.toml ($DLBATCH_PLUGINS, else ./plugins.toml)
+that can add plugin modules and disable plugins by name.
+
+Everything concrete (backends, losses, model types, op kernels) is looked up here, by name.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.resources
+import os
+import threading
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import DLPluginError, did_you_mean
+
+PROJECT = "dlbatch"
+ENTRY_POINT_GROUP = "dlbatch"
+
+
+@dataclass
+class PluginInfo:
+    """What `dlbatch plugins` shows for one plugin."""
+
+    name: str
+    source: str  # "builtin", "entry point", "plugins.toml"
+    distribution: str = ""
+    version: str = ""
+    registered: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Registry:
+    backends: dict[str, Any] = field(default_factory=dict)
+    losses: dict[str, Any] = field(default_factory=dict)
+    model_types: dict[str, Any] = field(default_factory=dict)
+    ops: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> op_type -> kernel
+    plugins: dict[str, PluginInfo] = field(default_factory=dict)
+    default_backend: str = "numpy"
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise DLPluginError(f"{path} is not valid TOML ({exc}); fix or remove it") from exc
+
+
+def builtin_config() -> dict:
+    """The plugins.toml shipped with dlbatch (inside the wheel, or at the source-tree root)."""
+    shipped = importlib.resources.files("dlbatch") / "plugins.toml"
+    if shipped.is_file():
+        return tomllib.loads(shipped.read_text())
+    source_tree = Path(__file__).resolve().parents[2] / "plugins.toml"
+    return _read_toml(source_tree)
+
+
+def user_config_path() -> Path | None:
+    env = os.environ.get("DLBATCH_PLUGINS")
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise DLPluginError(f"DLBATCH_PLUGINS points to {path}, which is not a file; "
+                                "point it at a plugins.toml or unset it")
+        return path
+    local = Path.cwd() / "plugins.toml"
+    builtin = Path(__file__).resolve().parents[2] / "plugins.toml"
+    if local.is_file() and local.resolve() != builtin:
+        return local
+    return None
+
+
+def _distribution_of(module_name: str) -> tuple[str, str]:
+    top = module_name.split(".")[0]
+    for dist_name in importlib.metadata.packages_distributions().get(top, []):
+        try:
+            return dist_name, importlib.metadata.version(dist_name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return "", ""
+
+
+class PluginManager:
+    """Loads plugins once and answers look-ups by name."""
+
+    def __init__(self) -> None:
+        self._pm: pluggy.PluginManager | None = None
+        self._registry: Registry | None = None
+        self._lock = threading.RLock()
+
+    # -- loading ---------------------------------------------------------------------------
+    def _load(self) -> Registry:
+        pm = pluggy.PluginManager(PROJECT)
+        pm.add_hookspecs(hookspecs)
+        reg = Registry()
+        builtin = builtin_config()
+        user_path = user_config_path()
+        user = _read_toml(user_path) if user_path else {}
+        reg.default_backend = user.get("default_backend", builtin.get("default_backend", "numpy"))
+        disabled = set(builtin.get("plugins", {}).get("disable", [])) | set(
+            user.get("plugins", {}).get("disable", []))
+        for name in disabled:
+            pm.set_blocked(name)
+
+        def add_module(module_name: str, source: str) -> None:
+            if pm.is_blocked(module_name):
+                return
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                raise DLPluginError(f"plugin module {module_name!r} (from {source}) cannot be "
+                                    f"imported: {exc}. Install it or remove it from plugins.toml") from exc
+            if pm.is_registered(module):
+                return
+            pm.register(module, name=module_name)
+            dist, version = ("dlbatch", _own_version()) if source == "builtin" else _distribution_of(module_name)
+            reg.plugins[module_name] = PluginInfo(module_name, source, dist, version)
+
+        for module_name in builtin.get("plugins", {}).get("modules", []):
+            add_module(module_name, "builtin")
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if pm.is_blocked(ep.name) or pm.get_plugin(ep.name) is not None:
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken third-party plugin must say which one it is
+                raise DLPluginError(f"entry point {ep.name!r} ({ep.value}) failed to load: {exc}. "
+                                    f"Fix or uninstall {ep.dist.name if ep.dist else 'its package'}, "
+                                    "or disable it in plugins.toml") from exc
+            pm.register(plugin, name=ep.name)
+            dist = ep.dist.name if ep.dist else ""
+            version = ep.dist.version if ep.dist else ""
+            reg.plugins[ep.name] = PluginInfo(ep.name, "entry point", dist, version)
+        for module_name in user.get("plugins", {}).get("modules", []):
+            add_module(module_name, f"plugins.toml ({user_path})")
+        pm.check_pending()
+        self._call_hooks(pm, reg)
+        self._pm = pm
+        return reg
+
+    def _call_hooks(self, pm: pluggy.PluginManager, reg: Registry) -> None:
+        """Call each hook implementation with a `register` bound to its plugin, so that
+        `dlbatch plugins` can say who registered what. Later plugins override earlier ones."""
+
+        def run(hook_name: str, make_register) -> None:
+            # get_hookimpls() lists in call order reversed (last registered first)
+            for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+                info = reg.plugins.setdefault(impl.plugin_name, PluginInfo(impl.plugin_name, "registered"))
+                impl.function(register=make_register(info))
+
+        def named(table: dict, kind: str):
+            def make(info: PluginInfo):
+                def register(obj) -> None:
+                    name = getattr(obj, "name", "")
+                    if not name:
+                        raise DLPluginError(f"plugin {info.name} registered a {kind} without a name")
+                    table[name] = obj
+                    info.registered.append(f"{kind} {name}")
+                return register
+            return make
+
+        def ops(info: PluginInfo):
+            def register(backend_name: str, op_type: str, kernel) -> None:
+                reg.ops.setdefault(backend_name, {})[op_type] = kernel
+                info.registered.append(f"op {backend_name}:{op_type}")
+            return register
+
+        run("dlbatch_register_backends", named(reg.backends, "backend"))
+        run("dlbatch_register_losses", named(reg.losses, "loss"))
+        run("dlbatch_register_model_types", named(reg.model_types, "model type"))
+        run("dlbatch_register_ops", ops)
+
+    @property
+    def registry(self) -> Registry:
+        with self._lock:
+            if self._registry is None:
+                self._registry = self._load()
+            return self._registry
+
+    def reload(self) -> Registry:
+        """Forget everything loaded and read plugins again (tests, changed plugins.toml)."""
+        with self._lock:
+            self._registry = None
+            self._pm = None
+            return self.registry
+
+    def register_plugin(self, plugin: Any, name: str | None = None) -> None:
+        """Register a plugin object at run time (an in-process plugin, e.g. in a notebook)."""
+        with self._lock:
+            reg = self.registry
+            assert self._pm is not None
+            name = name or getattr(plugin, "__name__", None) or repr(plugin)
+            self._pm.register(plugin, name=name)
+            self._pm.check_pending()
+            sub = Registry()
+            sub.plugins = reg.plugins
+            tmp = pluggy.PluginManager(PROJECT)
+            tmp.add_hookspecs(hookspecs)
+            tmp.register(plugin, name=name)
+            reg.plugins[name] = PluginInfo(name, "runtime")
+            self._call_hooks(tmp, sub)
+            reg.backends.update(sub.backends)
+            reg.losses.update(sub.losses)
+            reg.model_types.update(sub.model_types)
+            for backend_name, table in sub.ops.items():
+                reg.ops.setdefault(backend_name, {}).update(table)
+
+    # -- look-ups --------------------------------------------------------------------------
+    def _lookup(self, table: dict, name: str, kind: str):
+        try:
+            return table[name]
+        except KeyError:
+            loaded = ", ".join(sorted(self.registry.plugins)) or "(none)"
+            raise DLPluginError(f"unknown {kind} {name!r}; {did_you_mean(name, table)}. "
+                                f"Loaded plugins: {loaded}. Install or enable a plugin that "
+                                f"registers it.") from None
+
+    def backend(self, name: str):
+        return self._lookup(self.registry.backends, name, "backend")
+
+    def loss(self, name: str):
+        return self._lookup(self.registry.losses, name, "loss")
+
+    def model_type(self, name: str):
+        return self._lookup(self.registry.model_types, name, "model type")
+
+    def kernels(self, backend_name: str) -> dict[str, Any]:
+        return self.registry.ops.get(backend_name, {})
+
+    def default_backend(self) -> str:
+        return self.registry.default_backend
+
+    def plugins(self) -> list[PluginInfo]:
+        return list(self.registry.plugins.values())
+
+
+def _own_version() -> str:
+    try:
+        return importlib.metadata.version("dlbatch")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+manager = PluginManager()
