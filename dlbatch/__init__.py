@@ -1,0 +1,70 @@
+"""dlbatch: train deep-learning models one batch at a time (HALCON train_dl_model_batch
+semantics) with plugin model types, losses and compute backends.
+
+    import dlbatch
+    model = dlbatch.create_dl_model("classification", backbone="compact", num_classes=10,
+                                    image_dimensions=[8, 8, 1], batch_size=32)
+    losses = dlbatch.train_dl_model_batch(model, samples)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .core.create import create_dl_model
+from .core.errors import (DLBackendError, DLError, DLModelFileError, DLNumericError, DLParamError,
+                          DLPluginError, DLSampleError)
+from .core.model import DLModel
+from .core.plugins import manager as plugin_manager
+from .core.preprocess import preprocess_dl_samples
+from .core.system import get_system, set_system
+
+__version__ = "0.1.0"
+
+
+def train_dl_model_batch(model: DLModel, samples) -> dict[str, float]:
+    """One weight update from batch_size * batch_size_multiplier samples (SPEC section 1)."""
+    return model.train_batch(samples)
+
+
+def apply_dl_model(model: DLModel, samples) -> list[dict]:
+    """Inference: one result dict per sample (SPEC section 6)."""
+    return model.apply(samples)
+
+
+def evaluate_dl_model(model: DLModel, samples) -> dict:
+    """Apply the model to labelled samples and measure (accuracy, confusion matrix, ...)."""
+    return model.evaluate(samples)
+
+
+def get_dl_model_param(model: DLModel, name: str) -> Any:
+    return model.get_param(name)
+
+
+def set_dl_model_param(model: DLModel, name: str, value: Any) -> None:
+    model.set_param(name, value)
+
+
+def write_dl_model(model: DLModel, path) -> None:
+    """Write the model to one .onnx file (atomically)."""
+    from .core.onnx_io import write_dl_model as _write
+    _write(model, path)
+
+
+def read_dl_model(path, backend: str | None = None, device: str = "cpu", **kwargs) -> DLModel:
+    """Read a dlbatch .onnx file or an ONNX classifier made elsewhere."""
+    from .core.onnx_io import read_dl_model as _read
+    return _read(path, backend=backend, device=device, **kwargs)
+
+
+def plugins():
+    """Every loaded plugin: name, source, distribution, version and what it registered."""
+    return plugin_manager.plugins()
+
+
+__all__ = [
+    "DLModel", "create_dl_model", "read_dl_model", "write_dl_model", "train_dl_model_batch",
+    "apply_dl_model", "evaluate_dl_model", "get_dl_model_param", "set_dl_model_param",
+    "preprocess_dl_samples", "set_system", "get_system", "plugins", "plugin_manager",
+    "DLError", "DLParamError", "DLSampleError", "DLPluginError", "DLBackendError", "DLNumericError",
+    "DLModelFileError",
+]

@@ -1,0 +1,48 @@
+"""The numpy CPU backend: always available, always deterministic (SPEC section 8)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...core.backend import Backend
+from ...core.errors import DLBackendError
+from .program import NumpyProgram
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    description = "pure numpy on the CPU; forward and backward kernels per ONNX op"
+
+    def __init__(self) -> None:
+        self._generator = np.random.default_rng(0)
+
+    @property
+    def xp(self):
+        return np
+
+    def compile(self, graph, kernels, *, device, dtype):
+        self.check_device(device)
+        return NumpyProgram(graph, kernels, dtype, self._rng)
+
+    def _rng(self) -> np.random.Generator:
+        return self._generator
+
+    def asarray(self, array, *, device="cpu", dtype=None):
+        arr = np.asarray(array)
+        if dtype is not None and arr.dtype != dtype:
+            arr = arr.astype(dtype)
+        return arr
+
+    def to_numpy(self, array):
+        return np.asarray(array)
+
+    def check_device(self, device: str) -> str:
+        if device != "cpu":
+            raise DLBackendError(f"the numpy backend runs on 'cpu' only, not {device!r}; use "
+                                 "backend='torch' (pip install 'dlbatch[torch]') for a GPU")
+        return device
+
+    def all_finite(self, arrays) -> bool:
+        return all(bool(np.isfinite(a).all()) for a in arrays)
+
+    def seed(self, seed: int) -> None:
+        self._generator = np.random.default_rng(int(seed))

@@ -1,0 +1,1 @@
+"""The `dlbatch` admin command line (Typer)."""

@@ -1,0 +1,289 @@
+"""DLModel: graph + parameters + hyperparameters + solver state, on one backend and device.
+
+Values (trainable parameters, batch-norm statistics, constants) are kept as the backend's own
+arrays so a GPU backend never round-trips to the host between steps; `state_dict()` and
+`solver_state_dict()` are the numpy views of them.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import solvers
+from .backend import Backend, Program
+from .errors import DLBackendError, DLParamError, DLPluginError
+from .graph import Graph
+from .model_type import LossTerm, ModelType
+from .params import ParamTable, coerce
+from .plugins import manager
+
+RUNTIME_PARAMS = ("backend", "device", "runtime", "precision")
+
+
+def _cast(array: np.ndarray, precision: str) -> np.ndarray:
+    """Floating arrays take the model's precision; integer constants keep their type."""
+    return array.astype(precision, copy=False) if array.dtype.kind == "f" else array
+
+
+class DLModel:
+    """A model handle; every HALCON operator of dlbatch is also a method here."""
+
+    def __init__(self, model_type: ModelType, table: ParamTable, graph: Graph,
+                 values: Mapping[str, np.ndarray], hp: dict[str, Any], meta: dict[str, Any], *,
+                 backend: str, device: str, precision: str,
+                 solver_state: Mapping[str, np.ndarray] | None = None):
+        self._type = model_type
+        self._table = table
+        self.graph = graph
+        self.meta = meta
+        self._hp = hp
+        self._backend_name = ""
+        self._device = ""
+        self._precision = precision
+        self._backend: Backend | None = None
+        self._values: dict[str, Any] = {}
+        self._solver_state = solvers.empty_state()
+        self._programs: dict[tuple, Program] = {}
+        missing = [n for n in graph.initializer_names() if n not in values]
+        if missing:
+            raise DLParamError(f"initial values missing for {missing[:5]}")
+        self._place(backend, device, precision, {n: np.asarray(values[n]) for n in graph.initializer_names()},
+                    _numpy_solver_state(solver_state) if solver_state else solvers.empty_state())
+
+    # -- placement ----------------------------------------------------------------------------
+    @property
+    def backend(self) -> Backend:
+        assert self._backend is not None
+        return self._backend
+
+    @property
+    def model_type(self) -> ModelType:
+        return self._type
+
+    def _place(self, backend_name: str, device: str, precision: str,
+               np_values: Mapping[str, np.ndarray], np_state: dict) -> None:
+        """Move everything to (backend, device, precision). Validates before changing anything."""
+        backend = manager.backend(backend_name)
+        device = backend.check_device(device)
+        values = {n: backend.asarray(_cast(v, precision), device=device) for n, v in np_values.items()}
+        state = _map_state(np_state, lambda a: backend.asarray(_cast(a, precision), device=device))
+        self._backend, self._backend_name, self._device, self._precision = backend, backend_name, device, precision
+        self._values, self._solver_state = values, state
+        self._programs = {}
+
+    def _numpy_values(self) -> dict[str, np.ndarray]:
+        return {n: self.backend.to_numpy(v) for n, v in self._values.items()}
+
+    def _move(self, backend_name=None, device=None, precision=None) -> None:
+        self._place(backend_name or self._backend_name, device or self._device, precision or self._precision,
+                    self._numpy_values(), _map_state(self._solver_state, self.backend.to_numpy))
+
+    def program(self) -> Program:
+        """The graph compiled for the current backend, device and precision (cached)."""
+        key = (self._backend_name, self._device, self._precision, id(self.graph))
+        prog = self._programs.get(key)
+        if prog is None:
+            prog = self.backend.compile(self.graph, manager.kernels(self._backend_name),
+                                        device=self._device, dtype=self._precision)
+            self._programs = {key: prog}
+        return prog
+
+    # -- parameters ---------------------------------------------------------------------------
+    def get_param(self, name: str) -> Any:
+        spec = self._table.spec(name)
+        if name == "type":
+            return self._type.name
+        if name == "num_classes":
+            return len(self._hp["class_ids"])
+        if name == "num_trainable_params":
+            return int(sum(int(np.prod(self._shape(n))) for n in self.graph.trainable))
+        if name == "image_dimensions":
+            return [self._hp["image_width"], self._hp["image_height"], self._hp["image_num_channels"]]
+        if name == "backend":
+            return self._backend_name
+        if name == "device":
+            return self._device
+        if name == "runtime":
+            return "gpu" if self._device.startswith("cuda") else "cpu"
+        if name == "precision":
+            return self._precision
+        if name == "losses":
+            return self.loss_names()
+        value = self._hp.get(spec.name)
+        return list(value) if isinstance(value, list) else value
+
+    def set_param(self, name: str, value: Any) -> None:
+        """Validate, then change; a refused value leaves the model exactly as it was."""
+        spec = self._table.spec(name)
+        if spec.readonly:
+            raise DLParamError(f"parameter {name!r} is read-only (derived from the model)")
+        value = coerce(spec, value)
+        if name == "backend":
+            self._move(backend_name=value)
+        elif name == "device":
+            self._move(device=value)
+        elif name == "precision":
+            self._move(precision=value)
+        elif name == "runtime":
+            self._set_runtime(value)
+        elif name == "image_dimensions":
+            new = dict(self._hp, image_width=value[0], image_height=value[1], image_num_channels=value[2])
+            self._commit_hp(new, ["image_width", "image_height", "image_num_channels"])
+        else:
+            new = dict(self._hp)
+            new[name] = value
+            if name == "class_ids":
+                if len(new.get("class_names") or []) != len(value):
+                    new["class_names"] = [str(c) for c in value]
+                if new.get("class_weights") is not None and len(new["class_weights"]) != len(value):
+                    new["class_weights"] = None
+            self._commit_hp(new, [name])
+
+    def _commit_hp(self, new: dict, changed: list[str]) -> None:
+        check_consistency(new, self._type, self.meta)
+        for name in changed:
+            if new.get(name) != self._hp.get(name):
+                self._type.on_param_changed(self, name, self._hp.get(name), new[name])
+        self._hp = new
+
+    def _set_runtime(self, runtime: str) -> None:
+        if runtime == "cpu":
+            self._move(device="cpu")
+            return
+        device = self._device if self._device.startswith("cuda") else "cuda:0"
+        backend_name = self._backend_name
+        try:
+            manager.backend(backend_name).check_device(device)
+        except DLBackendError:
+            if backend_name == "torch":
+                raise
+            backend_name = "torch"
+        self._move(backend_name=backend_name, device=device)
+
+    # -- values -------------------------------------------------------------------------------
+    def _shape(self, name: str) -> tuple:
+        return tuple(self._values[name].shape)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """{initializer name: numpy array} for every trainable parameter and batch-norm
+        statistic; never solver state."""
+        names = [*self.graph.trainable, *self.graph.statistics]
+        return {n: np.array(self.backend.to_numpy(self._values[n]), copy=True) for n in names}
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        """Set parameters and statistics (every name and shape checked first); the solver
+        state is left as it is, as loading a PyTorch module's state leaves its optimizer."""
+        names = [*self.graph.trainable, *self.graph.statistics]
+        missing = [n for n in names if n not in state]
+        unknown = [n for n in state if n not in names]
+        if missing or unknown:
+            raise DLParamError(f"load_state_dict: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                               f"unknown {unknown[:5]}{'...' if len(unknown) > 5 else ''}; the names must "
+                               "be exactly those of model.state_dict()")
+        for n in names:
+            arr = np.asarray(state[n])
+            if arr.shape != self._shape(n):
+                raise DLParamError(f"load_state_dict: {n!r} has shape {arr.shape}, the model needs "
+                                   f"{self._shape(n)}")
+            if arr.dtype.kind != "f" or not np.isfinite(arr).all():
+                raise DLParamError(f"load_state_dict: {n!r} must be finite floating-point values")
+        new = {n: self.backend.asarray(_cast(np.asarray(state[n]), self._precision), device=self._device)
+               for n in names}
+        self._values.update(new)
+
+    def solver_state_dict(self) -> dict[str, np.ndarray]:
+        """The solver state as flat numpy arrays: `step`, `adam_step`, `<slot>/<param>`."""
+        s = self._solver_state
+        out = {c: np.array(s[c], dtype=np.int64) for c in solvers.COUNTERS}
+        for slot in solvers.SLOTS:
+            for n, a in s[slot].items():
+                out[f"{slot}/{n}"] = np.array(self.backend.to_numpy(a), copy=True)
+        return out
+
+    def load_solver_state_dict(self, flat: Mapping[str, np.ndarray]) -> None:
+        state = _numpy_solver_state(flat)
+        for slot in solvers.SLOTS:
+            for n, a in state[slot].items():
+                if n not in self.graph.trainable or tuple(a.shape) != self._shape(n):
+                    raise DLParamError(f"solver state {slot}/{n} does not match a trainable parameter "
+                                       "of this model (name or shape)")
+        self._solver_state = _map_state(state, lambda a: self.backend.asarray(
+            _cast(a, self._precision), device=self._device))
+
+    # -- losses -------------------------------------------------------------------------------
+    def loss_terms(self) -> list[LossTerm]:
+        return self._type.loss_terms(self.meta)
+
+    def loss_names(self) -> dict[str, str]:
+        """Loss-term name -> registered loss name (defaults filled in)."""
+        chosen = self._hp.get("losses") or {}
+        return {t.name: chosen.get(t.name, t.default_loss) for t in self.loss_terms()}
+
+    # -- operators ----------------------------------------------------------------------------
+    def train_batch(self, samples) -> dict[str, float]:
+        from .train import train_step
+        return train_step(self, samples)
+
+    def apply(self, samples) -> list[dict]:
+        from .infer import apply_model
+        return apply_model(self, samples)
+
+    def evaluate(self, samples) -> dict:
+        from .infer import evaluate_model
+        return evaluate_model(self, samples)
+
+    def write(self, path) -> None:
+        from .onnx_io import write_dl_model
+        write_dl_model(self, path)
+
+    def __repr__(self) -> str:
+        return (f"DLModel(type={self._type.name!r}, backend={self._backend_name!r}, device={self._device!r}, "
+                f"classes={len(self._hp['class_ids'])}, params={self.get_param('num_trainable_params')})")
+
+
+def check_consistency(hp: Mapping[str, Any], model_type: ModelType, meta: Mapping[str, Any]) -> None:
+    """Cross-parameter rules: one name and weight per class, known loss terms and losses."""
+    k = len(hp["class_ids"])
+    if len(hp["class_names"]) != k:
+        raise DLParamError(f"class_names has {len(hp['class_names'])} entries but there are {k} class_ids; "
+                           "give one name per class id")
+    if hp.get("class_weights") is not None and len(hp["class_weights"]) != k:
+        raise DLParamError(f"class_weights has {len(hp['class_weights'])} entries but there are {k} "
+                           "class_ids; give one weight per class id")
+    losses = hp.get("losses") or {}
+    terms = {t.name for t in model_type.loss_terms(meta)}
+    for term, loss_name in losses.items():
+        if term not in terms:
+            raise DLParamError(f"losses: {term!r} is not a loss term of a {model_type.name} model; "
+                               f"its terms are {sorted(terms)}")
+        if not isinstance(loss_name, str):
+            raise DLParamError(f"losses[{term!r}] must be the name of a registered loss")
+        try:
+            manager.loss(loss_name)
+        except DLPluginError as exc:
+            raise DLParamError(f"losses[{term!r}]: {exc}") from None
+
+
+def _map_state(state: Mapping, fn) -> dict:
+    out = {c: int(state.get(c, 0)) for c in solvers.COUNTERS}
+    for slot in solvers.SLOTS:
+        out[slot] = {n: fn(a) for n, a in state.get(slot, {}).items()}
+    return out
+
+
+def _numpy_solver_state(flat_or_nested: Mapping) -> dict:
+    """Accept the flat form of solver_state_dict() or the nested in-memory form."""
+    if any(slot in flat_or_nested and isinstance(flat_or_nested[slot], dict) for slot in solvers.SLOTS):
+        return _map_state(flat_or_nested, np.asarray)
+    state = solvers.empty_state()
+    for key, value in flat_or_nested.items():
+        if key in solvers.COUNTERS:
+            state[key] = int(np.asarray(value))
+            continue
+        slot, _, param = key.partition("/")
+        if slot not in solvers.SLOTS or not param:
+            raise DLParamError(f"unknown solver state entry {key!r}; expected step, adam_step or "
+                               f"<{'|'.join(solvers.SLOTS)}>/<parameter name>")
+        state[slot][param] = np.asarray(value)
+    return state

@@ -1,0 +1,28 @@
+"""Process-wide settings (HALCON's set_system): determinism and the default seed."""
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import DLParamError, did_you_mean
+
+_SETTINGS: dict[str, Any] = {"cudnn_deterministic": False, "seed": 42}
+_KINDS = {"cudnn_deterministic": bool, "seed": int}
+
+
+def set_system(name: str, value: Any) -> None:
+    """Set a process-wide option. `cudnn_deterministic` makes the torch backend use
+    deterministic algorithms; `seed` is the default seed of models created afterwards."""
+    if name not in _KINDS:
+        raise DLParamError(f"unknown system parameter {name!r}; {did_you_mean(name, _KINDS)}")
+    kind = _KINDS[name]
+    if kind is bool and not isinstance(value, bool):
+        raise DLParamError(f"system parameter {name!r} must be True or False, got {value!r}")
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise DLParamError(f"system parameter {name!r} must be an integer >= 0, got {value!r}")
+    _SETTINGS[name] = value
+
+
+def get_system(name: str) -> Any:
+    if name not in _SETTINGS:
+        raise DLParamError(f"unknown system parameter {name!r}; {did_you_mean(name, _SETTINGS)}")
+    return _SETTINGS[name]

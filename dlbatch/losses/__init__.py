@@ -1,0 +1,1 @@
+"""Built-in losses (plugins), each written once against the array namespace."""

@@ -1,0 +1,1 @@
+"""Built-in model types (plugins) and the backbones they are built from."""
