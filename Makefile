@@ -9,9 +9,10 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
+# torch is pinned in pyproject.toml (extra "torch"): pip takes the CPU build from this
+# machine's disk instead of resolving a multi-GB CUDA build.
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch is pinned: pip takes the CPU build from this machine's disk.
 	$(PY) -m pip install --quiet -e '.[dev,torch]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
