@@ -1,0 +1,152 @@
+"""Helpers shared by the numpy kernels: errors, attribute-or-input reading, layout tricks and
+broadcast-gradient reduction. Sums are always taken along a contiguous last axis, where numpy
+uses pairwise summation (accurate in float32) and runs fastest."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ....core.errors import DLPluginError
+
+
+def unsupported(op: str, what: str, value, supported: str) -> DLPluginError:
+    return DLPluginError(f"{op}: {what}={value!r} is not supported by the numpy backend; "
+                         f"supported: {supported}")
+
+
+def as_str(v, default: str = "") -> str:
+    if v is None:
+        return default
+    return v.decode() if isinstance(v, (bytes, bytearray)) else str(v)
+
+
+def needs(ctx, i: int) -> bool:
+    """Whether input i needs a gradient (an empty needs_input_grad means all do)."""
+    n = ctx.needs_input_grad
+    return True if not n or i >= len(n) else bool(n[i])
+
+
+def is_float(a) -> bool:
+    return a is not None and np.issubdtype(np.asarray(a).dtype, np.floating)
+
+
+def int_list(v) -> list[int] | None:
+    if v is None:
+        return None
+    return [int(t) for t in np.asarray(v).reshape(-1)]
+
+
+def attr_or_input(ctx, attrs, inputs, name: str, index: int, input_since: int, default=None):
+    """An operand that moved from an attribute to an input at opset `input_since`."""
+    if ctx.opset >= input_since:
+        if index < len(inputs) and inputs[index] is not None:
+            return inputs[index]
+        return default
+    return attrs.get(name, default)
+
+
+def cm(x: np.ndarray) -> np.ndarray:
+    """(N, C, ...) -> channel-major view (C, N, ...); free when memory is channel-major."""
+    return x.swapaxes(0, 1)
+
+
+def cm_rows(x: np.ndarray) -> np.ndarray:
+    """(N, C, ...) -> (C, N*prod(...)) rows, one contiguous row per channel (copies only when
+    the memory is not channel-major)."""
+    return np.ascontiguousarray(cm(x)).reshape(x.shape[1], -1)
+
+
+def channel_sum(x: np.ndarray) -> np.ndarray:
+    """Per-channel sum of an (N, C, ...) array, pairwise along contiguous axes."""
+    n, c = x.shape[0], x.shape[1]
+    xc = cm(x)
+    if xc.flags.c_contiguous or not x.flags.c_contiguous:
+        return cm_rows(x).sum(axis=1)
+    return x.reshape(n, c, -1).sum(axis=2).sum(axis=0)
+
+
+def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum a broadcast gradient back to `shape` (numpy broadcasting rules)."""
+    shape = tuple(shape)
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    full = (1,) * lead + shape
+    # the common bias-like case: (N, C, ...) reduced to C along axis 1
+    if g.ndim >= 3 and full[1] == g.shape[1] and all(s == 1 for i, s in enumerate(full) if i != 1):
+        return channel_sum(g).reshape(shape)
+    axes = tuple(i for i, s in enumerate(full) if s == 1 and g.shape[i] != 1)
+    out = g.sum(axis=axes, keepdims=True) if axes else g
+    return out.reshape(shape)
+
+
+def spatial_pads(op: str, attrs, in_sp, k, s, d, *, ceil_mode: bool = False):
+    """Begin/end pads and output sizes for NOTSET/VALID/SAME_* auto_pad (Conv and pools).
+    With ceil_mode the last window must start inside the input or its left padding (ONNX and
+    PyTorch agree on this)."""
+    nd = len(in_sp)
+    auto_pad = as_str(attrs.get("auto_pad"), "NOTSET")
+    if auto_pad in ("NOTSET", ""):
+        pads = int_list(attrs.get("pads")) or [0] * (2 * nd)
+        pb, pe = pads[:nd], pads[nd:]
+        out = []
+        for i in range(nd):
+            span = in_sp[i] + pb[i] + pe[i] - ((k[i] - 1) * d[i] + 1)
+            if ceil_mode:
+                o = -(-span // s[i]) + 1
+                if (o - 1) * s[i] >= in_sp[i] + pb[i]:
+                    o -= 1
+            else:
+                o = span // s[i] + 1
+            out.append(o)
+        return list(pb), list(pe), out
+    if auto_pad == "VALID":
+        out = []
+        for i in range(nd):
+            span = in_sp[i] - ((k[i] - 1) * d[i] + 1)
+            out.append((-(-span // s[i]) if ceil_mode else span // s[i]) + 1)
+        return [0] * nd, [0] * nd, out
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pb, pe, out = [], [], []
+        for i in range(nd):
+            o = -(-in_sp[i] // s[i])
+            total = max(0, (o - 1) * s[i] + (k[i] - 1) * d[i] + 1 - in_sp[i])
+            small = total // 2
+            if auto_pad == "SAME_UPPER":
+                pb.append(small); pe.append(total - small)
+            else:
+                pb.append(total - small); pe.append(small)
+            out.append(o)
+        return pb, pe, out
+    raise unsupported(op, "auto_pad", auto_pad, "NOTSET, VALID, SAME_UPPER, SAME_LOWER")
+
+
+def check_4d(op: str, x: np.ndarray):
+    if x.ndim != 4:
+        raise DLPluginError(f"{op}: the numpy backend supports 2-D spatial inputs (N, C, H, W) only; "
+                            f"got an input of rank {x.ndim} with shape {x.shape}")
+
+
+def tap(xp: np.ndarray, i: int, j: int, d, s, ho: int, wo: int) -> np.ndarray:
+    """The (C, N, ho, wo) view of padded channel-major `xp` seen by kernel tap (i, j)."""
+    h0, w0 = i * d[0], j * d[1]
+    return xp[:, :, h0:h0 + s[0] * (ho - 1) + 1:s[0], w0:w0 + s[1] * (wo - 1) + 1:s[1]]
+
+
+def pad_cm(xc: np.ndarray, pb, pe, hp: int, wp: int, value=0.0) -> np.ndarray:
+    """Channel-major (C, N, H, W) -> padded (C, N, hp, wp); hp/wp may exceed H+pads (ceil_mode)."""
+    c, n, h, w = xc.shape
+    if pb[0] == pb[1] == 0 and hp == h and wp == w:
+        return xc
+    out = np.empty((c, n, hp, wp), dtype=xc.dtype)
+    if value == 0.0:
+        out.fill(0)
+    else:
+        out.fill(value)
+    out[:, :, pb[0]:pb[0] + h, pb[1]:pb[1] + w] = xc
+    return out
+
+
+def prod(t) -> int:
+    return int(math.prod(t))

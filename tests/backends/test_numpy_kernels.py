@@ -1,0 +1,530 @@
+"""The numpy kernels against three independent references:
+
+* central finite differences of the kernel's own forward (float64) for every backward;
+* onnx.reference.ReferenceEvaluator on a one-node ONNX model for every forward (float32);
+* torch autograd (float64) for values and gradients of the main ops, and torch's batch-norm
+  running-statistics update.
+
+Plus layout (channel-major views give the same results), float32 accuracy of batch norm at
+224x224, dtype preservation and the errors for unsupported attributes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+from onnx.reference import ReferenceEvaluator
+
+import dlbatch.backends.numpy_cpu.ops.conv as conv_mod
+from dlbatch.backends.numpy_cpu.ops import KERNELS
+from dlbatch.core.backend import OpContext
+from dlbatch.core.errors import DLPluginError
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+KERNEL = {k.op_type: k for k in KERNELS}
+
+
+def i64(*v):
+    return np.array(v, dtype=np.int64)
+
+
+def cmajor(x):
+    """Same logical array, channel-major memory (what the spatial kernels return)."""
+    return np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+
+
+def run(op, inputs, attrs, *, training=False, opset=17, needs=None, momentum=0.9):
+    ctx = OpContext(training=training, bn_momentum=momentum,
+                    needs_input_grad=tuple(needs) if needs is not None else tuple(
+                        v is not None and np.issubdtype(v.dtype, np.floating) for v in inputs),
+                    rng=np.random.default_rng(0), opset=opset)
+    outs, saved = KERNEL[op].forward(ctx, list(inputs), dict(attrs))
+    return outs, saved, ctx
+
+
+@dataclass
+class Case:
+    id: str
+    op: str
+    make: Callable[[np.random.Generator], list]  # float64 inputs (ints stay ints)
+    attrs: dict = field(default_factory=dict)
+    training: bool = False
+    opset: int = 17
+    diff: tuple | None = None  # inputs whose gradient is checked (default: every float input)
+    onnx_ref: bool = True
+    ref: str = "onnx"  # "ort": onnxruntime, where the reference evaluator lacks the old semantics
+
+    def inputs(self, seed=0):
+        return self.make(np.random.default_rng(seed))
+
+    def __str__(self):
+        return self.id
+
+
+def n(r, *shape):
+    return r.standard_normal(shape)
+
+
+def bn_inputs(r, shape):
+    c = shape[1]
+    return [n(r, *shape) * 1.5 + 0.7, r.uniform(0.5, 1.5, c), n(r, c), n(r, c) * 0.1, r.uniform(0.5, 2.0, c)]
+
+
+PHASE1 = [
+    # convolution
+    Case("conv-3x3-pad1-bias", "Conv", lambda r: [n(r, 2, 3, 6, 6), n(r, 4, 3, 3, 3), n(r, 4)],
+         {"pads": [1, 1, 1, 1]}),
+    Case("conv-stride2-asympad", "Conv", lambda r: [n(r, 2, 3, 7, 6), n(r, 4, 3, 3, 3), n(r, 4)],
+         {"strides": [2, 2], "pads": [1, 0, 2, 1]}),
+    Case("conv-dilated", "Conv", lambda r: [n(r, 2, 2, 8, 7), n(r, 3, 2, 3, 2)],
+         {"dilations": [2, 2], "pads": [2, 1, 2, 1]}),
+    Case("conv-groups2", "Conv", lambda r: [n(r, 2, 4, 5, 5), n(r, 6, 2, 3, 3), n(r, 6)],
+         {"group": 2, "pads": [1, 1, 1, 1], "strides": [1, 2]}),
+    Case("conv-depthwise", "Conv", lambda r: [n(r, 2, 3, 6, 6), n(r, 3, 1, 3, 3), n(r, 3)],
+         {"group": 3, "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    Case("conv-depthwise-mult2", "Conv", lambda r: [n(r, 2, 3, 5, 5), n(r, 6, 1, 3, 3)],
+         {"group": 3, "pads": [1, 1, 1, 1]}),
+    Case("conv-pointwise", "Conv", lambda r: [n(r, 2, 5, 4, 3), n(r, 3, 5, 1, 1)]),
+    Case("conv-1x1-stride2", "Conv", lambda r: [n(r, 2, 3, 5, 5), n(r, 4, 3, 1, 1), n(r, 4)],
+         {"strides": [2, 2]}),
+    Case("conv-same-upper", "Conv", lambda r: [n(r, 2, 2, 7, 6), n(r, 3, 2, 3, 3)],
+         {"auto_pad": "SAME_UPPER", "strides": [2, 2]}),
+    Case("conv-same-lower", "Conv", lambda r: [n(r, 2, 2, 6, 6), n(r, 3, 2, 2, 2)],
+         {"auto_pad": "SAME_LOWER"}),
+    Case("conv-valid-2x3", "Conv", lambda r: [n(r, 1, 2, 6, 7), n(r, 3, 2, 2, 3), n(r, 3)],
+         {"auto_pad": "VALID", "kernel_shape": [2, 3]}),
+    # batch norm
+    Case("bn-train-4d", "BatchNormalization", lambda r: bn_inputs(r, (3, 2, 4, 5)), training=True, diff=(0, 1, 2),
+         onnx_ref=False),
+    Case("bn-train-2d", "BatchNormalization", lambda r: bn_inputs(r, (6, 3)), training=True, diff=(0, 1, 2),
+         onnx_ref=False),
+    Case("bn-infer-4d", "BatchNormalization", lambda r: bn_inputs(r, (2, 3, 4, 4)), {"epsilon": 1e-3},
+         diff=(0, 1, 2)),
+    Case("bn-infer-2d", "BatchNormalization", lambda r: bn_inputs(r, (4, 3)), diff=(0, 1, 2)),
+    # activations
+    Case("relu", "Relu", lambda r: [n(r, 2, 3, 4, 4)]),
+    Case("leakyrelu-default", "LeakyRelu", lambda r: [n(r, 2, 3, 4)]),
+    Case("leakyrelu-alpha0.3", "LeakyRelu", lambda r: [n(r, 3, 5)], {"alpha": 0.3}),
+    Case("leakyrelu-alpha-neg", "LeakyRelu", lambda r: [n(r, 3, 5)], {"alpha": -1.5}),
+    Case("clip-min-max-inputs", "Clip", lambda r: [n(r, 3, 6), np.array(-0.5), np.array(0.6)], diff=(0,)),
+    Case("clip-min-only", "Clip", lambda r: [n(r, 3, 6), np.array(0.0)], diff=(0,)),
+    Case("clip-no-bounds", "Clip", lambda r: [n(r, 3, 6)]),
+    Case("clip-opset6-attrs", "Clip", lambda r: [n(r, 3, 6)], {"min": -0.3, "max": 0.4}, opset=6),
+    Case("sigmoid", "Sigmoid", lambda r: [n(r, 2, 3, 4) * 3]),
+    # pooling
+    Case("maxpool-2x2-s2", "MaxPool", lambda r: [n(r, 2, 3, 6, 6)], {"kernel_shape": [2, 2], "strides": [2, 2]}),
+    Case("maxpool-3x3-s2-p1", "MaxPool", lambda r: [n(r, 2, 2, 7, 7)],
+         {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    Case("maxpool-ceil", "MaxPool", lambda r: [n(r, 1, 2, 6, 7)],
+         {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}),
+    Case("maxpool-dilated", "MaxPool", lambda r: [n(r, 1, 2, 7, 7)],
+         {"kernel_shape": [2, 2], "dilations": [2, 2], "pads": [1, 0, 1, 0]}),
+    Case("maxpool-same-upper", "MaxPool", lambda r: [n(r, 1, 2, 5, 6)],
+         {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_UPPER"}),
+    Case("avgpool-2x2", "AveragePool", lambda r: [n(r, 2, 3, 6, 6)], {"kernel_shape": [2, 2], "strides": [2, 2]}),
+    Case("avgpool-pad-exclude", "AveragePool", lambda r: [n(r, 2, 2, 5, 5)],
+         {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    Case("avgpool-pad-include", "AveragePool", lambda r: [n(r, 2, 2, 5, 5)],
+         {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "count_include_pad": 1}),
+    Case("avgpool-ceil", "AveragePool", lambda r: [n(r, 1, 2, 6, 7)],
+         {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}),
+    Case("avgpool-ceil-pad-include", "AveragePool", lambda r: [n(r, 1, 2, 6, 6)],
+         {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "ceil_mode": 1,
+          "count_include_pad": 1}),
+    Case("globalavgpool", "GlobalAveragePool", lambda r: [n(r, 2, 3, 4, 5)]),
+    # linear
+    Case("gemm-bias-vector", "Gemm", lambda r: [n(r, 4, 5), n(r, 5, 3), n(r, 3)]),
+    Case("gemm-transA", "Gemm", lambda r: [n(r, 5, 4), n(r, 5, 3), n(r, 4, 3)], {"transA": 1}),
+    Case("gemm-transB-alpha-beta", "Gemm", lambda r: [n(r, 4, 5), n(r, 3, 5), n(r, 1, 3)],
+         {"transB": 1, "alpha": 0.7, "beta": -1.3}),
+    Case("gemm-transAB-col-C", "Gemm", lambda r: [n(r, 5, 4), n(r, 3, 5), n(r, 4, 1)],
+         {"transA": 1, "transB": 1}),
+    Case("gemm-scalar-C", "Gemm", lambda r: [n(r, 4, 5), n(r, 5, 3), n(r)], {"beta": 2.0}),
+    Case("gemm-no-C", "Gemm", lambda r: [n(r, 4, 5), n(r, 5, 3)], {"alpha": 1.5}),
+    Case("matmul-2d", "MatMul", lambda r: [n(r, 3, 4), n(r, 4, 5)]),
+    Case("matmul-batched-broadcast", "MatMul", lambda r: [n(r, 3, 1, 4, 5), n(r, 2, 5, 6)]),
+    Case("matmul-vec-mat", "MatMul", lambda r: [n(r, 4), n(r, 2, 4, 3)]),
+    Case("matmul-mat-vec", "MatMul", lambda r: [n(r, 2, 3, 4), n(r, 4)]),
+    # elementwise
+    Case("add-same", "Add", lambda r: [n(r, 2, 3, 4), n(r, 2, 3, 4)]),
+    Case("add-channel-bias", "Add", lambda r: [n(r, 2, 3, 4, 5), n(r, 3, 1, 1)]),
+    Case("add-broadcast-both", "Add", lambda r: [n(r, 2, 1, 4), n(r, 3, 1)]),
+    Case("sub-broadcast", "Sub", lambda r: [n(r, 2, 3, 4, 5), n(r, 1, 3, 1, 1)]),
+    Case("sub-scalar-first", "Sub", lambda r: [n(r, 1), n(r, 2, 3)]),
+    Case("mul-same", "Mul", lambda r: [n(r, 2, 3, 4), n(r, 2, 3, 4)]),
+    Case("mul-broadcast", "Mul", lambda r: [n(r, 2, 3, 4, 5), n(r, 2, 1, 4, 1)]),
+    # shape
+    Case("concat-axis1", "Concat", lambda r: [n(r, 2, 3, 4), n(r, 2, 1, 4), n(r, 2, 2, 4)], {"axis": 1}),
+    Case("concat-axis-neg", "Concat", lambda r: [n(r, 2, 3), n(r, 2, 4)], {"axis": -1}),
+    Case("flatten-axis1", "Flatten", lambda r: [n(r, 2, 3, 2, 2)]),
+    Case("flatten-axis0", "Flatten", lambda r: [n(r, 2, 3, 2)], {"axis": 0}),
+    Case("flatten-axis-neg", "Flatten", lambda r: [n(r, 2, 3, 2, 2)], {"axis": -2}),
+    Case("reshape-0-and-minus1", "Reshape", lambda r: [n(r, 2, 3, 4), i64(0, -1, 2)]),
+    Case("reshape-allowzero", "Reshape", lambda r: [n(r, 2, 3, 4), i64(4, 6)], {"allowzero": 1}),
+    Case("transpose-perm", "Transpose", lambda r: [n(r, 2, 3, 4)], {"perm": [1, 2, 0]}),
+    Case("transpose-default", "Transpose", lambda r: [n(r, 2, 3, 4)]),
+    Case("identity", "Identity", lambda r: [n(r, 2, 3)]),
+    # softmax
+    Case("softmax-last", "Softmax", lambda r: [n(r, 3, 5)]),
+    Case("softmax-axis1-4d", "Softmax", lambda r: [n(r, 2, 3, 2, 2)], {"axis": 1}),
+    Case("softmax-opset11-flatten", "Softmax", lambda r: [n(r, 2, 3, 2)], {"axis": 1}, opset=11, ref="ort"),
+    Case("softmax-opset11-default", "Softmax", lambda r: [n(r, 2, 3, 2)], opset=11, ref="ort"),
+    # dropout
+    Case("dropout-train", "Dropout", lambda r: [n(r, 4, 6), np.array(0.3)], training=True, diff=(0,),
+         onnx_ref=False),
+    Case("dropout-infer", "Dropout", lambda r: [n(r, 4, 6), np.array(0.3)], diff=(0,)),
+    Case("dropout-opset10-train", "Dropout", lambda r: [n(r, 4, 6)], {"ratio": 0.5}, training=True,
+         opset=10, onnx_ref=False),
+]
+
+CASES = PHASE1
+
+
+# --------------------------------------------------------------------------- finite differences
+
+def numeric_grad_check(case: Case, *, eps=1e-6, max_points=80, rtol=1e-5, atol=1e-6):
+    xs = case.inputs()
+    op, attrs = case.op, case.attrs
+    outs, saved, ctx = run(op, xs, attrs, training=case.training, opset=case.opset)
+    y = outs[0]
+    g = np.random.default_rng(1).standard_normal(y.shape)
+    grads = KERNEL[op].backward(ctx, saved, [g] + [None] * (len(outs) - 1), attrs)
+    assert len(grads) >= len(xs)
+    diff = case.diff if case.diff is not None else [
+        i for i, v in enumerate(xs) if v is not None and np.issubdtype(v.dtype, np.floating)]
+    pick = np.random.default_rng(2)
+
+    def loss(vals):
+        return float(np.sum(g * run(op, vals, attrs, training=case.training, opset=case.opset)[0][0]))
+
+    for i in diff:
+        ga = grads[i]
+        assert ga is not None, f"no gradient for input {i}"
+        assert ga.shape == xs[i].shape and ga.dtype == np.float64
+        idx = np.arange(xs[i].size)
+        if idx.size > max_points:
+            idx = pick.choice(idx, max_points, replace=False)
+        num = np.empty(idx.size)
+        for k, j in enumerate(idx):
+            vals = [v.copy() if v is not None else None for v in xs]
+            vals[i].reshape(-1)[j] += eps
+            fp = loss(vals)
+            vals[i].reshape(-1)[j] -= 2 * eps
+            fm = loss(vals)
+            num[k] = (fp - fm) / (2 * eps)
+        np.testing.assert_allclose(np.asarray(ga).reshape(-1)[idx], num, rtol=rtol, atol=atol,
+                                   err_msg=f"{case.id}: gradient of input {i}")
+    for i, v in enumerate(xs):
+        if v is not None and not np.issubdtype(v.dtype, np.floating):
+            assert grads[i] is None, f"integer input {i} got a gradient"
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_backward_matches_finite_differences(case):
+    numeric_grad_check(case)
+
+
+# --------------------------------------------------------------------------- ONNX reference
+
+_ONNX_TYPE = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE,
+              np.dtype(np.int64): TensorProto.INT64}
+
+
+def onnx_reference(op, inputs, attrs, opset, ref="onnx"):
+    names = [f"in{i}" if v is not None else "" for i, v in enumerate(inputs)]
+    node = helper.make_node(op, names, ["y"], **attrs)
+    graph = helper.make_graph(
+        [node], "one_node",
+        [helper.make_tensor_value_info(nm, _ONNX_TYPE[v.dtype], v.shape) for nm, v in zip(names, inputs) if nm],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    feeds = {nm: v for nm, v in zip(names, inputs) if nm}
+    if ref == "ort":
+        ort = pytest.importorskip("onnxruntime")
+        model.ir_version = min(model.ir_version, 9)
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return sess.run(None, feeds)[0]
+    return ReferenceEvaluator(model).run(None, feeds)[0]
+
+
+def to32(xs):
+    return [v.astype(np.float32) if v is not None and v.dtype == np.float64 else v for v in xs]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.onnx_ref], ids=str)
+def test_forward_matches_onnx_reference(case):
+    xs = to32(case.inputs())
+    outs, saved, ctx = run(case.op, xs, case.attrs, training=False, opset=case.opset)
+    y = outs[0]
+    ref = onnx_reference(case.op, xs, case.attrs, case.opset, case.ref)
+    assert y.dtype == np.float32
+    assert y.shape == ref.shape
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+    # float32 in, float32 gradients out, with the inputs' shapes
+    grads = KERNEL[case.op].backward(ctx, saved, [np.ones_like(y)], case.attrs)
+    for v, gv in zip(xs, grads):
+        if gv is not None:
+            assert gv.dtype == np.float32 and gv.shape == v.shape
+
+
+# --------------------------------------------------------------------------- torch autograd
+
+def t(v):
+    return torch.from_numpy(np.array(v)).requires_grad_(True)
+
+
+def torch_conv(attrs):
+    def fn(x, w, b=None):
+        pads = attrs.get("pads", [0, 0, 0, 0])
+        x = F.pad(x, (pads[1], pads[3], pads[0], pads[2]))
+        return F.conv2d(x, w, b, stride=attrs.get("strides", 1), dilation=attrs.get("dilations", 1),
+                        groups=attrs.get("group", 1))
+    return fn
+
+
+@dataclass
+class TorchCase:
+    id: str
+    op: str
+    make: Callable
+    attrs: dict
+    fn: Callable  # torch tensors -> output
+    training: bool = False
+    diff: tuple = ()  # inputs compared (the rest are passed to fn without requires_grad)
+
+    def __str__(self):
+        return self.id
+
+
+TORCH_CASES = [
+    TorchCase("conv-pad-stride", "Conv", lambda r: [n(r, 2, 3, 9, 8), n(r, 5, 3, 3, 3), n(r, 5)],
+              {"strides": [2, 1], "pads": [1, 0, 2, 1]}, None, diff=(0, 1, 2)),
+    TorchCase("conv-dilated-groups", "Conv", lambda r: [n(r, 2, 4, 9, 9), n(r, 6, 2, 3, 3)],
+              {"dilations": [2, 1], "group": 2, "pads": [2, 1, 2, 1]}, None, diff=(0, 1)),
+    TorchCase("conv-depthwise", "Conv", lambda r: [n(r, 3, 8, 10, 10), n(r, 8, 1, 3, 3), n(r, 8)],
+              {"group": 8, "strides": [2, 2], "pads": [1, 1, 1, 1]}, None, diff=(0, 1, 2)),
+    TorchCase("conv-7x7-s2", "Conv", lambda r: [n(r, 2, 3, 20, 20), n(r, 4, 3, 7, 7)],
+              {"strides": [2, 2], "pads": [3, 3, 3, 3]}, None, diff=(0, 1)),
+    TorchCase("maxpool-3x3-s2-p1", "MaxPool", lambda r: [n(r, 2, 3, 9, 9)],
+              {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
+              lambda x: F.max_pool2d(x, 3, 2, 1), diff=(0,)),
+    TorchCase("maxpool-ceil-dilated", "MaxPool", lambda r: [n(r, 2, 3, 10, 9)],
+              {"kernel_shape": [2, 3], "strides": [2, 2], "dilations": [2, 1], "ceil_mode": 1},
+              lambda x: F.max_pool2d(x, (2, 3), 2, 0, (2, 1), ceil_mode=True), diff=(0,)),
+    TorchCase("avgpool-exclude-pad", "AveragePool", lambda r: [n(r, 2, 3, 9, 9)],
+              {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
+              lambda x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=False), diff=(0,)),
+    TorchCase("avgpool-ceil-include-pad", "AveragePool", lambda r: [n(r, 2, 3, 8, 8)],
+              {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "ceil_mode": 1,
+               "count_include_pad": 1},
+              lambda x: F.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=True), diff=(0,)),
+    TorchCase("avgpool-ceil-exclude-pad", "AveragePool", lambda r: [n(r, 2, 3, 8, 8)],
+              {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "ceil_mode": 1},
+              lambda x: F.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False), diff=(0,)),
+    TorchCase("gemm-transB-bias", "Gemm", lambda r: [n(r, 6, 5), n(r, 4, 5), n(r, 4)],
+              {"transB": 1, "alpha": 0.5, "beta": 2.0},
+              lambda a, b, c: 0.5 * a @ b.T + 2.0 * c, diff=(0, 1, 2)),
+    TorchCase("softmax-axis1", "Softmax", lambda r: [n(r, 2, 4, 3, 3)], {"axis": 1},
+              lambda x: torch.softmax(x, 1), diff=(0,)),
+    TorchCase("softmax-last", "Softmax", lambda r: [n(r, 5, 7)], {}, lambda x: torch.softmax(x, -1), diff=(0,)),
+]
+for _c in TORCH_CASES:
+    if _c.fn is None:
+        _c.fn = torch_conv(_c.attrs)
+
+
+def compare_with_torch(op, xs, attrs, fn, diff, training=False, rtol=1e-10, atol=1e-10, momentum=0.9):
+    outs, saved, ctx = run(op, xs, attrs, training=training, momentum=momentum)
+    y = outs[0]
+    g = np.random.default_rng(5).standard_normal(y.shape)
+    grads = KERNEL[op].backward(ctx, saved, [g], attrs)
+    tx = [t(v) if i in diff else (torch.from_numpy(np.array(v)) if v is not None else None)
+          for i, v in enumerate(xs)]
+    ty = fn(*tx)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=rtol, atol=atol, err_msg=f"{op} value")
+    ty.backward(torch.from_numpy(g))
+    for i in diff:
+        np.testing.assert_allclose(grads[i], tx[i].grad.numpy(), rtol=rtol, atol=atol,
+                                   err_msg=f"{op} gradient of input {i}")
+    return ctx
+
+
+@pytest.mark.parametrize("case", TORCH_CASES, ids=str)
+def test_values_and_gradients_match_torch(case):
+    xs = case.make(np.random.default_rng(3))
+    compare_with_torch(case.op, xs, case.attrs, case.fn, case.diff, training=case.training)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (8, 5)], ids=["4d", "2d"])
+@pytest.mark.parametrize("momentum", [0.9, 0.6])
+def test_batchnorm_training_matches_torch_with_running_stats(shape, momentum):
+    xs = bn_inputs(np.random.default_rng(4), shape)
+    x, scale, bias, mean, var = xs
+    rm, rv = torch.from_numpy(mean.copy()), torch.from_numpy(var.copy())
+
+    def fn(x_, s_, b_, m_, v_):
+        return F.batch_norm(x_, rm, rv, s_, b_, training=True, momentum=1 - momentum, eps=1e-5)
+
+    ours = compare_with_torch("BatchNormalization", xs, {}, fn, (0, 1, 2), training=True,
+                              momentum=momentum).statistic_updates  # torch updates rm, rv in place
+    assert set(ours) == {3, 4}
+    np.testing.assert_allclose(ours[3], rm.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ours[4], rv.numpy(), rtol=1e-12, atol=1e-12)
+    assert ours[3].dtype == mean.dtype and ours[4].dtype == var.dtype
+
+
+def test_batchnorm_inference_matches_torch_and_leaves_stats():
+    xs = bn_inputs(np.random.default_rng(6), (3, 4, 5, 5))
+    x, scale, bias, mean, var = xs
+    rm, rv = torch.from_numpy(mean.copy()), torch.from_numpy(var.copy())
+    ctx = compare_with_torch("BatchNormalization", xs, {"epsilon": 1e-3},
+                             lambda x_, s_, b_, m_, v_: F.batch_norm(x_, rm, rv, s_, b_, training=False, eps=1e-3),
+                             (0, 1, 2), training=False)
+    assert ctx.statistic_updates == {}
+
+
+def test_batchnorm_float32_224_gradients_are_accurate():
+    """float32 statistics over N*224*224 values per channel: compared with float64 torch.
+    A large mean offset makes sequential float32 accumulation visibly worse than pairwise."""
+    r = np.random.default_rng(7)
+    c = 3
+    x = (r.standard_normal((4, c, 224, 224)) * 3.0 + 20.0).astype(np.float32)
+    scale = r.uniform(0.5, 1.5, c).astype(np.float32)
+    bias = r.standard_normal(c).astype(np.float32)
+    mean, var = np.zeros(c, np.float32), np.ones(c, np.float32)
+    dy = r.standard_normal(x.shape).astype(np.float32)
+    outs, saved, ctx = run("BatchNormalization", [x, scale, bias, mean, var], {}, training=True)
+    dx, dscale, dbias = KERNEL["BatchNormalization"].backward(ctx, saved, [dy], {})[:3]
+    tx, ts, tb = t(x.astype(np.float64)), t(scale.astype(np.float64)), t(bias.astype(np.float64))
+    ty = F.batch_norm(tx, None, None, ts, tb, training=True, eps=1e-5)
+    ty.backward(torch.from_numpy(dy.astype(np.float64)))
+
+    def rel(a, b):
+        return float(np.max(np.abs(a.astype(np.float64) - b)) / np.max(np.abs(b)))
+
+    assert outs[0].dtype == dx.dtype == np.float32
+    assert rel(outs[0], ty.detach().numpy()) < 1e-5
+    # pairwise sums give ~1e-6 here; sequential float32 sums give 2e-5 (dx) and 1e-4 (dscale)
+    assert rel(dx, tx.grad.numpy()) < 1e-5
+    assert rel(dscale, ts.grad.numpy()) < 1e-5
+    assert rel(dbias, tb.grad.numpy()) < 1e-5
+    np.testing.assert_allclose(ctx.statistic_updates[3], 0.1 * x.astype(np.float64).mean(axis=(0, 2, 3)),
+                               rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- memory layout
+
+LAYOUT_CASES = [
+    Case("conv", "Conv", lambda r: [n(r, 2, 3, 6, 6), n(r, 4, 3, 3, 3), n(r, 4)], {"pads": [1, 1, 1, 1]}),
+    Case("conv-pointwise", "Conv", lambda r: [n(r, 2, 3, 5, 5), n(r, 4, 3, 1, 1)]),
+    Case("conv-depthwise", "Conv", lambda r: [n(r, 2, 3, 6, 6), n(r, 3, 1, 3, 3)], {"group": 3, "pads": [1, 1, 1, 1]}),
+    Case("bn-train", "BatchNormalization", lambda r: bn_inputs(r, (2, 3, 4, 4)), training=True),
+    Case("bn-infer", "BatchNormalization", lambda r: bn_inputs(r, (2, 3, 4, 4))),
+    Case("maxpool", "MaxPool", lambda r: [n(r, 2, 3, 6, 6)], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+    Case("avgpool", "AveragePool", lambda r: [n(r, 2, 3, 6, 6)], {"kernel_shape": [2, 2], "strides": [2, 2]}),
+    Case("globalavgpool", "GlobalAveragePool", lambda r: [n(r, 2, 3, 4, 4)]),
+    Case("relu", "Relu", lambda r: [n(r, 2, 3, 4, 4)]),
+    Case("add-bias", "Add", lambda r: [n(r, 2, 3, 4, 4), n(r, 3, 1, 1)]),
+    Case("mul-same", "Mul", lambda r: [n(r, 2, 3, 4, 4), n(r, 2, 3, 4, 4)]),
+    Case("concat", "Concat", lambda r: [n(r, 2, 3, 4, 4), n(r, 2, 2, 4, 4)], {"axis": 1}),
+    Case("flatten", "Flatten", lambda r: [n(r, 2, 3, 2, 2)]),
+]
+
+
+@pytest.mark.parametrize("case", LAYOUT_CASES, ids=str)
+def test_channel_major_inputs_give_same_results(case):
+    xs = case.inputs()
+    cmx = [cmajor(v) if v is not None and v.ndim == 4 else v for v in xs]
+    assert any(v is not None and v.ndim == 4 and not v.flags.c_contiguous for v in cmx)
+    o1, s1, c1 = run(case.op, xs, case.attrs, training=case.training)
+    o2, s2, c2 = run(case.op, cmx, case.attrs, training=case.training)
+    np.testing.assert_allclose(o2[0], o1[0], rtol=1e-12, atol=1e-12)
+    g = np.random.default_rng(1).standard_normal(o1[0].shape)
+    g2 = cmajor(g) if g.ndim == 4 else g
+    d1 = KERNEL[case.op].backward(c1, s1, [g], case.attrs)
+    d2 = KERNEL[case.op].backward(c2, s2, [g2], case.attrs)
+    for a, b in zip(d1, d2):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+
+
+def test_spatial_outputs_are_channel_major_views():
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 6))
+    w = np.random.default_rng(1).standard_normal((4, 3, 3, 3))
+    y = run("Conv", [x, w], {"pads": [1, 1, 1, 1]})[0][0]
+    assert y.shape == (2, 4, 6, 6) and y.transpose(1, 0, 2, 3).flags.c_contiguous
+    z = run("Relu", [y], {})[0][0]
+    assert z.transpose(1, 0, 2, 3).flags.c_contiguous
+
+
+# --------------------------------------------------------------------------- conv details
+
+def test_conv_chunked_batch_equals_single_chunk(monkeypatch):
+    xs = [np.random.default_rng(0).standard_normal(s) for s in [(5, 3, 7, 7), (4, 3, 3, 3), (4,)]]
+    attrs = {"pads": [1, 1, 1, 1], "strides": [2, 1]}
+    o1, s1, c1 = run("Conv", xs, attrs)
+    g = np.random.default_rng(1).standard_normal(o1[0].shape)
+    d1 = KERNEL["Conv"].backward(c1, s1, [g], attrs)
+    monkeypatch.setattr(conv_mod, "COLS_BUDGET", 1)  # one sample per chunk
+    o2, s2, c2 = run("Conv", xs, attrs)
+    d2 = KERNEL["Conv"].backward(c2, s2, [g], attrs)
+    np.testing.assert_allclose(o2[0], o1[0], rtol=1e-12)
+    for a, b in zip(d1, d2):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+def test_conv_skips_input_gradient_when_not_needed(groups):
+    r = np.random.default_rng(0)
+    x, w, b = r.standard_normal((2, 3, 5, 5)), r.standard_normal((3, 3 // groups, 3, 3)), r.standard_normal(3)
+    attrs = {"pads": [1, 1, 1, 1], "group": groups}
+    _, s_all, c_all = run("Conv", [x, w, b], attrs)
+    outs, saved, ctx = run("Conv", [x, w, b], attrs, needs=(False, True, True))
+    g = r.standard_normal(outs[0].shape)
+    dx, dw, db = KERNEL["Conv"].backward(ctx, saved, [g], attrs)
+    ref = KERNEL["Conv"].backward(c_all, s_all, [g], attrs)
+    assert dx is None
+    np.testing.assert_allclose(dw, ref[1], rtol=1e-12)
+    np.testing.assert_allclose(db, ref[2], rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- dropout, errors
+
+def test_dropout_training_mask_scale_and_rng():
+    x = np.ones((200, 50), np.float32)
+    outs, saved, ctx = run("Dropout", [x, np.array(0.25, np.float32)], {}, training=True)
+    y = outs[0]
+    assert y.dtype == np.float32
+    assert set(np.unique(y)) <= {0.0, np.float32(1 / 0.75)}
+    assert abs((y == 0).mean() - 0.25) < 0.02
+    # same generator state -> same mask; the mask is reused by backward
+    y2 = run("Dropout", [x, np.array(0.25, np.float32)], {}, training=True)[0][0]
+    np.testing.assert_array_equal(y, y2)
+    dx = KERNEL["Dropout"].backward(ctx, saved, [np.full_like(x, 2.0)], {})[0]
+    np.testing.assert_array_equal(dx, 2.0 * y)
+    # inference is the identity
+    assert run("Dropout", [x, np.array(0.25, np.float32)], {}, training=False)[0][0] is x
+
+
+@pytest.mark.parametrize("op,inputs,attrs,needle", [
+    ("Conv", [np.zeros((1, 2, 5)), np.zeros((3, 2, 3))], {}, "rank 3"),
+    ("Conv", [np.zeros((1, 2, 5, 5)), np.zeros((3, 2, 3, 3))], {"auto_pad": "FOO"}, "auto_pad"),
+    ("Conv", [np.zeros((1, 4, 5, 5)), np.zeros((3, 2, 3, 3))], {"group": 3}, "group"),
+    ("MaxPool", [np.zeros((1, 2, 5, 5))], {"kernel_shape": [2, 2], "storage_order": 1}, "storage_order"),
+    ("MaxPool", [np.zeros((1, 2, 5))], {"kernel_shape": [2]}, "MaxPool"),
+])
+def test_unsupported_attributes_raise_clear_errors(op, inputs, attrs, needle):
+    with pytest.raises(DLPluginError) as err:
+        run(op, inputs, attrs)
+    assert op in str(err.value) and needle in str(err.value)
+
+
+def test_every_kernel_has_a_distinct_op_type():
+    names = [k.op_type for k in KERNELS]
+    assert len(names) == len(set(names)) and all(names)
