@@ -1,0 +1,162 @@
+"""The torch backend: PyTorch on "cpu", "cuda" or "cuda:N"; autograd does backward.
+
+torch is imported on first use (compile, asarray, check_device, ...), never at plugin load.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Mapping
+
+import numpy as np
+
+from ...core.backend import Backend
+from ...core.errors import DLBackendError
+from ._lazy import require_torch, require_xp
+
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    description = "PyTorch on cpu or cuda; ONNX ops as torch functions, backward by autograd"
+
+    def __init__(self) -> None:
+        self._seed = 0
+        self._generators: dict[str, Any] = {}
+        self._deterministic = False
+        self._saved_flags: tuple | None = None
+
+    # -- namespaces ---------------------------------------------------------------------------
+    @property
+    def torch(self):
+        return require_torch()
+
+    @property
+    def xp(self):
+        return require_xp()
+
+    # -- programs -----------------------------------------------------------------------------
+    def compile(self, graph, kernels, *, device, dtype):
+        from .program import TorchProgram
+        device = self.check_device(device)
+        if dtype not in DTYPES:
+            raise DLBackendError(f"the torch backend computes in {', '.join(DTYPES)}, not {dtype!r}")
+        return TorchProgram(graph, kernels, device=device, dtype=dtype, backend=self)
+
+    # -- arrays -------------------------------------------------------------------------------
+    def asarray(self, array, *, device="cpu", dtype=None):
+        torch = self.torch
+        tdtype = getattr(torch, dtype) if dtype is not None else None
+        if isinstance(array, torch.Tensor):
+            return array.detach().to(device=device, dtype=tdtype or array.dtype, copy=True)
+        arr = np.asarray(array)
+        if dtype is not None and dtype != "bfloat16" and arr.dtype != dtype:
+            arr = arr.astype(dtype)
+        if not arr.dtype.isnative:
+            arr = arr.astype(arr.dtype.newbyteorder("="))
+        # always a copy: the model must not alias the caller's numpy arrays
+        t = torch.from_numpy(np.array(arr, copy=True, order="C"))
+        if tdtype is not None and t.dtype != tdtype:
+            t = t.to(tdtype)
+        if device != "cpu":
+            t = t.to(device)
+        return t
+
+    def to_numpy(self, array) -> np.ndarray:
+        torch = self.torch
+        if not isinstance(array, torch.Tensor):
+            return np.array(array, copy=True)
+        t = array.detach()
+        if t.dtype == torch.bfloat16:
+            t = t.float()
+        if t.device.type == "cpu":
+            return t.numpy().copy()
+        return t.cpu().numpy()
+
+    def all_finite(self, arrays) -> bool:
+        """One combined check: the max-abs norm of every floating tensor (NaN propagates), stacked
+        per device, then one host read per device."""
+        torch = self.torch
+        by_device: dict[Any, list] = {}
+        for a in arrays:
+            if isinstance(a, torch.Tensor):
+                if a.is_floating_point() and a.numel():
+                    by_device.setdefault(a.device, []).append(a.detach())
+            elif not np.isfinite(np.asarray(a, dtype=np.float64)).all():
+                return False
+        for tensors in by_device.values():
+            norms = torch._foreach_norm(tensors, float("inf"))
+            if not bool(torch.isfinite(torch.stack([n.double() for n in norms])).all()):
+                return False
+        return True
+
+    # -- devices ------------------------------------------------------------------------------
+    def check_device(self, device: str) -> str:
+        torch = self.torch
+        text = str(device).strip().lower()
+        if text == "cpu":
+            return "cpu"
+        m = re.fullmatch(r"cuda(?::(\d+))?", text)
+        if not m:
+            raise DLBackendError(f"unknown device {device!r} for the torch backend; use 'cpu', 'cuda' "
+                                 "or 'cuda:N'")
+        index = int(m.group(1) or 0)
+        if not torch.cuda.is_available():
+            if torch.version.cuda is None:
+                why = f"this torch build ({torch.__version__}) has no CUDA support"
+            else:
+                why = (f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device "
+                       "(no NVIDIA driver, or CUDA_VISIBLE_DEVICES hides the GPUs)")
+            raise DLBackendError(f"device {device!r} was asked for, but {why}. Available devices: cpu. "
+                                 "Use device='cpu', or install a CUDA build of torch on a machine "
+                                 "with an NVIDIA GPU")
+        count = torch.cuda.device_count()
+        if index >= count:
+            have = ", ".join(["cpu"] + [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(count)])
+            raise DLBackendError(f"device {device!r} does not exist; available devices: {have}")
+        return f"cuda:{index}"
+
+    # -- randomness and determinism -----------------------------------------------------------
+    def seed(self, seed: int) -> None:
+        self._seed = int(seed)
+        for gen in self._generators.values():
+            gen.manual_seed(self._seed)
+
+    def generator(self, device: str):
+        """The backend's own generator for `device` (dropout masks); the global torch RNG is
+        left alone."""
+        gen = self._generators.get(device)
+        if gen is None:
+            gen = self.torch.Generator(device=device)
+            gen.manual_seed(self._seed)
+            self._generators[device] = gen
+        return gen
+
+    def set_deterministic(self, flag: bool) -> None:
+        flag = bool(flag)
+        if flag == self._deterministic:
+            return  # called every step: touch torch's global switches only on a change
+        torch = self.torch
+        if flag:
+            # cuBLAS needs a fixed workspace for reproducible GEMMs (read when cuBLAS starts)
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            self._saved_flags = (torch.are_deterministic_algorithms_enabled(),
+                                 torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+        else:
+            algos, cudnn_det, bench = self._saved_flags or (False, False, False)
+            torch.use_deterministic_algorithms(algos)
+            torch.backends.cudnn.deterministic = cudnn_det
+            torch.backends.cudnn.benchmark = bench
+        self._deterministic = flag
+
+    # -- solver -------------------------------------------------------------------------------
+    def solver_step(self, solver, params: dict, grads: dict, state: dict, hp: Mapping[str, Any]):
+        from .solver import fused_step
+        result = fused_step(solver, params, grads, state, hp)
+        if result is None:  # a solver this backend has no fused form of
+            return solver.step(self.xp, params, grads, state, hp)
+        return result

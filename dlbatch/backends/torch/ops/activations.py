@@ -1,0 +1,72 @@
+"""Pointwise activations: Relu, LeakyRelu, Clip, Sigmoid, Tanh, HardSigmoid, HardSwish."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..kernel import TorchKernel
+
+
+class Relu(TorchKernel):
+    op_type = "Relu"
+
+    def forward(self, ctx, inputs, attrs):
+        return [torch.relu(inputs[0])]
+
+
+class LeakyRelu(TorchKernel):
+    op_type = "LeakyRelu"
+
+    def forward(self, ctx, inputs, attrs):
+        return [F.leaky_relu(inputs[0], float(attrs.get("alpha", 0.01)))]
+
+
+class Clip(TorchKernel):
+    """opset < 11: `min`/`max` attributes; from 11 on: optional inputs 1 and 2."""
+
+    op_type = "Clip"
+
+    def forward(self, ctx, inputs, attrs):
+        x = inputs[0]
+        if ctx.opset < 11:
+            lo, hi = attrs.get("min"), attrs.get("max")
+        else:
+            lo = inputs[1] if len(inputs) > 1 else None
+            hi = inputs[2] if len(inputs) > 2 else None
+            lo = None if lo is None or lo.numel() == 0 else lo.reshape(())
+            hi = None if hi is None or hi.numel() == 0 else hi.reshape(())
+        if lo is None and hi is None:
+            return [x]
+        return [torch.clamp(x, lo, hi)]
+
+
+class Sigmoid(TorchKernel):
+    op_type = "Sigmoid"
+
+    def forward(self, ctx, inputs, attrs):
+        return [torch.sigmoid(inputs[0])]
+
+
+class Tanh(TorchKernel):
+    op_type = "Tanh"
+
+    def forward(self, ctx, inputs, attrs):
+        return [torch.tanh(inputs[0])]
+
+
+class HardSigmoid(TorchKernel):
+    """max(0, min(1, alpha * x + beta)), alpha 0.2 and beta 0.5 by default (ONNX, not torch's
+    1/6 and 1/2)."""
+
+    op_type = "HardSigmoid"
+
+    def forward(self, ctx, inputs, attrs):
+        alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
+        return [torch.clamp(inputs[0] * alpha + beta, 0.0, 1.0)]
+
+
+class HardSwish(TorchKernel):
+    op_type = "HardSwish"
+
+    def forward(self, ctx, inputs, attrs):
+        return [F.hardswish(inputs[0])]

@@ -1,0 +1,169 @@
+"""Runs a graph node by node with torch kernels. A training forward makes the trainable
+parameters autograd leaves; the tape is (attached outputs, leaves) and backward is one
+`torch.autograd.grad` call from the given output gradients."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ...core.backend import ForwardResult, Program
+from ...core.errors import DLPluginError
+from ...core.graph import Graph
+from ._lazy import require_torch
+from .kernel import TorchOpContext
+
+
+class TorchTape:
+    """What backward needs: graph outputs still attached to autograd, and the parameter leaves."""
+
+    __slots__ = ("outputs", "leaves")
+
+    def __init__(self, outputs: dict, leaves: dict) -> None:
+        self.outputs = outputs
+        self.leaves = leaves
+
+
+class _Step:
+    __slots__ = ("node", "kernel", "attrs", "inputs", "outputs", "host", "free", "label")
+
+    def __init__(self, node, kernel, host, free):
+        self.node = node
+        self.kernel = kernel
+        self.attrs = node.attrs
+        self.inputs = tuple(node.inputs)
+        self.outputs = tuple(node.outputs)
+        self.host = host
+        self.free = free
+        self.label = f"node {node.name or node.outputs[0]!r} ({node.op_type})"
+
+
+def missing_kernel_error(graph: Graph, kernels: Mapping[str, Any]) -> DLPluginError | None:
+    for node in graph.nodes:
+        if node.op_type not in kernels:
+            return DLPluginError(
+                f"node {node.name or node.outputs[0]!r}: op {node.op_type!r} is not supported by the "
+                f"torch backend; supported ops: {', '.join(sorted(kernels))}. A plugin can add it "
+                f"with the dlbatch_register_ops hook (register('torch', {node.op_type!r}, kernel))")
+    return None
+
+
+class TorchProgram(Program):
+    def __init__(self, graph: Graph, kernels: Mapping[str, Any], *, device: str, dtype: str, backend) -> None:
+        err = missing_kernel_error(graph, kernels)
+        if err:
+            raise err
+        self._torch = torch = require_torch()
+        self.graph = graph
+        self.device = device
+        self.dtype = dtype
+        self._backend = backend
+        self._device = torch.device(device)
+        self._on_cpu = self._device.type == "cpu"
+        self._outputs = tuple(v.name for v in graph.outputs)
+        self._trainable = tuple(graph.trainable)
+        self._constants = frozenset(graph.constants)
+        self._host_cache: dict[str, tuple] = {}
+        last_use: dict[str, int] = {}
+        for idx, node in enumerate(graph.nodes):
+            for i in node.inputs:
+                if i:
+                    last_use[i] = idx
+        keep = set(graph.initializer_names()) | set(self._outputs)
+        free: list[list[str]] = [[] for _ in graph.nodes]
+        for name, idx in last_use.items():
+            if name not in keep:
+                free[idx].append(name)
+        self._steps = []
+        for idx, node in enumerate(graph.nodes):
+            kernel = kernels[node.op_type]
+            kernel = kernel.resolve() if hasattr(kernel, "resolve") else kernel
+            host = tuple(i for i in getattr(kernel, "host_inputs", ()) if i < len(node.inputs))
+            self._steps.append(_Step(node, kernel, host, tuple(free[idx])))
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _host(self, name: str, value):
+        """A CPU copy of an input read as Python numbers (cached for graph constants)."""
+        if self._on_cpu or value is None or not hasattr(value, "device") or value.device.type == "cpu":
+            return value
+        if name in self._constants:
+            cached = self._host_cache.get(name)
+            if cached is not None and cached[0] is value:
+                return cached[1]
+            host = value.detach().cpu()
+            self._host_cache[name] = (value, host)
+            return host
+        return value.detach().cpu()
+
+    # -- running ------------------------------------------------------------------------------
+    def forward(self, values, inputs, *, training, bn_momentum=0.9, wanted=None) -> ForwardResult:
+        torch = self._torch
+        wanted = tuple(wanted) if wanted else self._outputs
+        wanted_set = set(wanted)
+        env: dict[str, Any] = dict(values)
+        env.update(inputs)
+        leaves: dict[str, Any] = {}
+        if training:
+            for n in self._trainable:
+                leaf = env[n].detach().requires_grad_(True)
+                env[n] = leaf
+                leaves[n] = leaf
+        stats: dict[str, Any] = {}
+        rng = self._backend.generator(self.device) if training else None
+        opset = self.graph.opset
+        with torch.set_grad_enabled(training):
+            for step in self._steps:
+                ins = [env[i] if i else None for i in step.inputs]
+                for h in step.host:
+                    ins[h] = self._host(step.inputs[h], ins[h])
+                ctx = TorchOpContext(training=training, bn_momentum=bn_momentum, opset=opset,
+                                     num_outputs=len(step.outputs), device=self._device, rng=rng)
+                try:
+                    outs = step.kernel.forward(ctx, ins, step.attrs)
+                except Exception as exc:
+                    exc.add_note(f"(torch backend, in {step.label})")
+                    raise
+                for i, value in ctx.statistic_updates.items():
+                    stats[step.inputs[i]] = value.detach()
+                for name, out in zip(step.outputs, outs):
+                    if name:
+                        env[name] = out
+                for name in step.free:
+                    if name not in wanted_set:
+                        env.pop(name, None)
+        missing = [w for w in wanted if w not in env]
+        if missing:
+            raise DLPluginError(f"the graph has no value named {missing}; outputs are {list(self._outputs)}")
+        attached = {w: env[w] for w in wanted}
+        outputs = {w: t.detach() if training else t for w, t in attached.items()}
+        tape = TorchTape(attached, leaves) if training else None
+        return ForwardResult(outputs=outputs, statistics=stats, tape=tape)
+
+    def backward(self, tape, output_grads) -> dict:
+        if tape is None or not isinstance(tape, TorchTape):
+            raise DLPluginError("backward needs the tape of a training forward (training=True)")
+        if tape.leaves is None:
+            raise DLPluginError("this tape was already used by backward; run forward again")
+        torch = self._torch
+        outs, gouts = [], []
+        for name, g in output_grads.items():
+            if name not in tape.outputs:
+                raise DLPluginError(f"backward got a gradient for {name!r}, which the forward did not "
+                                    f"return; it returned {sorted(tape.outputs)}")
+            out = tape.outputs[name]
+            if g is None or not out.requires_grad:
+                continue
+            if not isinstance(g, torch.Tensor):
+                g = torch.as_tensor(g)
+            if g.dtype != out.dtype or g.device != out.device:
+                g = g.to(device=out.device, dtype=out.dtype)
+            if tuple(g.shape) != tuple(out.shape):
+                g = g.expand(out.shape)
+            outs.append(out)
+            gouts.append(g)
+        names = list(tape.leaves)
+        leaves = [tape.leaves[n] for n in names]
+        tape.leaves = None
+        tape.outputs = {}
+        if not outs or not leaves:
+            return {}
+        grads = torch.autograd.grad(outs, leaves, gouts, allow_unused=True)
+        return {n: g for n, g in zip(names, grads) if g is not None}
