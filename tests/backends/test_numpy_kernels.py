@@ -57,7 +57,8 @@ class Case:
     opset: int = 17
     diff: tuple | None = None  # inputs whose gradient is checked (default: every float input)
     onnx_ref: bool = True
-    ref: str = "onnx"  # "ort": onnxruntime, where the reference evaluator lacks the old semantics
+    ref: str = "onnx"  # "ort": onnxruntime, where onnx.reference is wrong or lacks a feature
+    #                   (opset<13 Softmax, LRN, negative Pad, grouped/output_shape ConvTranspose)
 
     def inputs(self, seed=0):
         return self.make(np.random.default_rng(seed))
@@ -182,7 +183,86 @@ PHASE1 = [
          opset=10, onnx_ref=False),
 ]
 
-CASES = PHASE1
+def nz(r, *shape):
+    """Values bounded away from zero (divisors)."""
+    return r.uniform(0.5, 2.0, shape) * r.choice([-1.0, 1.0], shape)
+
+
+def f32(*v):
+    return np.array(v, dtype=np.float64)  # float scales; cast to float32 with the data
+
+
+PHASE2 = [
+    Case("sum-three-broadcast", "Sum", lambda r: [n(r, 2, 3, 4), n(r, 3, 1), n(r, 4)]),
+    Case("sum-single", "Sum", lambda r: [n(r, 2, 3)]),
+    Case("div-same", "Div", lambda r: [n(r, 2, 3, 4), nz(r, 2, 3, 4)]),
+    Case("div-broadcast", "Div", lambda r: [n(r, 2, 3, 4, 5), nz(r, 3, 1, 1)]),
+    Case("div-scalar-numerator", "Div", lambda r: [n(r, 1), nz(r, 2, 3)]),
+    Case("lrn-size3", "LRN", lambda r: [n(r, 2, 5, 3, 3)], {"size": 3}, ref="ort"),
+    Case("lrn-size5-params", "LRN", lambda r: [n(r, 2, 7, 3, 2) * 2], {"size": 5, "alpha": 0.3, "beta": 0.6,
+                                                                        "bias": 1.5}, ref="ort"),
+    Case("lrn-size4-even", "LRN", lambda r: [n(r, 1, 6, 2, 3)], {"size": 4, "alpha": 0.5},
+         onnx_ref=False),  # onnxruntime rejects even sizes; see test_lrn_even_size_follows_spec
+    Case("unsqueeze-input-axes", "Unsqueeze", lambda r: [n(r, 2, 3), i64(0, -1)]),
+    Case("unsqueeze-opset11-attr", "Unsqueeze", lambda r: [n(r, 2, 3)], {"axes": [1]}, opset=11),
+    Case("squeeze-input-axes", "Squeeze", lambda r: [n(r, 2, 1, 3, 1), i64(-1)]),
+    Case("squeeze-all", "Squeeze", lambda r: [n(r, 1, 3, 1, 2)]),
+    Case("squeeze-opset11-attr", "Squeeze", lambda r: [n(r, 2, 1, 3)], {"axes": [1]}, opset=11),
+    Case("pad-constant", "Pad", lambda r: [n(r, 2, 3, 4, 4), i64(0, 0, 1, 2, 0, 0, 2, 1), np.array(0.5)], diff=(0,)),
+    Case("pad-constant-negative", "Pad", lambda r: [n(r, 2, 3, 5, 5), i64(0, 0, -1, 2, 0, 0, 1, -2)], diff=(0,),
+         ref="ort"),
+    Case("pad-reflect", "Pad", lambda r: [n(r, 2, 2, 4, 5), i64(0, 0, 2, 1, 0, 0, 1, 3)], {"mode": "reflect"},
+         diff=(0,)),
+    Case("pad-edge", "Pad", lambda r: [n(r, 2, 2, 3, 4), i64(0, 1, 2, 1, 0, 0, 3, 2)], {"mode": "edge"},
+         diff=(0,)),
+    Case("pad-opset2-attrs", "Pad", lambda r: [n(r, 2, 3, 3)], {"pads": [0, 1, 1, 0, 2, 0], "value": 1.5},
+         opset=2),
+    Case("pad-opset18-axes", "Pad", lambda r: [n(r, 2, 3, 4), i64(1, 2, 2, 0), None, i64(-1, 1)],
+         opset=18, diff=(0,)),
+    Case("reducemean-axes-keep", "ReduceMean", lambda r: [n(r, 2, 3, 4, 5)], {"axes": [2, 3]}, opset=13),
+    Case("reducemean-noKeep-neg", "ReduceMean", lambda r: [n(r, 2, 3, 4)], {"axes": [-1, 0], "keepdims": 0},
+         opset=13),
+    Case("reducemean-all", "ReduceMean", lambda r: [n(r, 2, 3, 4)], opset=13),
+    Case("reducemean-opset18-input", "ReduceMean", lambda r: [n(r, 2, 3, 4), i64(1)], opset=18),
+    Case("reducemean-opset18-noop", "ReduceMean", lambda r: [n(r, 2, 3)], {"noop_with_empty_axes": 1}, opset=18),
+    Case("resize-nearest-x2-asym-floor", "Resize", lambda r: [n(r, 2, 3, 3, 4), None, f32(1, 1, 2, 2)],
+         {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}, diff=(0,)),
+    Case("resize-nearest-x1.5-halfpixel", "Resize", lambda r: [n(r, 1, 2, 4, 4), None, f32(1, 1, 1.5, 1.5)],
+         {"mode": "nearest"}, diff=(0,)),
+    Case("resize-nearest-sizes-down-ceil", "Resize", lambda r: [n(r, 1, 2, 6, 7), None, None, i64(1, 2, 4, 3)],
+         {"mode": "nearest", "nearest_mode": "ceil", "coordinate_transformation_mode": "align_corners"},
+         diff=(0,)),
+    Case("resize-nearest-prefer-ceil", "Resize", lambda r: [n(r, 1, 2, 3, 5), None, f32(1, 1, 2.5, 0.6)],
+         {"mode": "nearest", "nearest_mode": "round_prefer_ceil",
+          "coordinate_transformation_mode": "pytorch_half_pixel"}, diff=(0,)),
+    Case("resize-linear-x2-halfpixel", "Resize", lambda r: [n(r, 2, 2, 3, 4), None, f32(1, 1, 2, 2)],
+         {"mode": "linear"}, diff=(0,)),
+    Case("resize-linear-sizes-aligncorners", "Resize", lambda r: [n(r, 1, 2, 4, 3), None, None, i64(1, 2, 7, 5)],
+         {"mode": "linear", "coordinate_transformation_mode": "align_corners"}, diff=(0,)),
+    Case("resize-linear-down-pytorch", "Resize", lambda r: [n(r, 1, 2, 6, 5), None, f32(1, 1, 0.6, 0.5)],
+         {"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"}, diff=(0,)),
+    Case("resize-linear-asym-symmetric", "Resize", lambda r: [n(r, 1, 2, 4, 5), None, f32(1, 1, 1.7, 1.3)],
+         {"mode": "linear", "coordinate_transformation_mode": "half_pixel_symmetric"}, diff=(0,)),
+    Case("resize-linear-opset18-axes", "Resize", lambda r: [n(r, 1, 2, 3, 4), None, f32(2, 1.5)],
+         {"mode": "linear", "axes": [2, 3]}, opset=18, diff=(0,)),
+    Case("convT-3x3", "ConvTranspose", lambda r: [n(r, 2, 3, 4, 4), n(r, 3, 2, 3, 3), n(r, 2)]),
+    Case("convT-stride2-pad-outpad", "ConvTranspose", lambda r: [n(r, 2, 3, 3, 4), n(r, 3, 4, 3, 3)],
+         {"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 1]}),
+    Case("convT-dilated-asympad", "ConvTranspose", lambda r: [n(r, 1, 2, 4, 3), n(r, 2, 3, 2, 3), n(r, 3)],
+         {"dilations": [2, 1], "pads": [1, 0, 0, 2]}),
+    Case("convT-groups2", "ConvTranspose", lambda r: [n(r, 2, 4, 3, 3), n(r, 4, 3, 3, 3)],
+         {"group": 2, "strides": [2, 1]}, ref="ort"),
+    Case("convT-output-shape", "ConvTranspose", lambda r: [n(r, 1, 2, 3, 3), n(r, 2, 2, 3, 3)],
+         {"strides": [2, 2], "output_shape": [6, 7]}, ref="ort"),
+    Case("convT-2x2-s2", "ConvTranspose", lambda r: [n(r, 2, 3, 3, 3), n(r, 3, 2, 2, 2), n(r, 2)],
+         {"strides": [2, 2]}),
+    Case("tanh", "Tanh", lambda r: [n(r, 3, 4)]),
+    Case("hardsigmoid-default", "HardSigmoid", lambda r: [n(r, 4, 5) * 4]),
+    Case("hardsigmoid-params", "HardSigmoid", lambda r: [n(r, 4, 5) * 2], {"alpha": 0.5, "beta": 0.3}),
+    Case("hardswish", "HardSwish", lambda r: [n(r, 4, 6) * 4]),
+]
+
+CASES = PHASE1 + PHASE2
 
 
 # --------------------------------------------------------------------------- finite differences
@@ -332,6 +412,39 @@ TORCH_CASES = [
     TorchCase("softmax-axis1", "Softmax", lambda r: [n(r, 2, 4, 3, 3)], {"axis": 1},
               lambda x: torch.softmax(x, 1), diff=(0,)),
     TorchCase("softmax-last", "Softmax", lambda r: [n(r, 5, 7)], {}, lambda x: torch.softmax(x, -1), diff=(0,)),
+    TorchCase("convT-s2-p1-outpad-groups", "ConvTranspose", lambda r: [n(r, 2, 4, 5, 4), n(r, 4, 3, 3, 3), n(r, 6)],
+              {"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 0], "group": 2},
+              lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=(1, 0), groups=2),
+              diff=(0, 1, 2)),
+    TorchCase("convT-dilated-s3", "ConvTranspose", lambda r: [n(r, 2, 3, 4, 4), n(r, 3, 2, 3, 2)],
+              {"strides": [3, 2], "dilations": [2, 2], "pads": [2, 1, 2, 1], "output_padding": [2, 1]},
+              lambda x, w: F.conv_transpose2d(x, w, stride=(3, 2), padding=(2, 1), output_padding=(2, 1),
+                                              dilation=2),
+              diff=(0, 1)),
+    TorchCase("resize-bilinear-x2", "Resize", lambda r: [n(r, 2, 3, 5, 4), None, f32(1, 1, 2, 2)],
+              {"mode": "linear"},
+              lambda x, roi, sc: F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False),
+              diff=(0,)),
+    TorchCase("resize-bilinear-aligncorners-sizes", "Resize",
+              lambda r: [n(r, 2, 3, 5, 4), None, None, i64(2, 3, 9, 7)],
+              {"mode": "linear", "coordinate_transformation_mode": "align_corners"},
+              lambda x, roi, sc, sz: F.interpolate(x, size=(9, 7), mode="bilinear", align_corners=True),
+              diff=(0,)),
+    TorchCase("resize-bilinear-down-sizes", "Resize",
+              lambda r: [n(r, 2, 3, 9, 8), None, None, i64(2, 3, 4, 5)],
+              {"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"},
+              lambda x, roi, sc, sz: F.interpolate(x, size=(4, 5), mode="bilinear", align_corners=False),
+              diff=(0,)),
+    TorchCase("resize-nearest-x2", "Resize", lambda r: [n(r, 2, 3, 4, 5), None, f32(1, 1, 2, 2)],
+              {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
+              lambda x, roi, sc: F.interpolate(x, scale_factor=2, mode="nearest"), diff=(0,)),
+    TorchCase("resize-nearest-exact-sizes", "Resize", lambda r: [n(r, 2, 3, 5, 7), None, None, i64(2, 3, 8, 4)],
+              {"mode": "nearest", "nearest_mode": "round_prefer_ceil"},
+              lambda x, roi, sc, sz: F.interpolate(x, size=(8, 4), mode="nearest-exact"), diff=(0,)),
+    TorchCase("lrn-size5", "LRN", lambda r: [n(r, 2, 8, 4, 4) * 2], {"size": 5, "alpha": 0.2, "beta": 0.75, "bias": 2.0},
+              lambda x: F.local_response_norm(x, 5, alpha=0.2, beta=0.75, k=2.0), diff=(0,)),
+    TorchCase("lrn-size3", "LRN", lambda r: [n(r, 2, 5, 3, 3)], {"size": 3, "alpha": 0.5},
+              lambda x: F.local_response_norm(x, 3, alpha=0.5, beta=0.75, k=1.0), diff=(0,)),
 ]
 for _c in TORCH_CASES:
     if _c.fn is None:
@@ -433,6 +546,13 @@ LAYOUT_CASES = [
     Case("mul-same", "Mul", lambda r: [n(r, 2, 3, 4, 4), n(r, 2, 3, 4, 4)]),
     Case("concat", "Concat", lambda r: [n(r, 2, 3, 4, 4), n(r, 2, 2, 4, 4)], {"axis": 1}),
     Case("flatten", "Flatten", lambda r: [n(r, 2, 3, 2, 2)]),
+    Case("convT", "ConvTranspose", lambda r: [n(r, 2, 3, 4, 4), n(r, 3, 2, 3, 3), n(r, 2)],
+         {"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 1]}),
+    Case("lrn", "LRN", lambda r: [n(r, 2, 5, 3, 3)], {"size": 3}),
+    Case("resize-linear", "Resize", lambda r: [n(r, 2, 3, 3, 4), None, f32(1, 1, 2, 1.5)], {"mode": "linear"}),
+    Case("resize-nearest", "Resize", lambda r: [n(r, 2, 3, 3, 4), None, f32(1, 1, 2, 2)], {"mode": "nearest"}),
+    Case("pad-reflect", "Pad", lambda r: [n(r, 2, 3, 4, 4), i64(0, 0, 1, 2, 0, 0, 2, 1)], {"mode": "reflect"}),
+    Case("sigmoid", "Sigmoid", lambda r: [n(r, 2, 3, 4, 4)]),
 ]
 
 
@@ -494,6 +614,19 @@ def test_conv_skips_input_gradient_when_not_needed(groups):
     np.testing.assert_allclose(db, ref[2], rtol=1e-12)
 
 
+def test_lrn_even_size_follows_spec():
+    """ONNX: square_sum[c] sums channels max(0, c - floor((size-1)/2)) .. min(C-1, c + ceil((size-1)/2))."""
+    x = np.random.default_rng(0).standard_normal((2, 6, 3, 2))
+    size, alpha, beta, bias = 4, 0.5, 0.75, 1.0
+    want = np.empty_like(x)
+    for c in range(6):
+        lo, hi = max(0, c - 1), min(5, c + 2)
+        sq = (x[:, lo:hi + 1] ** 2).sum(axis=1)
+        want[:, c] = x[:, c] / (bias + alpha / size * sq) ** beta
+    got = run("LRN", [x], {"size": size, "alpha": alpha})[0][0]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 # --------------------------------------------------------------------------- dropout, errors
 
 def test_dropout_training_mask_scale_and_rng():
@@ -518,6 +651,12 @@ def test_dropout_training_mask_scale_and_rng():
     ("Conv", [np.zeros((1, 4, 5, 5)), np.zeros((3, 2, 3, 3))], {"group": 3}, "group"),
     ("MaxPool", [np.zeros((1, 2, 5, 5))], {"kernel_shape": [2, 2], "storage_order": 1}, "storage_order"),
     ("MaxPool", [np.zeros((1, 2, 5))], {"kernel_shape": [2]}, "MaxPool"),
+    ("ConvTranspose", [np.zeros((1, 2, 5, 5, 5)), np.zeros((2, 3, 3, 3, 3))], {}, "rank 5"),
+    ("Resize", [np.zeros((1, 2, 4, 4)), None, np.ones(4)], {"mode": "cubic"}, "cubic"),
+    ("Resize", [np.zeros((1, 2, 4, 4)), None, np.ones(4)], {"mode": "linear", "antialias": 1}, "antialias"),
+    ("Resize", [np.zeros((1, 2, 4, 4)), None, np.ones(4)],
+     {"coordinate_transformation_mode": "tf_crop_and_resize"}, "tf_crop_and_resize"),
+    ("Pad", [np.zeros((2, 3)), i64(1, 1, 1, 1)], {"mode": "mirror"}, "mirror"),
 ])
 def test_unsupported_attributes_raise_clear_errors(op, inputs, attrs, needle):
     with pytest.raises(DLPluginError) as err:
