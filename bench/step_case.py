@@ -1,0 +1,112 @@
+"""One benchmark case in its own process (thread pools of numpy and torch interfere).
+
+Prints one JSON object: median step time over >= 20 timed steps after warm-up, and the peak
+resident-memory growth during the steps (ru_maxrss after minus RSS before the first step).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def samples(n, side, channels, k, seed=0):
+    rng = np.random.default_rng(seed)
+    return [{"image": (rng.standard_normal((side, side, channels)) * 60).astype(np.float32),
+             "image_label_id": int(i % k)} for i in range(n)]
+
+
+def timed(fn, steps, warmup):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--impl", required=True, choices=["numpy_train", "torch_train", "handwritten_train",
+                                                      "numpy_infer", "torch_infer", "handwritten_infer",
+                                                      "ort_infer"])
+    ap.add_argument("--backbone", default="compact")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--side", type=int, default=64)
+    ap.add_argument("--channels", type=int, default=3)
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+
+    data = samples(a.batch, a.side, a.channels, a.classes)
+    impl = a.impl
+    record = {"impl": impl, "backbone": a.backbone, "batch": a.batch, "side": a.side, "device": a.device}
+    if impl.startswith("handwritten"):
+        import torch
+        torch.set_num_threads(a.threads)
+        from handwritten_torch import HandwrittenLoop
+        loop = HandwrittenLoop(a.backbone, a.channels, a.classes, device=a.device)
+        x = torch.tensor(np.stack([s["image"].transpose(2, 0, 1) for s in data]), device=a.device)
+        y = torch.tensor([s["image_label_id"] for s in data], device=a.device)
+        sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
+        fn = (lambda: (loop.step(x, y), sync())) if impl.endswith("train") else (lambda: (loop.infer(x), sync()))
+    else:
+        import dlbatch
+        backend = "numpy" if impl.startswith("numpy") or impl == "ort_infer" else "torch"
+        if backend == "torch":
+            import torch
+            torch.set_num_threads(a.threads)
+        model = dlbatch.create_dl_model("classification", backbone=a.backbone, backend=backend,
+                                        device=a.device if backend == "torch" else "cpu",
+                                        class_ids=list(range(a.classes)),
+                                        image_dimensions=[a.side, a.side, a.channels], batch_size=a.batch,
+                                        learning_rate=0.01, momentum=0.9, weight_prior=1e-4)
+        if impl.endswith("train"):
+            fn = lambda: dlbatch.train_dl_model_batch(model, data)
+        elif impl == "ort_infer":
+            import onnxruntime as ort
+            path = Path(tempfile.mkdtemp()) / "model.onnx"
+            dlbatch.write_dl_model(model, path)
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = a.threads
+            opts.inter_op_num_threads = 1
+            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            x = np.stack([s["image"].transpose(2, 0, 1) for s in data]).astype(np.float32)
+            name = sess.get_inputs()[0].name
+            fn = lambda: sess.run(None, {name: x})
+        else:
+            from dlbatch.core.infer import raw_outputs
+            fn = lambda: raw_outputs(model, data)
+    before = rss_mb()
+    times = timed(fn, a.steps, a.warmup)
+    record.update(median_s=statistics.median(times), min_s=min(times), steps=len(times),
+                  peak_step_mem_mb=max(0.0, peak_mb() - before))
+    print(json.dumps(record))
+
+
+if __name__ == "__main__":
+    main()
