@@ -1,0 +1,256 @@
+"""Constant folding for imported ONNX graphs.
+
+Exporters leave small computations on constants in a graph: `Constant` nodes, shapes taken
+with `Shape` and massaged with `Gather`/`Unsqueeze`/`Concat`/`Cast`, `ConstantOfShape`,
+`Identity` copies of weights. dlbatch backends only implement the ops that carry data, so every
+node whose inputs are known before any image arrives is evaluated here, once, with
+`onnx.reference.ReferenceEvaluator`, and its outputs become initializers.
+
+`Shape` of a computed tensor is known when its static shape is: the image input has a fixed
+C x H x W, shape inference gives the rest. A free batch dimension is handled by folding twice,
+with two batch sizes: values equal in both runs are constants; a value that depends on the
+batch size is allowed only as the target shape of a `Reshape` (the usual `x.view(x.size(0), -1)`),
+where the batch entry is rewritten to `0` (copy the input's dimension) or `-1` (inferred).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from .errors import DLModelFileError
+
+# evaluated at run time even when their inputs are constant
+NEVER_FOLD = frozenset({
+    "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+    "Bernoulli", "Dropout", "If", "Loop", "Scan", "SequenceConstruct", "Optional",
+})
+DEFAULT_DOMAINS = ("", "ai.onnx")
+# two batch sizes for graphs whose batch dimension is free (small primes, unlike channel counts)
+BATCH_PROBES = (2, 3)
+
+
+@dataclass
+class Folded:
+    """What is left to run: `nodes` (topological, dead nodes removed), `constants` (every
+    known value the remaining nodes read) and `shapes` (static shapes from shape inference,
+    None for unknown; free batch dimensions as None)."""
+
+    nodes: list
+    constants: dict[str, np.ndarray]
+    shapes: dict[str, tuple | None] = field(default_factory=dict)
+
+
+def _tensor_shape(type_proto) -> tuple | None:
+    if not type_proto.HasField("tensor_type") or not type_proto.tensor_type.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else None for d in type_proto.tensor_type.shape.dim)
+
+
+def _with_input_dims(graph: onnx.GraphProto, dims: Mapping[str, Sequence[int]]) -> onnx.GraphProto:
+    g = onnx.GraphProto()
+    g.CopyFrom(graph)
+    for vi in g.input:
+        if vi.name in dims and vi.type.HasField("tensor_type"):
+            shape = vi.type.tensor_type.shape
+            del shape.dim[:]
+            for d in dims[vi.name]:
+                shape.dim.add().dim_value = int(d)
+    return g
+
+
+def infer_shapes(graph: onnx.GraphProto, opsets: Mapping[str, int], ir_version: int,
+                 dims: Mapping[str, Sequence[int]]) -> dict[str, tuple | None]:
+    """Static shapes of every value onnx shape inference can tell (inputs fixed to `dims`)."""
+    g = _with_input_dims(graph, dims)
+    del g.value_info[:]
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
+    model.ir_version = max(int(ir_version), 4)
+    shapes: dict[str, tuple | None] = {}
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+        g = inferred.graph
+    except Exception:  # inference is a help here, never a requirement
+        pass
+    for vi in [*g.input, *g.value_info, *g.output]:
+        shapes[vi.name] = _tensor_shape(vi.type)
+    for init in g.initializer:
+        shapes[init.name] = tuple(init.dims)
+    for name, d in dims.items():
+        shapes[name] = tuple(int(x) for x in d)
+    return shapes
+
+
+def _model_for(nodes: list, inputs: Mapping[str, np.ndarray], outputs: list[str],
+               opsets: Mapping[str, int], ir_version: int) -> onnx.ModelProto:
+    ins = [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape))
+           for k, v in inputs.items()]
+    outs = [helper.make_empty_tensor_value_info(o) for o in outputs]
+    g = helper.make_graph(nodes, "fold", ins, outs)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
+    model.ir_version = max(int(ir_version), 4)
+    return model
+
+
+def evaluate_node(node: onnx.NodeProto, feeds: Mapping[str, np.ndarray], opsets: Mapping[str, int],
+                  ir_version: int) -> list[np.ndarray]:
+    """Run one node with the ONNX reference implementation (of the model's opset)."""
+    from onnx.reference import ReferenceEvaluator
+    outputs = [o for o in node.output if o]
+    model = _model_for([node], feeds, outputs, opsets, ir_version)
+    try:
+        results = ReferenceEvaluator(model).run(None, dict(feeds))
+    except Exception as exc:
+        raise DLModelFileError(f"node {node.name or node.output[0]!r} ({node.op_type}) works on constants "
+                               f"but could not be evaluated: {exc}") from None
+    return [np.asarray(r) for r in results]
+
+
+def _shape_value(node: onnx.NodeProto, shape: tuple, opset: int) -> np.ndarray:
+    if node.op_type == "Size":
+        return np.array(int(np.prod(shape)), dtype=np.int64)
+    start, end = 0, None
+    if opset >= 15:
+        for a in node.attribute:
+            if a.name == "start":
+                start = a.i
+            elif a.name == "end":
+                end = a.i
+    return np.array(shape[slice(start, end)], dtype=np.int64)
+
+
+def _has_subgraph(node: onnx.NodeProto) -> bool:
+    return any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute)
+
+
+def _propagate(graph: onnx.GraphProto, opsets: Mapping[str, int], ir_version: int,
+               initial: Mapping[str, np.ndarray], dims: Mapping[str, Sequence[int]]):
+    opset = opsets.get("", opsets.get("ai.onnx", 1))
+    shapes = infer_shapes(graph, opsets, ir_version, dims)
+    known: dict[str, np.ndarray] = dict(initial)
+    for node in graph.node:
+        if node.domain not in DEFAULT_DOMAINS or node.op_type in NEVER_FOLD or _has_subgraph(node):
+            continue
+        outs = [o for o in node.output if o]
+        if not outs or all(o in known for o in outs):
+            continue
+        if node.op_type in ("Shape", "Size") and node.input[0] not in known:
+            s = shapes.get(node.input[0])
+            if s is not None and all(d is not None for d in s):
+                known[node.output[0]] = _shape_value(node, s, opset)
+            continue
+        ins = [i for i in node.input if i]
+        if all(i in known for i in ins):
+            feeds = {i: known[i] for i in ins}
+            for name, value in zip(node.output, evaluate_node(node, feeds, opsets, ir_version)):
+                if name:
+                    known[name] = value
+    return known, shapes
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and bool(np.array_equal(a, b, equal_nan=True))
+
+
+def _live_nodes(nodes: list, outputs: Sequence[str]) -> list:
+    """Nodes that contribute to `outputs` (dead-code elimination), in their order."""
+    needed = set(outputs)
+    keep = []
+    for node in reversed(nodes):
+        if any(o in needed for o in node.output if o):
+            keep.append(node)
+            needed.update(i for i in node.input if i)
+    return keep[::-1]
+
+
+def _batch_free_reshape(name: str, values: list[np.ndarray], consumers: list, runs_shapes: list,
+                        probes: Sequence[int]) -> np.ndarray:
+    """A Reshape target shape that depends on the batch size -> one that does not."""
+    base = values[0].astype(np.int64).reshape(-1)
+    differ = sorted({int(i) for v in values[1:] for i in np.nonzero(v.reshape(-1) != base)[0]})
+    if len(differ) == 1:
+        pos = differ[0]
+        others = [int(x) for i, x in enumerate(base) if i != pos]
+        allowzero = any(a.name == "allowzero" and a.i for n in consumers for a in n.attribute)
+        batch_at = all(int(v.reshape(-1)[pos]) == p for v, p in zip(values, probes))
+        data_is_batch = all(shapes.get(n.input[0]) and shapes[n.input[0]][0] == p
+                            for n in consumers for shapes, p in zip(runs_shapes, probes))
+        out = base.copy()
+        if pos == 0 and batch_at and data_is_batch and not allowzero:
+            out[0] = 0
+            return out
+        if -1 not in others:
+            out[pos] = -1
+            return out
+    raise DLModelFileError(
+        f"the target shape {name!r} of Reshape node(s) {[n.name or n.output[0] for n in consumers]} depends on "
+        "the batch size in a way dlbatch cannot express; export the model with a fixed batch size")
+
+
+def fold_constants(graph: onnx.GraphProto, opsets: Mapping[str, int], ir_version: int,
+                   initializers: Mapping[str, np.ndarray],
+                   input_dims: Mapping[str, Sequence[int | None]]) -> Folded:
+    """Evaluate everything that does not depend on the graph inputs' values.
+
+    `input_dims` gives each graph input's shape; None marks a free (batch) dimension, which
+    is probed with two sizes. Returns the nodes left to run and the constants they read."""
+    free = any(d is None for dims in input_dims.values() for d in dims)
+    probes = BATCH_PROBES if free else (None,)
+    runs = []
+    for p in probes:
+        dims = {k: [p if d is None else d for d in v] for k, v in input_dims.items()}
+        runs.append(_propagate(graph, opsets, ir_version, initializers, dims))
+    known_all = set(runs[0][0])
+    for known, _ in runs[1:]:
+        known_all &= set(known)
+    graph_outputs = [o.name for o in graph.output]
+    constant_outputs = [o for o in graph_outputs if o in known_all and o not in initializers]
+    remaining = [n for n in graph.node if not all(o in known_all for o in n.output if o)]
+    remaining = _live_nodes(remaining, graph_outputs)
+    consumers: dict[str, list] = {}
+    for n in remaining:
+        for idx, i in enumerate(n.input):
+            if i and i in known_all:
+                consumers.setdefault(i, []).append((n, idx))
+    constants: dict[str, np.ndarray] = {}
+    for name in [*consumers, *constant_outputs]:
+        values = [known[name] for known, _ in runs]
+        if all(_same(values[0], v) for v in values[1:]):
+            constants[name] = values[0]
+            continue
+        users = consumers.get(name, [])
+        if users and all(n.op_type == "Reshape" and idx == 1 for n, idx in users):
+            constants[name] = _batch_free_reshape(name, values, [n for n, _ in users],
+                                                  [s for _, s in runs], probes)
+            continue
+        where = ", ".join(f"{n.op_type} node {n.name or n.output[0]!r}" for n, _ in users) or "a graph output"
+        raise DLModelFileError(f"value {name!r} (read by {where}) depends on the batch size; dlbatch can "
+                               "only fold batch-dependent shapes into Reshape targets. Export the model "
+                               "with a fixed batch size")
+    shapes = dict(runs[0][1])
+    if free:
+        second = runs[1][1]
+        for k, s in shapes.items():
+            t = second.get(k)
+            if s is not None and t is not None and len(s) == len(t):
+                shapes[k] = tuple(a if a == b else None for a, b in zip(s, t))
+    return Folded(nodes=remaining, constants=constants, shapes=shapes)
+
+
+def constant_node_value(node: onnx.NodeProto) -> np.ndarray:
+    """The tensor a `Constant` node makes (any of its attribute forms)."""
+    for a in node.attribute:
+        if a.name == "value":
+            return numpy_helper.to_array(a.t)
+        if a.name == "value_float":
+            return np.array(a.f, dtype=np.float32)
+        if a.name == "value_floats":
+            return np.array(list(a.floats), dtype=np.float32)
+        if a.name == "value_int":
+            return np.array(a.i, dtype=np.int64)
+        if a.name == "value_ints":
+            return np.array(list(a.ints), dtype=np.int64)
+    raise DLModelFileError(f"Constant node {node.name or node.output[0]!r} has no supported value attribute")
