@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from .errors import DLModelFileError
 
@@ -238,19 +238,3 @@ def fold_constants(graph: onnx.GraphProto, opsets: Mapping[str, int], ir_version
             if s is not None and t is not None and len(s) == len(t):
                 shapes[k] = tuple(a if a == b else None for a, b in zip(s, t))
     return Folded(nodes=remaining, constants=constants, shapes=shapes)
-
-
-def constant_node_value(node: onnx.NodeProto) -> np.ndarray:
-    """The tensor a `Constant` node makes (any of its attribute forms)."""
-    for a in node.attribute:
-        if a.name == "value":
-            return numpy_helper.to_array(a.t)
-        if a.name == "value_float":
-            return np.array(a.f, dtype=np.float32)
-        if a.name == "value_floats":
-            return np.array(list(a.floats), dtype=np.float32)
-        if a.name == "value_int":
-            return np.array(a.i, dtype=np.int64)
-        if a.name == "value_ints":
-            return np.array(list(a.ints), dtype=np.int64)
-    raise DLModelFileError(f"Constant node {node.name or node.output[0]!r} has no supported value attribute")

@@ -491,7 +491,7 @@ def _read_foreign(proto, path: Path, backend_name: str, device: str, params: dic
         if 0.0 <= m <= 1.0:
             base["batchnorm_momentum"] = m
     hp = initial_hyperparameters(table, model_type, base)
-    hp["backbone"] = hp.get("backbone")
+    hp.setdefault("backbone", None)
     if precision is None:
         precision = "float64" if vi.type.tensor_type.elem_type == TensorProto.DOUBLE else "float32"
     check_consistency(hp, model_type, meta)

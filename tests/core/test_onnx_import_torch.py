@@ -189,4 +189,4 @@ def test_fresh_network_with_identity_shared_initializers_imports_separate_tensor
     after = model.state_dict()
     for name, t in net.named_parameters():
         np.testing.assert_allclose(after[name], t.detach().numpy(), rtol=1e-4,
-                                   atol=1e-4 * float(t.abs().max()), err_msg=name)
+                                   atol=1e-4 * float(t.detach().abs().max()), err_msg=name)
