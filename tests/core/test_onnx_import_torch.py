@@ -136,12 +136,14 @@ def _torch_step(net: TinyResNet, x, y):
     return float(loss.detach())
 
 
-@pytest.mark.parametrize("opset", [13, 17])
-@pytest.mark.parametrize("softmax", [False, True], ids=["logits", "softmax"])
-def test_one_training_step_equals_pytorch(tmp_path, opset, softmax):
+@pytest.mark.parametrize("opset,softmax,backend", [
+    (13, False, "numpy"), (13, True, "numpy"), (17, False, "numpy"), (17, True, "numpy"),
+    (17, True, "torch"),
+], ids=["13-logits", "13-softmax", "17-logits", "17-softmax", "17-softmax-torch-backend"])
+def test_one_training_step_equals_pytorch(tmp_path, opset, softmax, backend):
     net = make_net(3, softmax=softmax)
     export(net, tmp_path / "net.onnx", opset)
-    model = dlbatch.read_dl_model(tmp_path / "net.onnx", backend="numpy", batch_size=N, learning_rate=LR,
+    model = dlbatch.read_dl_model(tmp_path / "net.onnx", backend=backend, batch_size=N, learning_rate=LR,
                                   momentum=0.0, solver_type="sgd", precision="float32")
     assert set(model.graph.trainable) == {n for n, _ in net.named_parameters()}
     assert set(model.graph.statistics) == {n for n, _ in net.named_buffers() if "running" in n}

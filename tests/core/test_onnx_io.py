@@ -307,6 +307,27 @@ def test_foreign_classifier_folds_constants_and_matches_onnxruntime(tmp_path, op
     assert again.meta == model.meta
 
 
+def test_resumed_training_draws_the_same_dropout_masks(tmp_path):
+    """The dropout mask of each step comes from (seed, step): both travel in the file."""
+    proto = foreign_classifier(extra_nodes=[helper.make_node("Dropout", ["flat2"], ["dropped"], name="drop")])
+    for n in proto.graph.node:
+        if n.op_type == "MatMul":
+            n.input[0] = "dropped"
+    model = dlbatch.read_dl_model(_save(proto, tmp_path / "drop.onnx"), batch_size=3, seed=5, learning_rate=0.05)
+    batches = [make_samples(3, channels=3, class_ids=(0, 1, 2, 3), seed=s) for s in range(4)]
+    dlbatch.train_dl_model_batch(model, batches[0])
+    dlbatch.write_dl_model(model, tmp_path / "resume.onnx")
+    resumed = dlbatch.read_dl_model(tmp_path / "resume.onnx")
+    assert resumed.get_param("seed") == 5
+    for b in batches[1:]:
+        assert dlbatch.train_dl_model_batch(resumed, b) == dlbatch.train_dl_model_batch(model, b)
+    assert_same_arrays(model.state_dict(), resumed.state_dict())
+    assert_same_arrays(model.solver_state_dict(), resumed.solver_state_dict())
+    other_seed = dlbatch.read_dl_model(tmp_path / "resume.onnx", seed=6)  # dropout is really drawn
+    assert dlbatch.train_dl_model_batch(other_seed, batches[1]) != \
+        dlbatch.train_dl_model_batch(dlbatch.read_dl_model(tmp_path / "resume.onnx"), batches[1])
+
+
 def test_foreign_classifier_class_count_change_resizes_the_found_head(tmp_path):
     path = _save(foreign_classifier(), tmp_path / "f.onnx")
     model = dlbatch.read_dl_model(path, num_classes=7)
