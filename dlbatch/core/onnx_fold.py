@@ -187,16 +187,46 @@ def _batch_free_reshape(name: str, values: list[np.ndarray], consumers: list, ru
             return out
     raise DLModelFileError(
         f"the target shape {name!r} of Reshape node(s) {[n.name or n.output[0] for n in consumers]} depends on "
-        "the batch size in a way dlbatch cannot express; export the model with a fixed batch size")
+        "the batch size in a way dlbatch cannot express (it trains with any batch size)")
+
+
+def _free_reshape_batch(remaining: list, constants: dict, shapes: Mapping[str, tuple | None],
+                        fixed_batch: int) -> list:
+    """A model exported with a fixed batch size B keeps `x.view(B, -1)` as a Reshape to the
+    constant [B, ...]: where the data's first dimension is the (free) batch, B becomes 0 (copy
+    the input's dimension), so the network takes any batch size."""
+    out = []
+    for n in remaining:
+        if n.op_type == "Reshape" and len(n.input) > 1 and n.input[1] in constants:
+            target = constants[n.input[1]]
+            data = shapes.get(n.input[0])
+            allowzero = any(a.name == "allowzero" and a.i for a in n.attribute)
+            if (target.ndim == 1 and target.size and int(target[0]) == fixed_batch and data
+                    and data[0] is None and not allowzero):
+                fixed = np.array(target, dtype=np.int64, copy=True)
+                fixed[0] = 0
+                name = f"{n.input[1]}.any_batch"
+                constants[name] = fixed
+                n2 = onnx.NodeProto()
+                n2.CopyFrom(n)
+                n2.input[1] = name
+                n = n2
+        out.append(n)
+    used = {i for n in out for i in n.input if i}
+    for name in [k for k in constants if k not in used]:
+        del constants[name]
+    return out
 
 
 def fold_constants(graph: onnx.GraphProto, opsets: Mapping[str, int], ir_version: int,
                    initializers: Mapping[str, np.ndarray],
-                   input_dims: Mapping[str, Sequence[int | None]]) -> Folded:
+                   input_dims: Mapping[str, Sequence[int | None]], fixed_batch: int | None = None) -> Folded:
     """Evaluate everything that does not depend on the graph inputs' values.
 
     `input_dims` gives each graph input's shape; None marks a free (batch) dimension, which
-    is probed with two sizes. Returns the nodes left to run and the constants they read."""
+    is probed with two sizes. `fixed_batch` is the batch size the file was exported with, if
+    it has one (see _free_reshape_batch). Returns the nodes left to run and the constants
+    they read."""
     free = any(d is None for dims in input_dims.values() for d in dims)
     probes = BATCH_PROBES if free else (None,)
     runs = []
@@ -227,9 +257,10 @@ def fold_constants(graph: onnx.GraphProto, opsets: Mapping[str, int], ir_version
                                                   [s for _, s in runs], probes)
             continue
         where = ", ".join(f"{n.op_type} node {n.name or n.output[0]!r}" for n, _ in users) or "a graph output"
-        raise DLModelFileError(f"value {name!r} (read by {where}) depends on the batch size; dlbatch can "
-                               "only fold batch-dependent shapes into Reshape targets. Export the model "
-                               "with a fixed batch size")
+        raise DLModelFileError(f"value {name!r} (read by {where}) depends on the batch size; dlbatch trains "
+                               "with any batch size and can only fold batch-dependent shapes into Reshape "
+                               "targets. Export the network without batch-size arithmetic (e.g. "
+                               "torch.flatten instead of expanding to x.size(0))")
     shapes = dict(runs[0][1])
     if free:
         second = runs[1][1]
@@ -237,4 +268,6 @@ def fold_constants(graph: onnx.GraphProto, opsets: Mapping[str, int], ir_version
             t = second.get(k)
             if s is not None and t is not None and len(s) == len(t):
                 shapes[k] = tuple(a if a == b else None for a, b in zip(s, t))
+        if fixed_batch is not None:
+            remaining = _free_reshape_batch(remaining, constants, shapes, int(fixed_batch))
     return Folded(nodes=remaining, constants=constants, shapes=shapes)

@@ -225,14 +225,16 @@ class Imported:
 
 
 def import_graph(proto: onnx.ModelProto, input_dims: Mapping[str, tuple], where: str, *,
-                 roles: bool = True) -> Imported:
+                 roles: bool = True, fixed_batch: int | None = None) -> Imported:
     """Fold and convert a foreign graph. `input_dims` gives every real graph input's shape
-    (None for a free batch dimension)."""
+    (None for a free batch dimension); `fixed_batch` the batch size the file was exported
+    with, when it has a static one."""
     opset = check_opset(proto, where)
     graph = proto.graph
     check_domains(graph.node, where)
     initial = initializer_arrays(graph, where)
-    folded: Folded = fold_constants(graph, opsets_of(proto), proto.ir_version or 3, initial, input_dims)
+    folded: Folded = fold_constants(graph, opsets_of(proto), proto.ir_version or 3, initial, input_dims,
+                                   fixed_batch=fixed_batch)
     for name, arr in folded.constants.items():
         check_array_dtype(name, arr, where, "constant")
     nodes = nodes_from_proto(folded.nodes, where)

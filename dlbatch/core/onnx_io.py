@@ -459,7 +459,9 @@ def _read_foreign(proto, path: Path, backend_name: str, device: str, params: dic
     vi = _image_input(proto, path)
     out_vi = _graph_output(proto, path)
     c, h, w = _image_dims(vi, params, path)
-    imported = import_graph(proto, {vi.name: (None, c, h, w)}, where)
+    batch_dim = vi.type.tensor_type.shape.dim[0]
+    fixed_batch = batch_dim.dim_value if batch_dim.HasField("dim_value") and batch_dim.dim_value > 0 else None
+    imported = import_graph(proto, {vi.name: (None, c, h, w)}, where, fixed_batch=fixed_batch)
     graph, values = imported.graph, imported.values
     out_shape = graph.outputs[0].shape
     if len(out_shape) != 2 or out_shape[1] is None or out_shape[1] < 1:

@@ -192,3 +192,24 @@ def test_fresh_network_with_identity_shared_initializers_imports_separate_tensor
     for name, t in net.named_parameters():
         np.testing.assert_allclose(after[name], t.detach().numpy(), rtol=1e-4,
                                    atol=1e-4 * float(t.detach().abs().max()), err_msg=name)
+
+
+@pytest.mark.parametrize("fold", [False, True], ids=["no-constant-folding", "constant-folding"])
+def test_export_with_a_fixed_batch_size_takes_any_batch_size(tmp_path, fold):
+    """Exported for batch 1 (no dynamic axes), x.view(x.size(0), -1) becomes a Reshape to the
+    constant [1, -1]; the imported model still runs any batch size (the 1 becomes 0: copy the
+    batch dimension)."""
+    net = make_net(9, view_flatten=True)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.randn(1, C, H, W),), buf, opset_version=17, dynamo=False,
+                          do_constant_folding=fold, input_names=["input"], output_names=["output"])
+    (tmp_path / "b1.onnx").write_bytes(buf.getvalue())
+    model = dlbatch.read_dl_model(tmp_path / "b1.onnx", batch_size=N)
+    reshape = next(n for n in model.graph.nodes if n.op_type == "Reshape")
+    assert list(model._values[reshape.inputs[1]]) == [0, -1]
+    x, _, samples = batch(10)
+    with torch.no_grad():
+        want = net(x).numpy()
+    np.testing.assert_allclose(raw_outputs(model, samples)["output"], want, rtol=1e-5, atol=1e-5)
