@@ -499,6 +499,7 @@ def test_all_finite_is_one_combined_check():
     ok = [BACKEND.asarray(np.ones(5, np.float32)), BACKEND.asarray(np.full((2, 2), 1e300))]
     assert BACKEND.all_finite(ok)
     assert BACKEND.all_finite([])
+    assert BACKEND.all_finite([BACKEND.asarray(np.full(8, 3e38, np.float32))])  # the sum overflows, values don't
     for bad in (np.nan, np.inf, -np.inf):
         arr = np.ones(7, np.float32)
         arr[3] = bad
