@@ -11,13 +11,14 @@ Plus layout (channel-major views give the same results), float32 accuracy of bat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import pytest
 from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
+import dlbatch.backends.numpy_cpu.ops._util as util_mod
 import dlbatch.backends.numpy_cpu.ops.conv as conv_mod
 from dlbatch.backends.numpy_cpu.ops import KERNELS
 from dlbatch.core.backend import OpContext
@@ -597,6 +598,38 @@ def test_conv_chunked_batch_equals_single_chunk(monkeypatch):
     np.testing.assert_allclose(o2[0], o1[0], rtol=1e-12)
     for a, b in zip(d1, d2):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+
+
+def test_depthwise_channel_blocks_equal_one_block(monkeypatch):
+    r = np.random.default_rng(0)
+    xs = [r.standard_normal((2, 5, 7, 6)), r.standard_normal((5, 1, 3, 3))]
+    attrs = {"group": 5, "pads": [1, 2, 1, 0], "strides": [2, 1]}
+    o1, s1, c1 = run("Conv", xs, attrs)
+    g = r.standard_normal(o1[0].shape)
+    d1 = KERNEL["Conv"].backward(c1, s1, [g], attrs)
+    monkeypatch.setattr(util_mod, "BLOCK_ELEMS", 1)  # one channel per block
+    o2, s2, c2 = run("Conv", xs, attrs)
+    d2 = KERNEL["Conv"].backward(c2, s2, [g], attrs)
+    np.testing.assert_allclose(o2[0], o1[0], rtol=1e-12)
+    for a, b in zip(d1, d2):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+
+
+def test_maxpool_ties_route_each_gradient_to_one_window_maximum():
+    x = np.zeros((1, 2, 6, 6))
+    x[0, 0, 2:4, 2:4] = 1.0  # ties inside windows, among zeros and among ones
+    attrs = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}
+    outs, saved, ctx = run("MaxPool", [x], attrs)
+    y = outs[0]
+    for c, ho, wo in np.ndindex(*y.shape[1:]):
+        g = np.zeros_like(y)
+        g[0, c, ho, wo] = 1.0
+        dx = KERNEL["MaxPool"].backward(ctx, saved, [g], attrs)[0]
+        hit = np.argwhere(dx != 0)
+        assert len(hit) == 1 and dx[tuple(hit[0])] == 1.0
+        _, hc, h, w = hit[0]
+        assert hc == c and 2 * ho - 1 <= h <= 2 * ho + 1 and 2 * wo - 1 <= w <= 2 * wo + 1
+        assert x[0, c, h, w] == y[0, c, ho, wo]
 
 
 @pytest.mark.parametrize("groups", [1, 3])

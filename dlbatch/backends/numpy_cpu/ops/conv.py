@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernel import NumpyKernel
-from ._util import (as_str, check_4d, channel_sum, cm, int_list, needs, pad_cm, spatial_pads, tap,
-                    unsupported)
+from ._util import (as_str, channel_blocks, check_4d, channel_sum, cm, int_list, needs, pad_cm, spatial_pads,
+                    tap, unsupported)
 
 COLS_BUDGET = 64 << 20  # bytes of im2col matrix per chunk
 
@@ -70,7 +70,8 @@ def _is_pointwise(g: _Geom) -> bool:
 
 class Conv(NumpyKernel):
     """Saves the input (not the columns); groups use a batched GEMM, depthwise (groups == C ==
-    O) a sum of per-tap broadcast multiplies, which beats many tiny GEMMs."""
+    O) a sum of per-tap broadcast multiplies (beats many tiny GEMMs), run over channel blocks
+    that stay in cache."""
 
     op_type = "Conv"
 
@@ -113,18 +114,19 @@ class Conv(NumpyKernel):
         ho, wo = g.out
         xp = pad_cm(xc, g.pb, g.pe, g.hp, g.wp)
         kh, kw = g.k
-        y = None
-        tmp = None
-        for i in range(kh):
-            for j in range(kw):
-                wt = w[:, 0, i, j].reshape(-1, 1, 1, 1)
-                t = tap(xp, i, j, g.d, g.s, ho, wo)
-                if y is None:
-                    y = t * wt
-                    tmp = np.empty_like(y)
-                else:
-                    np.multiply(t, wt, out=tmp)
-                    y += tmp
+        c, n = xc.shape[:2]
+        y = np.empty((c, n, ho, wo), dtype=xc.dtype)
+        for a, z in channel_blocks(c, n * g.hp * g.wp):
+            xb, yb = xp[a:z], y[a:z]
+            tmp = np.empty_like(yb)
+            for i in range(kh):
+                for j in range(kw):
+                    wt = w[a:z, 0, i, j].reshape(-1, 1, 1, 1)
+                    if i == j == 0:
+                        np.multiply(tap(xb, i, j, g.d, g.s, ho, wo), wt, out=yb)
+                    else:
+                        np.multiply(tap(xb, i, j, g.d, g.s, ho, wo), wt, out=tmp)
+                        yb += tmp
         return y
 
     def backward(self, ctx, saved, grads, attrs):
@@ -180,15 +182,17 @@ class Conv(NumpyKernel):
         xp = pad_cm(xc, g.pb, g.pe, g.hp, g.wp) if need_w else None
         dxp = np.zeros((c, n, g.hp, g.wp), dtype=xc.dtype) if need_x else None
         dw = np.empty(w.shape, dtype=w.dtype) if need_w else None
-        tmp = np.empty_like(dyc)
-        for i in range(kh):
-            for j in range(kw):
-                if need_w:
-                    np.multiply(dyc, tap(xp, i, j, g.d, g.s, ho, wo), out=tmp)
-                    dw[:, 0, i, j] = tmp.reshape(c, -1).sum(axis=1)
-                if need_x:
-                    np.multiply(dyc, w[:, 0, i, j].reshape(-1, 1, 1, 1), out=tmp)
-                    tap(dxp, i, j, g.d, g.s, ho, wo)[...] += tmp
+        for a, z in channel_blocks(c, n * g.hp * g.wp):
+            dyb = dyc[a:z]
+            tmp = np.empty_like(dyb)
+            for i in range(kh):
+                for j in range(kw):
+                    if need_w:
+                        np.multiply(dyb, tap(xp[a:z], i, j, g.d, g.s, ho, wo), out=tmp)
+                        dw[a:z, 0, i, j] = tmp.reshape(z - a, -1).sum(axis=1)
+                    if need_x:
+                        np.multiply(dyb, w[a:z, 0, i, j].reshape(-1, 1, 1, 1), out=tmp)
+                        tap(dxp[a:z], i, j, g.d, g.s, ho, wo)[...] += tmp
         dx = cm(dxp[:, :, g.pb[0]:g.pb[0] + h, g.pb[1]:g.pb[1] + wd]) if need_x else None
         return dx, dw
 

@@ -1,8 +1,8 @@
 """MaxPool, AveragePool, GlobalAveragePool on channel-major (C, N, H, W) memory.
 
-Windowed pools loop over the kernel taps; each tap is a strided slice of the padded input, so
-every step is one whole-array ufunc. MaxPool records the winning tap per output (uint8/uint16,
-first maximum wins like PyTorch) so backward needs neither the input nor a comparison pass.
+Windowed pools loop over kernel taps; each tap is a strided slice of the padded input, so every
+step is one whole-array ufunc. MaxPool is separable (rows, then columns) and records the winning
+tap of each pass, so backward needs neither the input nor a comparison pass.
 """
 from __future__ import annotations
 
@@ -28,8 +28,47 @@ def _geom(op, attrs, shape):
     return k, s, d, pb, pe, out, hp, wp
 
 
+def _argmax_pass(src, k, d, s, n_out, axis):
+    """Running max over k strided taps along `axis` (2 or 3) of `src`; returns the max and
+    the winning tap (first maximum wins)."""
+    def view(t):
+        sl = [slice(None)] * 4
+        sl[axis] = slice(t * d, t * d + s * (n_out - 1) + 1, s)
+        return src[tuple(sl)]
+
+    best = np.array(view(0), copy=True)
+    at = np.uint8 if k < 256 else np.uint16
+    arg = np.zeros(best.shape, dtype=at)
+    m = np.empty(best.shape, dtype=bool)
+    cand = np.empty(best.shape, dtype=at)
+    for t in range(1, k):
+        v = view(t)
+        np.greater(v, best, out=m)
+        np.maximum(best, v, out=best)
+        # taps come in increasing order, so "last strict improvement" = max(arg, t * improved);
+        # (masked copyto/where are several times slower than these two ufuncs)
+        np.multiply(m, at(t), out=cand)
+        np.maximum(arg, cand, out=arg)
+    return best, arg
+
+
+def _scatter_pass(g, arg, k, d, s, n_out, axis, out_shape):
+    """Adjoint of _argmax_pass: route g to the winning tap of each output."""
+    out = np.zeros(out_shape, dtype=g.dtype)
+    tmp = np.empty(g.shape, dtype=g.dtype)
+    for t in range(k):
+        sl = [slice(None)] * 4
+        sl[axis] = slice(t * d, t * d + s * (n_out - 1) + 1, s)
+        np.multiply(g, arg == t, out=tmp)
+        out[tuple(sl)] += tmp
+    return out
+
+
 class MaxPool(NumpyKernel):
-    """Only the first output (Y); the Indices output is not produced."""
+    """Separable: a max over the kernel rows, then over the kernel columns, each recording its
+    winning tap (uint8), so forward costs kh + kw passes instead of kh * kw and backward routes
+    dy back through the two passes. Among equal maxima the first column (then first row)
+    wins. Only the first output (Y) is produced."""
 
     op_type = "MaxPool"
 
@@ -40,34 +79,17 @@ class MaxPool(NumpyKernel):
             raise unsupported(self.op_type, "storage_order", attrs["storage_order"], "0 (row major)")
         k, s, d, pb, pe, (ho, wo), hp, wp = _geom(self.op_type, attrs, x.shape)
         xp = pad_cm(cm(x), pb, pe, hp, wp, value=-np.inf)
-        y = np.array(tap(xp, 0, 0, d, s, ho, wo), copy=True)
-        idx = np.zeros(y.shape, dtype=np.uint8 if k[0] * k[1] < 256 else np.uint16)
-        m = np.empty(y.shape, dtype=bool)
-        t = 0
-        for i in range(k[0]):
-            for j in range(k[1]):
-                if t:
-                    v = tap(xp, i, j, d, s, ho, wo)
-                    np.greater(v, y, out=m)
-                    np.copyto(y, v, where=m)
-                    np.copyto(idx, t, where=m)
-                t += 1
-        return [cm(y)], (x.shape, idx, (k, s, d, pb, ho, wo, hp, wp))
+        rows, arg_r = _argmax_pass(xp, k[0], d[0], s[0], ho, 2)
+        y, arg_c = _argmax_pass(rows, k[1], d[1], s[1], wo, 3)
+        return [cm(y)], (x.shape, arg_r, arg_c, (k, s, d, pb, ho, wo, hp, wp))
 
     def backward(self, ctx, saved, grads, attrs):
         if not needs(ctx, 0):
             return [None]
-        shape, idx, (k, s, d, pb, ho, wo, hp, wp) = saved
-        dyc = cm(grads[0])
+        shape, arg_r, arg_c, (k, s, d, pb, ho, wo, hp, wp) = saved
         n, c, h, w = shape
-        dxp = np.zeros((c, n, hp, wp), dtype=grads[0].dtype)
-        tmp = np.empty(idx.shape, dtype=dxp.dtype)
-        t = 0
-        for i in range(k[0]):
-            for j in range(k[1]):
-                np.multiply(dyc, idx == t, out=tmp)
-                tap(dxp, i, j, d, s, ho, wo)[...] += tmp
-                t += 1
+        g1 = _scatter_pass(cm(grads[0]), arg_c, k[1], d[1], s[1], wo, 3, arg_r.shape)
+        dxp = _scatter_pass(g1, arg_r, k[0], d[0], s[0], ho, 2, (c, n, hp, wp))
         return [cm(dxp[:, :, pb[0]:pb[0] + h, pb[1]:pb[1] + w])]
 
 
