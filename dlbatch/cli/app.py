@@ -62,6 +62,50 @@ def params(model_type: str = typer.Argument("classification", help="model type")
 
 
 @app.command()
+def info(path: str = typer.Argument(..., help="a .onnx model file"),
+         as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """Read a model file and show its type, classes, image size, size and solver progress."""
+    import dlbatch
+    from dlbatch.core.errors import DLError
+    try:
+        model = dlbatch.read_dl_model(path)
+    except DLError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2)
+    solver = model.solver_state_dict()
+    facts = {name: model.get_param(name) for name in (
+        "type", "class_ids", "class_names", "image_dimensions", "image_range_min", "image_range_max",
+        "num_trainable_params", "solver_type", "learning_rate", "batch_size")}
+    facts["backbone"] = model.meta.get("backbone")
+    facts["steps_trained"] = int(solver["step"])
+    if as_json:
+        typer.echo(json.dumps(facts, indent=2))
+        return
+    for key, value in facts.items():
+        typer.echo(f"{key:22s} {value}")
+
+
+@app.command()
+def create(model_type: str = typer.Argument(..., help="model type, e.g. classification"),
+           out: str = typer.Argument(..., help="where to write the .onnx file"),
+           backbone: Optional[str] = typer.Option(None, help="backbone name"),
+           num_classes: int = typer.Option(2, help="number of classes (ids 0..K-1)"),
+           width: int = typer.Option(224), height: int = typer.Option(224), channels: int = typer.Option(3),
+           seed: int = typer.Option(42)) -> None:
+    """Create a freshly initialised model and write it to an .onnx file."""
+    import dlbatch
+    from dlbatch.core.errors import DLError
+    try:
+        model = dlbatch.create_dl_model(model_type, backbone=backbone, num_classes=num_classes,
+                                        image_dimensions=[width, height, channels], seed=seed)
+        dlbatch.write_dl_model(model, out)
+    except DLError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2)
+    typer.echo(f"wrote {out}: {model}")
+
+
+@app.command()
 def demo(epochs: int = typer.Option(12, help="training epochs"),
          backend: str = typer.Option("numpy", help="compute backend"),
          seed: Optional[int] = typer.Option(0, help="random seed")) -> None:
