@@ -11,29 +11,39 @@ from ..core.hookspecs import hookimpl
 from ..core.loss import Loss
 
 
+def softmax_parts(xp, z):
+    """(softmax, log softmax) over axis 1, shifted by the max for stability."""
+    shifted = z - xp.max(z, axis=1, keepdims=True)
+    exp = xp.exp(shifted)
+    sum_exp = xp.sum(exp, axis=1, keepdims=True)
+    return exp / sum_exp, shifted - xp.log(sum_exp)
+
+
+def one_hot(xp, target, z):
+    """One-hot of integer `target` along axis 1, shaped and typed like the logits `z`."""
+    k = z.shape[1]
+    classes = xp.reshape(xp.arange(k, device=getattr(z, "device", "cpu")), (1, k) + (1,) * (z.ndim - 2))
+    return xp.astype(xp.expand_dims(target, axis=1) == classes, z.dtype)
+
+
+def weighted_mean_parts(xp, weights, z):
+    """(a, 1 / max-guarded sum a): a sum of 0 gives a loss of 0 instead of 0/0."""
+    a = xp.astype(weights, z.dtype)
+    total = xp.sum(a)
+    return a, xp.where(total > 0, total, xp.ones_like(total))
+
+
 class MultinomialLogistic(Loss):
     name = "multinomial_logistic"
 
     def value_and_grad(self, xp, prediction, target, weights, options=None):
         z = prediction
-        k = z.shape[1]
-        shifted = z - xp.max(z, axis=1, keepdims=True)
-        exp = xp.exp(shifted)
-        sum_exp = xp.sum(exp, axis=1, keepdims=True)
-        log_p = shifted - xp.log(sum_exp)
-        class_axis = xp.reshape(xp.arange(k, device=_device(z)), (1, k) + (1,) * (z.ndim - 2))
-        onehot = xp.astype(xp.expand_dims(target, axis=1) == class_axis, z.dtype)
-        a = xp.astype(weights, z.dtype)
-        total = xp.sum(a)
-        denom = xp.where(total > 0, total, xp.ones_like(total))
-        nll = -xp.sum(onehot * log_p, axis=1)
-        value = xp.sum(a * nll) / denom
-        grad = (exp / sum_exp - onehot) * (xp.expand_dims(a, axis=1) / denom)
+        p, log_p = softmax_parts(xp, z)
+        onehot = one_hot(xp, target, z)
+        a, denom = weighted_mean_parts(xp, weights, z)
+        value = xp.sum(a * -xp.sum(onehot * log_p, axis=1)) / denom
+        grad = (p - onehot) * (xp.expand_dims(a, axis=1) / denom)
         return value, grad
-
-
-def _device(x):
-    return getattr(x, "device", "cpu")
 
 
 @hookimpl

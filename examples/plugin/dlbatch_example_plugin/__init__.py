@@ -6,6 +6,7 @@ import numpy as np
 from dlbatch.backends.numpy_cpu.kernel import NumpyKernel
 from dlbatch.core.hookspecs import hookimpl
 from dlbatch.core.loss import Loss
+from dlbatch.losses.multinomial_logistic import one_hot, softmax_parts, weighted_mean_parts
 
 
 class LabelSmoothingLogistic(Loss):
@@ -17,19 +18,11 @@ class LabelSmoothingLogistic(Loss):
 
     def value_and_grad(self, xp, prediction, target, weights, options=None):
         z = prediction
-        k = z.shape[1]
-        shifted = z - xp.max(z, axis=1, keepdims=True)
-        exp = xp.exp(shifted)
-        sum_exp = xp.sum(exp, axis=1, keepdims=True)
-        log_p = shifted - xp.log(sum_exp)
-        classes = xp.reshape(xp.arange(k, device=getattr(z, "device", "cpu")), (1, k) + (1,) * (z.ndim - 2))
-        onehot = xp.astype(xp.expand_dims(target, axis=1) == classes, z.dtype)
-        smooth = (1 - self.epsilon) * onehot + self.epsilon / k
-        a = xp.astype(weights, z.dtype)
-        total = xp.sum(a)
-        denom = xp.where(total > 0, total, xp.ones_like(total))
+        p, log_p = softmax_parts(xp, z)
+        smooth = (1 - self.epsilon) * one_hot(xp, target, z) + self.epsilon / z.shape[1]
+        a, denom = weighted_mean_parts(xp, weights, z)
         value = xp.sum(a * -xp.sum(smooth * log_p, axis=1)) / denom
-        grad = (exp / sum_exp - smooth) * (xp.expand_dims(a, axis=1) / denom)
+        grad = (p - smooth) * (xp.expand_dims(a, axis=1) / denom)
         return value, grad
 
 
