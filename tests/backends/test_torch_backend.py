@@ -492,6 +492,10 @@ def test_asarray_and_to_numpy_copy_and_cast():
     back[0, 1] = -1.0
     assert float(t[0, 1]) == 1.0
     assert BACKEND.asarray(np.array([1, 2], np.int64)).dtype == torch.int64
+    ro = np.ones(3)
+    ro.flags.writeable = False
+    off_host = BACKEND.asarray(ro, device="meta", dtype="float32")  # the non-CPU path, without a GPU
+    assert off_host.dtype == torch.float32 and off_host.device.type == "meta"
     assert BACKEND.xp.__name__ == "array_api_compat.torch"
 
 

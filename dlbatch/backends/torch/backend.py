@@ -55,12 +55,16 @@ class TorchBackend(Backend):
             arr = arr.astype(dtype)
         if not arr.dtype.isnative:
             arr = arr.astype(arr.dtype.newbyteorder("="))
-        # always a copy: the model must not alias the caller's numpy arrays
+        if device != "cpu":
+            # the transfer is the copy; a host copy is only needed for a read-only array
+            host = np.ascontiguousarray(arr)
+            if not host.flags.writeable:
+                host = host.copy()
+            return torch.from_numpy(host).to(device=device, dtype=tdtype)
+        # on the CPU always a copy: the model must not alias the caller's numpy arrays
         t = torch.from_numpy(np.array(arr, copy=True, order="C"))
         if tdtype is not None and t.dtype != tdtype:
             t = t.to(tdtype)
-        if device != "cpu":
-            t = t.to(device)
         return t
 
     def to_numpy(self, array) -> np.ndarray:
