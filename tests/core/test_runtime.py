@@ -51,4 +51,5 @@ def test_runtime_and_device_are_not_written_to_files(tmp_path):
     assert back.get_param("backend") == "numpy"  # the default backend, not the writer's
     import onnx
     props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-    assert '"backend"' not in props.get("dlbatch.hyperparameters", props.get("dlbatch.hp", ""))
+    stored = props["dlbatch.hyperparameters"]
+    assert '"backend"' not in stored and '"device"' not in stored and '"runtime"' not in stored
