@@ -11,7 +11,20 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .errors import DLPluginError
 from .graph import Graph
+
+
+def missing_kernel_error(graph: Graph, kernels: Mapping[str, Any], backend: str) -> DLPluginError | None:
+    """The error for the first node whose op has no kernel on `backend` (None if all have one):
+    it names the node, the op, what is supported and how a plugin adds the op."""
+    for node in graph.nodes:
+        if node.op_type not in kernels:
+            return DLPluginError(
+                f"node {node.name or node.outputs[0]!r}: op {node.op_type!r} is not supported by the "
+                f"{backend} backend; supported ops: {', '.join(sorted(kernels))}. A plugin can add it "
+                f"with the dlbatch_register_ops hook (register({backend!r}, {node.op_type!r}, kernel))")
+    return None
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ...core.backend import ForwardResult, Program
+from ...core.backend import ForwardResult, Program, missing_kernel_error
 from ...core.errors import DLPluginError
 from ...core.graph import Graph
 from ._lazy import require_torch
@@ -36,19 +36,9 @@ class _Step:
         self.label = f"node {node.name or node.outputs[0]!r} ({node.op_type})"
 
 
-def missing_kernel_error(graph: Graph, kernels: Mapping[str, Any]) -> DLPluginError | None:
-    for node in graph.nodes:
-        if node.op_type not in kernels:
-            return DLPluginError(
-                f"node {node.name or node.outputs[0]!r}: op {node.op_type!r} is not supported by the "
-                f"torch backend; supported ops: {', '.join(sorted(kernels))}. A plugin can add it "
-                f"with the dlbatch_register_ops hook (register('torch', {node.op_type!r}, kernel))")
-    return None
-
-
 class TorchProgram(Program):
     def __init__(self, graph: Graph, kernels: Mapping[str, Any], *, device: str, dtype: str, backend) -> None:
-        err = missing_kernel_error(graph, kernels)
+        err = missing_kernel_error(graph, kernels, "torch")
         if err:
             raise err
         self._torch = torch = require_torch()
