@@ -1,21 +1,31 @@
-"""Conv and ConvTranspose (2-D spatial) as im2col + one GEMM, computed channel-major.
+"""Conv and ConvTranspose (2-D spatial) as im2col + GEMM, computed channel-major.
 
-The padded input is (C, N, Hp, Wp); each kernel tap is a strided slice of it, so the column
-matrix (C*kh*kw, N*Ho*Wo) is built with kh*kw slice copies and `W.reshape(O, -1) @ cols` lands
-directly in channel-major output memory. Backward: dW = dy @ cols.T, dcols = W.T @ dy, col2im
-adds the tap slices back. The batch is processed in chunks so the column matrix stays under
-COLS_BUDGET bytes (peak memory), and backward recomputes the columns from the saved input
-instead of keeping them (they are kh*kw times the input size).
+Conv (groups == 1) works on chunks of the output positions (whole samples, or row ranges of
+one sample for large images) so that a chunk's column matrix (C*kh*kw, positions) is about
+COLS_BUDGET bytes and stays in cache. Each chunk builds its columns straight from the
+unpadded channel-major input (one slice copy per kernel tap, the padding written as zeros) into
+a per-thread scratch buffer, and runs one GEMM whose output is the chunk's slice of the
+channel-major result. Chunks run on the kernel threads (see ..parallel). Backward recomputes
+the columns (they are kh*kw times the input) for dW = dy @ cols.T, summed over chunks in chunk
+order (deterministic), and scatters dcols = W.T @ dy back with col2im per chunk. The chunking
+depends on the shapes only, so results do not depend on the number of threads.
+
+Grouped convolutions use a batched GEMM over chunks of the batch; depthwise (groups == C ==
+O) a sum of per-tap broadcast multiplies; ConvTranspose the adjoint (GEMM then col2im).
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
+from .. import parallel
 from ..kernel import NumpyKernel
 from ._util import (as_str, channel_blocks, check_4d, channel_sum, cm, int_list, needs, pad_cm, spatial_pads,
                     tap, unsupported)
 
-COLS_BUDGET = 64 << 20  # bytes of im2col matrix per chunk
+COLS_BUDGET = 8 << 20  # bytes of im2col matrix per chunk (L3-sized; also bounds peak memory)
+MIN_CHUNKS = 4  # a groups == 1 Conv is split into at least this many chunks where it can be
 
 
 def _ints(attrs, name, default):
@@ -67,6 +77,250 @@ def _conv_geom(op, attrs, x_shape, w_shape) -> _Geom:
 def _is_pointwise(g: _Geom) -> bool:
     return g.k == [1, 1] and g.s == [1, 1] and max(g.pb + g.pe) == 0
 
+_scratch = threading.local()
+
+
+def _scratch_buffer(slot: int, size: int, dtype) -> np.ndarray:
+    """A reusable flat buffer of `size` elements, one per thread and slot (0: columns,
+    1: column gradients): chunk-sized, so it stays in cache and costs no page faults."""
+    bufs = getattr(_scratch, "bufs", None)
+    if bufs is None:
+        bufs = _scratch.bufs = {}
+    key = (slot, np.dtype(dtype).char)
+    buf = bufs.get(key)
+    if buf is None or buf.size < size:
+        buf = bufs[key] = np.empty(size, dtype=dtype)
+    return buf[:size]
+
+
+def _rows2d(a: np.ndarray) -> np.ndarray:
+    """(R, ...) view -> (R, prod(...)) view; raises rather than copy."""
+    v = a.view()
+    v.shape = (a.shape[0], -1)
+    return v
+
+
+def _tap_range(n_out: int, n_in: int, t: int, s: int, d: int, pb: int):
+    """Outputs [lo, hi) whose tap-t input index o*s + t*d - pb lies inside [0, n_in)."""
+    off = t * d - pb
+    lo = max(0, -(off // s))
+    hi = min(n_out, (n_in - 1 - off) // s + 1) if n_in - 1 - off >= 0 else 0
+    return lo, max(lo, hi), off
+
+
+class _ConvPlan:
+    """Chunks and per-tap slices of a groups == 1 Conv for one geometry (cached).
+
+    A chunk is (n0, n1, r0, r1): samples n0:n1 and output rows r0:r1 (several whole samples,
+    or a row range of one sample when one sample's columns exceed the budget)."""
+
+    def __init__(self, x_shape, o, g: _Geom, itemsize: int, budget: int):
+        n, c, h, w = x_shape
+        kh, kw = g.k
+        ho, wo = g.out
+        self.n, self.c, self.o, self.ho, self.wo = n, c, o, ho, wo
+        self.ckk = c * kh * kw
+        self.direct = _is_pointwise(g)  # the input itself is the column matrix
+        row_bytes = self.ckk * wo * itemsize
+        per_sample = row_bytes * ho
+        if per_sample <= budget:
+            nb = max(1, min(budget // max(1, per_sample), -(-n // MIN_CHUNKS)))
+            self.chunks = [(a, min(n, a + nb), 0, ho) for a in range(0, n, nb)]
+            self.row_split = False
+        else:
+            parts = min(ho, -(-per_sample // max(1, budget)))
+            self.chunks = [(i, i + 1, r0, r1) for i in range(n) for r0, r1 in parallel.chunks(ho, parts)]
+            self.row_split = True
+        rows = [_tap_range(ho, h, i, g.s[0], g.d[0], g.pb[0]) for i in range(kh)]
+        cols = [_tap_range(wo, w, j, g.s[1], g.d[1], g.pb[1]) for j in range(kw)]
+        s0, s1 = g.s
+        # a tap that reads every input pixel (stride 1, 'same' padding: the centre tap) can be
+        # assigned instead of added in col2im, which then needs no zero-filled destination
+        self.full_tap = None
+        for i, (rlo, rhi, roff) in enumerate(rows):
+            for j, (clo, chi, coff) in enumerate(cols):
+                if (s0 == s1 == 1 and rlo + roff == 0 and rhi + roff == h and clo + coff == 0
+                        and chi + coff == w and self.full_tap is None):
+                    self.full_tap = (i, j)
+        all_ = slice(None)
+        self.copies, self.zeros = [], []
+        for n0, n1, r0, r1 in self.chunks:
+            copies, zeros = [], []
+            nr = r1 - r0
+            full_first = None
+            for i, (rlo, rhi, roff) in enumerate(rows):
+                a, b = max(rlo, r0), min(rhi, r1)
+                for j, (clo, chi, coff) in enumerate(cols):
+                    if a >= b or clo >= chi:
+                        zeros.append((all_, i, j))
+                        continue
+                    dst = (all_, i, j, all_, slice(a - r0, b - r0), slice(clo, chi))
+                    src = (all_, slice(n0, n1), slice(a * s0 + roff, (b - 1) * s0 + roff + 1, s0),
+                           slice(clo * s1 + coff, (chi - 1) * s1 + coff + 1, s1))
+                    if (i, j) == self.full_tap:
+                        full_first = (dst, src)
+                    else:
+                        copies.append((dst, src))
+                    if a > r0:
+                        zeros.append((all_, i, j, all_, slice(0, a - r0)))
+                    if b < r1:
+                        zeros.append((all_, i, j, all_, slice(b - r0, nr)))
+                    if clo > 0:
+                        zeros.append((all_, i, j, all_, slice(a - r0, b - r0), slice(0, clo)))
+                    if chi < wo:
+                        zeros.append((all_, i, j, all_, slice(a - r0, b - r0), slice(chi, wo)))
+            if full_first is not None and not self.row_split:
+                copies.insert(0, full_first)
+            elif full_first is not None:
+                copies.append(full_first)
+            self.copies.append(copies)
+            self.zeros.append(zeros)
+        self.assign_first = self.full_tap is not None and not self.row_split
+        self.kh, self.kw = kh, kw
+
+    def chunk_len(self, k: int) -> int:
+        n0, n1, r0, r1 = self.chunks[k]
+        return (n1 - n0) * (r1 - r0) * self.wo
+
+    def im2col(self, xc: np.ndarray, k: int) -> np.ndarray:
+        """Columns (C*kh*kw, positions) of chunk k from channel-major `xc` (C, N, H, W)."""
+        n0, n1, r0, r1 = self.chunks[k]
+        if self.direct:
+            src = xc[:, n0:n1, r0:r1]
+            try:
+                return _rows2d(src)
+            except AttributeError:
+                buf = _scratch_buffer(0, src.size, xc.dtype).reshape(src.shape)
+                np.copyto(buf, src)
+                return buf.reshape(self.c, -1)
+        buf = _scratch_buffer(0, self.ckk * self.chunk_len(k), xc.dtype)
+        cols = buf.reshape(self.c, self.kh, self.kw, n1 - n0, r1 - r0, self.wo)
+        for dst, src in self.copies[k]:
+            cols[dst] = xc[src]
+        for z in self.zeros[k]:
+            cols[z] = 0
+        return buf.reshape(self.ckk, -1)
+
+    def col2im(self, dxc: np.ndarray, dcols: np.ndarray, k: int) -> None:
+        """Add chunk k's column gradients (C*kh*kw, positions) into `dxc` (C, N, H, W); with
+        assign_first the first tap is assigned (dxc needs no zero fill for this chunk)."""
+        n0, n1, r0, r1 = self.chunks[k]
+        cols = dcols.reshape(self.c, self.kh, self.kw, n1 - n0, r1 - r0, self.wo)
+        first = self.assign_first
+        for dst, src in self.copies[k]:
+            if first:
+                dxc[src] = cols[dst]
+                first = False
+            else:
+                dxc[src] += cols[dst]
+
+
+_plans: dict = {}
+
+
+def _plan_for(x_shape, o, g: _Geom, itemsize: int) -> _ConvPlan:
+    key = (tuple(x_shape), o, tuple(g.k), tuple(g.s), tuple(g.d), tuple(g.pb), tuple(g.pe), itemsize,
+           COLS_BUDGET)
+    plan = _plans.get(key)
+    if plan is None:
+        if len(_plans) > 256:
+            _plans.clear()
+        plan = _plans[key] = _ConvPlan(x_shape, o, g, itemsize, COLS_BUDGET)
+    return plan
+
+
+def _conv_forward(x, w, b, g) -> np.ndarray:
+    """groups == 1: channel-major output (O, N, ho, wo), chunk by chunk on the kernel threads."""
+    o = w.shape[0]
+    plan = _plan_for(x.shape, o, g, x.itemsize)
+    xc = cm(x)
+    wm = w.reshape(o, -1).astype(x.dtype, copy=False)
+    y = np.empty((o, plan.n, plan.ho, plan.wo), dtype=x.dtype)
+    bias = None if b is None else b.astype(x.dtype, copy=False).reshape(o, 1)
+
+    def chunk(k):
+        n0, n1, r0, r1 = plan.chunks[k]
+        out = _rows2d(y[:, n0:n1, r0:r1])
+        np.matmul(wm, plan.im2col(xc, k), out=out)
+        if bias is not None:
+            out += bias
+
+    parallel.run(chunk, range(len(plan.chunks)))
+    return y
+
+
+def _transposed_geom(g: _Geom, x_shape) -> _Geom | None:
+    """For a stride-1 Conv, the geometry of the convolution that maps dy to dx (flipped
+    kernel, complementary padding), or None where that padding would be negative."""
+    if g.s != [1, 1]:
+        return None
+    t = _Geom()
+    t.k, t.s, t.d = list(g.k), [1, 1], list(g.d)
+    t.pb = [(g.k[i] - 1) * g.d[i] - g.pb[i] for i in range(2)]
+    t.pe = [(g.k[i] - 1) * g.d[i] - g.pe[i] for i in range(2)]
+    if min(t.pb + t.pe) < 0:
+        return None
+    t.out = [x_shape[2], x_shape[3]]
+    t.hp = g.out[0] + t.pb[0] + t.pe[0]
+    t.wp = g.out[1] + t.pb[1] + t.pe[1]
+    return t
+
+
+def _conv_backward(x, w, dy, g, need_x: bool, need_w: bool):
+    """groups == 1: (dx channel-major (C, N, H, W) or None, dw or None)."""
+    o = w.shape[0]
+    plan = _plan_for(x.shape, o, g, x.itemsize)
+    xc = cm(x)
+    dyc = cm(dy)
+    if not dyc.flags.c_contiguous:
+        dyc = np.ascontiguousarray(dyc)
+    wm = w.reshape(o, -1).astype(x.dtype, copy=False)
+    nch = len(plan.chunks)
+    dxc = None
+    scatter = False  # dx from dcols = W.T @ dy per chunk (col2im, or direct for 1x1 convs)
+    if need_x:
+        tgeom = None if plan.direct else _transposed_geom(g, x.shape)
+        if tgeom is not None:
+            # stride 1: dx is the convolution of dy with the flipped, transposed kernel, which
+            # gathers columns of dy (plain copies) instead of scatter-adding column gradients
+            wt = np.ascontiguousarray(wm.reshape(w.shape)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+            dxc = _conv_forward(cm(dyc), wt, None, tgeom)
+        else:
+            shape = (plan.c, plan.n) + tuple(x.shape[2:])
+            zero = plan.row_split and not plan.direct
+            dxc = np.zeros(shape, dtype=x.dtype) if zero else np.empty(shape, dtype=x.dtype)
+            scatter = True
+    if not (need_w or scatter):
+        return dxc, None
+    parts = np.empty((nch, o, plan.ckk), dtype=x.dtype) if need_w else None
+
+    def chunk(k):
+        n0, n1, r0, r1 = plan.chunks[k]
+        dy2 = _rows2d(dyc[:, n0:n1, r0:r1])
+        if need_w:
+            np.matmul(dy2, plan.im2col(xc, k).T, out=parts[k])
+        if scatter:
+            if plan.direct:
+                np.matmul(wm.T, dy2, out=_rows2d(dxc[:, n0:n1, r0:r1]))
+                return
+            if not plan.assign_first and not plan.row_split:
+                dxc[:, n0:n1] = 0
+            dcols = _scratch_buffer(1, plan.ckk * dy2.shape[1], x.dtype).reshape(plan.ckk, -1)
+            np.matmul(wm.T, dy2, out=dcols)
+            plan.col2im(dxc, dcols, k)
+
+    if scatter and plan.row_split and not plan.direct:
+        # row chunks of one sample share input rows: even chunks, then odd ones (fixed order)
+        parallel.run(chunk, range(0, nch, 2))
+        parallel.run(chunk, range(1, nch, 2))
+    else:
+        parallel.run(chunk, range(nch))
+    dw = None
+    if need_w:
+        dw = parts[0] if nch == 1 else parts.sum(axis=0)
+        dw = dw.reshape(w.shape).astype(w.dtype, copy=False)
+    return dxc, dw
+
 
 class Conv(NumpyKernel):
     """Saves the input (not the columns); groups use a batched GEMM, depthwise (groups == C ==
@@ -91,8 +345,8 @@ class Conv(NumpyKernel):
         xc = cm(x)
         if groups == c == o and w.shape[1] == 1 and not _is_pointwise(g):
             y = self._depthwise(xc, w, g)
-        elif _is_pointwise(g) and groups == 1:
-            y = (w.reshape(o, c) @ np.ascontiguousarray(xc).reshape(c, -1)).reshape(o, n, ho, wo)
+        elif groups == 1:
+            return [cm(_conv_forward(x, w, b, g))], (x, w, b is not None, groups, g)
         else:
             xp = pad_cm(xc, g.pb, g.pe, g.hp, g.wp)
             wm = w.reshape(groups, o // groups, -1)
@@ -136,19 +390,18 @@ class Conv(NumpyKernel):
         o = w.shape[0]
         ho, wo = g.out
         kh, kw = g.k
-        dyc = np.ascontiguousarray(cm(dy))  # (O, N, ho, wo)
         need_x, need_w = needs(ctx, 0), needs(ctx, 1)
+        dyc = cm(dy)
+        if not dyc.flags.c_contiguous:
+            dyc = np.ascontiguousarray(dyc)  # (O, N, ho, wo)
         db = dyc.reshape(o, -1).sum(axis=1) if has_b and needs(ctx, 2) else None
         dx = dw = None
         xc = cm(x)
         if groups == c == o and w.shape[1] == 1 and not _is_pointwise(g):
             dx, dw = self._depthwise_backward(xc, w, dyc, g, need_x, need_w)
-        elif _is_pointwise(g) and groups == 1:
-            dy2 = dyc.reshape(o, -1)
-            if need_w:
-                dw = (dy2 @ np.ascontiguousarray(xc).reshape(c, -1).T).reshape(w.shape)
-            if need_x:
-                dx = cm((w.reshape(o, c).T @ dy2).reshape(c, n, *x.shape[2:]))
+        elif groups == 1:
+            dxc, dw = _conv_backward(x, w, cm(dyc), g, need_x, need_w)
+            dx = cm(dxc) if need_x else None
         else:
             xp = pad_cm(xc, g.pb, g.pe, g.hp, g.wp) if need_w else None
             dxp = np.zeros((c, n, g.hp, g.wp), dtype=x.dtype) if need_x else None

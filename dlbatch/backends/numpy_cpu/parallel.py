@@ -1,0 +1,222 @@
+"""Thread parallelism for the numpy kernels.
+
+numpy releases the GIL inside ufunc loops, reductions and BLAS calls, so Python threads that
+each work on their own chunk of an array run on separate cores. The kernels split work into
+chunks that depend only on array shapes (never on the thread count), and combine partial
+results in chunk order, so results are bit-identical for any number of threads.
+
+While a program runs, BLAS is limited to one thread (`blas_single_threaded`): the parallelism
+comes from the chunks instead, and idle BLAS worker threads do not spin against them. Without
+threadpoolctl or a recognised OpenBLAS, BLAS keeps its own threads.
+
+The thread count is `DLBATCH_NUM_THREADS` if set, else the number of CPUs this process may run
+on (at most MAX_DEFAULT_THREADS). `set_num_threads(n)` changes it at run time.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Callable, Sequence
+
+ENV_THREADS = "DLBATCH_NUM_THREADS"
+MAX_DEFAULT_THREADS = 8
+
+
+def default_num_threads() -> int:
+    env = os.environ.get(ENV_THREADS, "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            pass
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, MAX_DEFAULT_THREADS))
+
+
+_num_threads = default_num_threads()
+_executor: ThreadPoolExecutor | None = None
+_executor_size = 0
+_lock = threading.Lock()
+_local = threading.local()
+
+
+def num_threads() -> int:
+    return _num_threads
+
+
+def set_num_threads(n: int) -> None:
+    """Threads the numpy kernels use from now on (1 = run everything in the calling thread)."""
+    global _num_threads
+    _num_threads = max(1, int(n))
+
+
+def _pool(helpers: int) -> ThreadPoolExecutor:
+    global _executor, _executor_size
+    with _lock:
+        if _executor is None or _executor_size < helpers:
+            old = _executor
+            _executor = ThreadPoolExecutor(max_workers=helpers, thread_name_prefix="dlbatch-numpy")
+            _executor_size = helpers
+            if old is not None:
+                old.shutdown(wait=False)
+        return _executor
+
+
+def in_worker() -> bool:
+    return getattr(_local, "busy", False)
+
+
+def run(fn: Callable, items: Sequence) -> list:
+    """[fn(item) for item in items], the items shared among the threads (each thread takes the
+    next unstarted item). Results come back in item order; the first exception is re-raised.
+    Nested calls (fn calling run) run sequentially in the calling thread."""
+    n = len(items)
+    threads = min(_num_threads, n)
+    if threads <= 1 or in_worker():
+        return [fn(item) for item in items]
+    results = [None] * n
+    errors: list[BaseException] = []
+    nxt = [0]
+    take = threading.Lock()
+
+    def work():
+        _local.busy = True
+        try:
+            while not errors:
+                with take:
+                    i = nxt[0]
+                    nxt[0] = i + 1
+                if i >= n:
+                    return
+                results[i] = fn(items[i])
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+            errors.append(e)
+        finally:
+            _local.busy = False
+
+    with blas_single_threaded():
+        futures = [_pool(threads - 1).submit(work) for _ in range(threads - 1)]
+        work()
+        for f in futures:
+            f.result()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def chunks(total: int, parts: int) -> list[tuple[int, int]]:
+    """`total` split into `parts` (at most `total`) nearly equal consecutive ranges."""
+    parts = max(1, min(total, parts))
+    base, extra = divmod(total, parts)
+    out, a = [], 0
+    for k in range(parts):
+        z = a + base + (1 if k < extra else 0)
+        out.append((a, z))
+        a = z
+    return out
+
+
+def split(total: int, per_item: float, target: float, min_parts: int = 1) -> list[tuple[int, int]]:
+    """Ranges over `total` items of `per_item` cost each, about `target` cost per range and at
+    least `min_parts` ranges where there are that many items. Depends on the shapes only."""
+    parts = max(min_parts, int(-(-total * per_item // max(1.0, target))))
+    return chunks(total, parts)
+
+
+# ------------------------------------------------------------------------------------ BLAS
+
+class _Blas:
+    """get/set of the BLAS thread count through threadpoolctl (or OpenBLAS's own symbols)."""
+
+    def __init__(self):
+        self._get = self._set = None
+        try:
+            from threadpoolctl import ThreadpoolController
+            ctl = ThreadpoolController().select(user_api="blas")
+            libs = list(ctl.lib_controllers)
+            if libs:
+                self._get = lambda: libs[0].num_threads
+                def _set(n, libs=libs):
+                    for lib in libs:
+                        lib.set_num_threads(n)
+                self._set = _set
+                return
+        except Exception:  # noqa: BLE001 - threadpoolctl is optional
+            pass
+        self._find_openblas()
+
+    def _find_openblas(self):
+        import ctypes
+        import numpy as np
+        base = os.path.dirname(os.path.dirname(np.__file__))
+        paths = glob.glob(os.path.join(base, "numpy.libs", "*openblas*")) + \
+            glob.glob(os.path.join(os.path.dirname(np.__file__), ".dylibs", "*openblas*"))
+        for path in paths:
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for pre, suf in (("scipy_", "64_"), ("scipy_", ""), ("", "64_"), ("", "")):
+                try:
+                    s = getattr(lib, f"{pre}openblas_set_num_threads{suf}")
+                    g = getattr(lib, f"{pre}openblas_get_num_threads{suf}")
+                except AttributeError:
+                    continue
+                s.argtypes, s.restype, g.restype = [ctypes.c_int], None, ctypes.c_int
+                self._get, self._set = g, s
+                return
+
+    @property
+    def available(self) -> bool:
+        return self._set is not None
+
+    def get(self) -> int:
+        return int(self._get()) if self._get else 0
+
+    def set(self, n: int) -> None:
+        if self._set:
+            self._set(int(n))
+
+
+_blas: _Blas | None = None
+_blas_depth = 0
+_blas_prev = 0
+
+
+def _blas_ctl() -> _Blas:
+    global _blas
+    if _blas is None:
+        with _lock:
+            if _blas is None:
+                _blas = _Blas()
+    return _blas
+
+
+@contextmanager
+def blas_single_threaded():
+    """BLAS uses one thread inside (re-entrant and thread-safe; the previous setting comes
+    back when the last user leaves)."""
+    global _blas_depth, _blas_prev
+    ctl = _blas_ctl()
+    if not ctl.available or in_worker():
+        yield
+        return
+    with _lock:
+        _blas_depth += 1
+        if _blas_depth == 1:
+            _blas_prev = ctl.get()
+            if _blas_prev != 1:
+                ctl.set(1)
+    try:
+        yield
+    finally:
+        with _lock:
+            _blas_depth -= 1
+            if _blas_depth == 0 and _blas_prev != 1:
+                ctl.set(_blas_prev)
