@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import resource
 import statistics
 import sys
 import time
@@ -22,6 +23,13 @@ import numpy as np  # noqa: E402
 from step_case import samples  # noqa: E402
 
 
+FAULTS = collections.defaultdict(int)
+
+
+def _faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 class Timed:
     """Wraps a kernel; adds wall time of forward/backward to a table keyed by node index."""
 
@@ -30,15 +38,17 @@ class Timed:
         self.op_type = kernel.op_type
 
     def forward(self, ctx, inputs, attrs):
-        t0 = time.perf_counter()
+        f0, t0 = _faults(), time.perf_counter()
         r = self.k.forward(ctx, inputs, attrs)
         self.table[(self.idx, "fwd")] += time.perf_counter() - t0
+        FAULTS[(self.idx, "fwd")] += _faults() - f0
         return r
 
     def backward(self, ctx, saved, grads, attrs):
-        t0 = time.perf_counter()
+        f0, t0 = _faults(), time.perf_counter()
         r = self.k.backward(ctx, saved, grads, attrs)
         self.table[(self.idx, "bwd")] += time.perf_counter() - t0
+        FAULTS[(self.idx, "bwd")] += _faults() - f0
         return r
 
     def __getattr__(self, name):
@@ -53,10 +63,15 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--infer", action="store_true")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--unfused", action="store_true", help="run the graph's nodes without fusion")
+    ap.add_argument("--threads", type=int, default=0, help="kernel threads (default: the backend's)")
     a = ap.parse_args()
 
     import dlbatch
+    from dlbatch.backends.numpy_cpu import parallel
     from dlbatch.core.infer import raw_outputs
+    if a.threads:
+        parallel.set_num_threads(a.threads)
     data = samples(a.batch, a.side, 3, 10)
     model = dlbatch.create_dl_model("classification", backbone=a.backbone, backend="numpy",
                                     class_ids=list(range(10)), image_dimensions=[a.side, a.side, 3],
@@ -65,33 +80,45 @@ def main() -> None:
     fn()
     prog = model.program()
     table = collections.defaultdict(float)
-    orig = prog._kernels
-    prog._kernels = [Timed(k, i, table) for i, k in enumerate(orig)]
+    plan = prog._plain if a.unfused else prog._fused
+    if a.unfused:
+        prog._fused = prog._plain
+    steps = plan.steps
+    orig = [st.kernel for st in steps]
+    for i, st in enumerate(steps):
+        st.kernel = Timed(st.kernel, i, table)
     for _ in range(2):
         fn()
     table.clear()
+    FAULTS.clear()
+    f0 = _faults()
     times = []
     for _ in range(a.steps):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    prog._kernels = orig
+    for st, k in zip(steps, orig):
+        st.kernel = k
     total = sum(times)
-    nodes = prog.graph.nodes
+    nodes = steps
     by_op = collections.defaultdict(float)
+    op_faults = collections.defaultdict(int)
     for (i, phase), t in table.items():
         by_op[(nodes[i].op_type, phase)] += t
+        op_faults[(nodes[i].op_type, phase)] += FAULTS[(i, phase)]
     kern = sum(table.values())
     print(f"{a.backbone} {a.batch}x3x{a.side}x{a.side} {'infer' if a.infer else 'train'}: "
           f"median step {statistics.median(times) * 1e3:.1f} ms, min {min(times) * 1e3:.1f} ms; "
-          f"kernels {kern / a.steps * 1e3:.1f} ms/step, other {(total - kern) / a.steps * 1e3:.1f} ms/step")
+          f"kernels {kern / a.steps * 1e3:.1f} ms/step, other {(total - kern) / a.steps * 1e3:.1f} ms/step; "
+          f"{(_faults() - f0) / a.steps:.0f} page faults/step")
     print("\nby op (ms/step):")
     for (op, ph), t in sorted(by_op.items(), key=lambda kv: -kv[1]):
-        print(f"  {op:20s} {ph}  {t / a.steps * 1e3:8.2f}  {100 * t / total:5.1f}%")
+        print(f"  {op:24s} {ph}  {t / a.steps * 1e3:8.2f}  {100 * t / total:5.1f}%  "
+              f"{op_faults[(op, ph)] / a.steps:6.0f} faults")
     print(f"\ntop {a.top} nodes (ms/step):")
     for (i, ph), t in sorted(table.items(), key=lambda kv: -kv[1])[:a.top]:
         n = nodes[i]
-        print(f"  {i:3d} {n.op_type:18s} {ph} {t / a.steps * 1e3:8.2f}  {n.outputs[0]}")
+        print(f"  {i:3d} {n.op_type:24s} {ph} {t / a.steps * 1e3:8.2f}  {n.outputs[0]}")
 
 
 if __name__ == "__main__":

@@ -1,24 +1,101 @@
-"""Runs a graph node by node with numpy kernels; the tape keeps what each kernel saved."""
+"""Runs a graph node by node with numpy kernels; the tape keeps what each kernel saved.
+
+Two things beyond running the nodes in order:
+
+* Fusion: a BatchNormalization or Add whose only consumer is a Relu runs as one fused kernel
+  (ops/fused.py) when both nodes use the built-in kernels. The intermediate value is then never
+  stored; a forward that asks for it (`wanted`) runs the unfused node list instead.
+* Threads: forward and backward run with BLAS limited to one thread while the kernels split
+  their work over the numpy backend's threads (parallel.py).
+"""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-import numpy as np
-
-from ...core.backend import ForwardResult, OpContext, Program
+from ...core.backend import ForwardResult, OpContext, Program, missing_kernel_error
 from ...core.errors import DLPluginError
 from ...core.graph import Graph
+from . import buffers, parallel
 
 
-def missing_kernel_error(graph: Graph, kernels: Mapping[str, Any], backend: str) -> DLPluginError | None:
-    """The error for the first node whose op has no kernel on `backend`, or None."""
-    for node in graph.nodes:
-        if node.op_type not in kernels:
-            return DLPluginError(
-                f"node {node.name or node.outputs[0]!r}: op {node.op_type!r} is not supported by the "
-                f"{backend} backend; supported ops: {', '.join(sorted(kernels))}. A plugin can add it "
-                f"with the dlbatch_register_ops hook")
-    return None
+class _Step:
+    """One kernel call: a graph node, or a fused pair of nodes."""
+
+    __slots__ = ("op_type", "name", "inputs", "outputs", "attrs", "kernel")
+
+    def __init__(self, op_type, name, inputs, outputs, attrs, kernel):
+        self.op_type, self.name, self.inputs, self.outputs = op_type, name, list(inputs), list(outputs)
+        self.attrs, self.kernel = attrs, kernel
+
+
+class _Plan:
+    """A step list with what each step needs: gradient flags and the values to free after it."""
+
+    def __init__(self, steps: list[_Step], graph: Graph):
+        self.steps = steps
+        needs = set(graph.trainable)  # trainable parameters and everything computed from them
+        for st in steps:
+            if any(i in needs for i in st.inputs if i):
+                needs.update(o for o in st.outputs if o)
+        self.needs_input_grad = [tuple(bool(i) and i in needs for i in st.inputs) for st in steps]
+        last_use: dict[str, int] = {}
+        for idx, st in enumerate(steps):
+            for i in st.inputs:
+                if i:
+                    last_use[i] = idx
+        keep = set(graph.initializer_names()) | {v.name for v in graph.outputs}
+        self.free_after: list[list[str]] = [[] for _ in steps]
+        for name, idx in last_use.items():
+            if name not in keep:
+                self.free_after[idx].append(name)
+
+
+def _fuse(graph: Graph, kernels: Mapping[str, Any]) -> tuple[list[_Step], set[str]]:
+    """Steps with fusable pairs merged, and the names of the values that fusion hides."""
+    from .ops import KERNELS
+    from .ops.fused import FUSED
+
+    builtin = {k.op_type: type(k) for k in KERNELS}
+    nodes = graph.nodes
+    consumers: dict[str, list[int]] = {}
+    for idx, node in enumerate(nodes):
+        for i in node.inputs:
+            if i:
+                consumers.setdefault(i, []).append(idx)
+    outputs = {v.name for v in graph.outputs}
+
+    def is_builtin(op):
+        return op in kernels and type(kernels[op]) is builtin.get(op)
+
+    absorbed: dict[int, int] = {}  # consumer index -> producer index
+    hidden: set[str] = set()
+    for idx, node in enumerate(nodes):
+        real = [o for o in node.outputs if o]
+        if len(real) != 1 or not is_builtin(node.op_type):
+            continue
+        uses = consumers.get(real[0], [])
+        if len(uses) != 1 or real[0] in outputs:
+            continue
+        nxt = nodes[uses[0]]
+        if (nxt.op_type != "Relu" or (node.op_type, nxt.op_type) not in FUSED or not is_builtin(nxt.op_type)
+                or idx in absorbed or list(nxt.inputs) != [real[0]]):
+            continue
+        absorbed[uses[0]] = idx
+        hidden.add(real[0])
+    producer_of = {p: c for c, p in absorbed.items()}
+    steps = []
+    for idx, node in enumerate(nodes):
+        if idx in absorbed:
+            continue
+        kernel = kernels[node.op_type]
+        if idx in producer_of:
+            nxt = nodes[producer_of[idx]]
+            kernel = FUSED[(node.op_type, nxt.op_type)]
+            steps.append(_Step(kernel.op_type, node.name or nxt.name, node.inputs, nxt.outputs, node.attrs,
+                               kernel))
+        else:
+            steps.append(_Step(node.op_type, node.name, node.inputs, node.outputs, node.attrs, kernel))
+    return steps, hidden
 
 
 class NumpyProgram(Program):
@@ -28,50 +105,39 @@ class NumpyProgram(Program):
             raise err
         self.graph = graph
         self.dtype = dtype
-        self._kernels = [kernels[n.op_type] for n in graph.nodes]
         self._rng_source = rng_source
-        trainable = set(graph.trainable)
-        # which values carry a gradient: trainable parameters and everything computed from them
-        self._needs = needs = set(trainable)
-        for node in graph.nodes:
-            if any(i in needs for i in node.inputs if i):
-                needs.update(node.outputs)
-        self._needs_input_grad = [tuple(bool(i) and i in needs for i in n.inputs) for n in graph.nodes]
-        # free each activation after its last use (peak memory)
-        last_use: dict[str, int] = {}
-        for idx, node in enumerate(graph.nodes):
-            for i in node.inputs:
-                if i:
-                    last_use[i] = idx
-        keep = set(graph.initializer_names()) | {v.name for v in graph.outputs}
-        self._free_after = [[] for _ in graph.nodes]
-        for name, idx in last_use.items():
-            if name not in keep:
-                self._free_after[idx].append(name)
+        plain = [_Step(n.op_type, n.name, n.inputs, n.outputs, n.attrs, kernels[n.op_type]) for n in graph.nodes]
+        self._plain = _Plan(plain, graph)
+        fused, self._hidden = _fuse(graph, kernels)
+        self._fused = _Plan(fused, graph) if self._hidden else self._plain
+        self._pool = buffers.BufferPool()
 
     def forward(self, values, inputs, *, training, bn_momentum=0.9, wanted=None) -> ForwardResult:
         graph = self.graph
         wanted = tuple(wanted) if wanted else tuple(v.name for v in graph.outputs)
+        plan = self._plain if self._hidden.intersection(wanted) else self._fused
         env: dict[str, Any] = dict(values)
         env.update(inputs)
         stats: dict[str, Any] = {}
         tape = [] if training else None
         rng = self._rng_source() if training else None
-        for idx, (node, kernel) in enumerate(zip(graph.nodes, self._kernels)):
-            ins = [env[i] if i else None for i in node.inputs]
-            ctx = OpContext(training=training, bn_momentum=bn_momentum,
-                            needs_input_grad=self._needs_input_grad[idx], rng=rng, opset=graph.opset)
-            outs, saved = kernel.forward(ctx, ins, node.attrs)
-            for i, value in ctx.statistic_updates.items():
-                stats[node.inputs[i]] = value
-            for name, out in zip(node.outputs, outs):
-                if name:
-                    env[name] = out
-            if tape is not None and any(ctx.needs_input_grad):
-                tape.append((idx, ctx, saved))
-            for name in self._free_after[idx]:
-                if name not in wanted:
-                    env.pop(name, None)
+        self._pool.new_generation()
+        with parallel.blas_single_threaded(), self._pool:
+            for idx, st in enumerate(plan.steps):
+                ins = [env[i] if i else None for i in st.inputs]
+                ctx = OpContext(training=training, bn_momentum=bn_momentum,
+                                needs_input_grad=plan.needs_input_grad[idx], rng=rng, opset=graph.opset)
+                outs, saved = st.kernel.forward(ctx, ins, st.attrs)
+                for i, value in ctx.statistic_updates.items():
+                    stats[st.inputs[i]] = value
+                for name, out in zip(st.outputs, outs):
+                    if name:
+                        env[name] = out
+                if tape is not None and any(ctx.needs_input_grad):
+                    tape.append((st, ctx, saved))
+                for name in plan.free_after[idx]:
+                    if name not in wanted:
+                        env.pop(name, None)
         missing = [w for w in wanted if w not in env]
         if missing:
             raise DLPluginError(f"the graph has no value named {missing}; outputs are "
@@ -82,16 +148,16 @@ class NumpyProgram(Program):
         if tape is None:
             raise DLPluginError("backward needs the tape of a training forward (training=True)")
         grads: dict[str, Any] = dict(output_grads)
-        nodes = self.graph.nodes
-        while tape:
-            idx, ctx, saved = tape.pop()
-            node = nodes[idx]
-            gouts = [grads.pop(o, None) if o else None for o in node.outputs]
-            if all(g is None for g in gouts):
-                continue
-            gins = self._kernels[idx].backward(ctx, saved, gouts, node.attrs)
-            for name, g, need in zip(node.inputs, gins, ctx.needs_input_grad):
-                if need and g is not None:
-                    prev = grads.get(name)
-                    grads[name] = g if prev is None else prev + g
+        with parallel.blas_single_threaded(), self._pool:
+            while tape:
+                st, ctx, saved = tape.pop()
+                gouts = [grads.pop(o, None) if o else None for o in st.outputs]
+                if all(g is None for g in gouts):
+                    continue
+                gins = st.kernel.backward(ctx, saved, gouts, st.attrs)
+                del saved, gouts
+                for name, g, need in zip(st.inputs, gins, ctx.needs_input_grad):
+                    if need and g is not None:
+                        prev = grads.get(name)
+                        grads[name] = g if prev is None else prev + g
         return {n: grads[n] for n in self.graph.trainable if n in grads}

@@ -3,6 +3,8 @@ broadcast-gradient reduction. Sums are always taken along a contiguous last axis
 uses pairwise summation (accurate in float32) and runs fastest."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ....core.errors import DLPluginError
@@ -154,3 +156,94 @@ def channel_blocks(c: int, per_channel: int):
     that loops making many passes over the same data run from cache instead of memory."""
     step = max(1, min(c, BLOCK_ELEMS // max(1, per_channel)))
     return [(a, min(c, a + step)) for a in range(0, c, step)]
+
+
+TASK_ELEMS = 1 << 16  # elements per parallel task of the row-wise (per-channel) kernels
+
+
+def row_blocks(rows: int, per_row: int, min_blocks: int = 4):
+    """Ranges of rows (channels) of about TASK_ELEMS elements each, for parallel.run: small
+    enough to stay in cache through a kernel's passes, and at least `min_blocks` where there
+    are that many rows. Depends on the shape only."""
+    step = max(1, min(TASK_ELEMS // max(1, per_row), -(-rows // min_blocks)))
+    return [(a, min(rows, a + step)) for a in range(0, rows, step)]
+
+
+FLAT_TASK_ELEMS = 1 << 17  # elements per parallel task of the elementwise kernels
+
+
+def flat_views(*arrays):
+    """1-D views, in memory order, of equally shaped arrays that share one memory layout
+    (e.g. all channel-major), or None. Elementwise work on them then splits into flat ranges."""
+    a0 = arrays[0]
+    axes = sorted(range(a0.ndim), key=lambda i: -a0.strides[i])
+    out = []
+    for a in arrays:
+        if a.shape != a0.shape or a.dtype != a0.dtype:
+            return None
+        t = a.transpose(axes)
+        if not t.flags.c_contiguous:
+            return None
+        out.append(t.reshape(-1))
+    return out
+
+
+def flat_ranges(size: int):
+    step = FLAT_TASK_ELEMS
+    return [(a, min(size, a + step)) for a in range(0, size, step)]
+
+
+def parallel_ew(fn, out, *ins) -> bool:
+    """fn(out_part, *in_parts) over flat ranges on the kernel threads, when `out` and `ins`
+    share one contiguous layout and are big enough to split; False when it did nothing."""
+    if out.size < 2 * FLAT_TASK_ELEMS:
+        return False
+    views = flat_views(out, *ins)
+    if views is None:
+        return False
+    from .. import parallel
+    o, rest = views[0], views[1:]
+    parallel.run(lambda r: fn(o[r[0]:r[1]], *(v[r[0]:r[1]] for v in rest)), flat_ranges(o.size))
+    return True
+
+
+
+_zeros: dict = {}
+
+
+def zeros_like_block(a: np.ndarray) -> np.ndarray:
+    """A read-only zero array shaped like `a` (shared). np.maximum(a, zeros) runs several
+    times faster than np.maximum(a, 0): numpy's scalar-operand path for it is not vectorised."""
+    key = a.dtype.char
+    z = _zeros.get(key)
+    if z is None or z.size < a.size:
+        z = np.zeros(max(a.size, FLAT_TASK_ELEMS), dtype=a.dtype)
+        z.flags.writeable = False
+        _zeros[key] = z
+    return z[:a.size].reshape(a.shape)
+
+
+def relu_(a: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = max(a, 0) (out may be a)."""
+    return np.maximum(a, zeros_like_block(a), out=out)
+
+
+_scratch = threading.local()
+
+
+def scratch(slot: str, shape, dtype) -> np.ndarray:
+    """A per-thread reusable buffer (uninitialised) for temporaries of parallel tasks: memory
+    allocated inside worker threads costs page faults that serialise the threads on the kernel's
+    memory-map lock, so tasks take their temporaries from here instead."""
+    bufs = getattr(_scratch, "bufs", None)
+    if bufs is None:
+        bufs = _scratch.bufs = {}
+    dtype = np.dtype(dtype)
+    size = 1
+    for v in shape:
+        size *= int(v)
+    key = (slot, dtype.char)
+    buf = bufs.get(key)
+    if buf is None or buf.size < size:
+        buf = bufs[key] = np.empty(max(size, 1), dtype=dtype)
+    return buf[:size].reshape(shape)

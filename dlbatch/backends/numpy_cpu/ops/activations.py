@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import buffers
 from ..kernel import NumpyKernel
-from ._util import attr_or_input, needs
+from ._util import attr_or_input, needs, parallel_ew, relu_
+
+
+def relu_mask_grad(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """dy * (y > 0), split over the kernel threads when dy and y share a layout."""
+    out = buffers.empty_like(y) if y.dtype == dy.dtype else None
+    if out is not None and parallel_ew(lambda o, g, v: np.multiply(g, v > 0, out=o), out, dy, y):
+        return out
+    return dy * (y > 0)
 
 
 class Relu(NumpyKernel):
@@ -14,11 +23,14 @@ class Relu(NumpyKernel):
     op_type = "Relu"
 
     def forward(self, ctx, inputs, attrs):
-        y = np.maximum(inputs[0], 0)
+        x = inputs[0]
+        y = buffers.empty_like(x)
+        if not parallel_ew(lambda o, v: relu_(v, o), y, x):
+            y = np.maximum(x, 0)
         return [y], y
 
     def backward(self, ctx, saved, grads, attrs):
-        return [grads[0] * (saved > 0) if needs(ctx, 0) else None]
+        return [relu_mask_grad(grads[0], saved) if needs(ctx, 0) else None]
 
 
 class LeakyRelu(NumpyKernel):

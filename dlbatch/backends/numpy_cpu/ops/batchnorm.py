@@ -5,19 +5,144 @@ contiguous last axis, where numpy sums pairwise: a naive float32 accumulation ov
 values per channel gave 1e-2 gradient errors. Training reports the new running statistics
 through ctx.update_statistic (unbiased variance, SPEC 1.5); the ONNX `momentum` attribute is
 ignored in favour of ctx.bn_momentum.
+
+Every pass of a channel block runs while the block is in cache, and the blocks run on the
+kernel threads. Per-channel results do not depend on the blocking, so they are the same for any
+thread count. `bn_forward`/`bn_backward` with relu=True are also the fused
+BatchNormalization+Relu of the numpy program (one pass less each way, no BN output kept).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .. import buffers, parallel
 from ..kernel import NumpyKernel
-from ._util import cm, cm_rows, needs
-
+from ._util import cm, cm_rows, needs, relu_, row_blocks, scratch
 
 def _from_rows(rows, like):
     """(C, N*...) rows -> logical (N, C, ...) view with channel-major memory."""
     c = like.shape[1]
     return cm(rows.reshape((c, like.shape[0]) + like.shape[2:]))
+
+
+def bn_forward(ctx, inputs, attrs, relu: bool = False):
+    """BatchNormalization (then Relu when relu=True) forward; returns (outputs, saved)."""
+    x, scale, bias, mean, var = inputs[:5]
+    eps = float(attrs.get("epsilon", 1e-5))
+    dt = x.dtype.type
+    c = x.shape[1]
+    xr = cm_rows(x)
+    m = xr.shape[1]
+    sc = scale.astype(x.dtype, copy=False)
+    bi = bias.astype(x.dtype, copy=False)
+    y = buffers.empty(xr.shape, xr.dtype)
+    blocks = row_blocks(c, m)
+    if ctx.training:
+        xhat = buffers.empty(xr.shape, xr.dtype)
+        bmean = np.empty(c, dtype=x.dtype)
+        bvar = np.empty(c, dtype=x.dtype)
+        inv = np.empty(c, dtype=x.dtype)
+
+        def block(r):
+            a, z = r
+            xb, hb, yb = xr[a:z], xhat[a:z], y[a:z]
+            mb = xb.sum(axis=1) / dt(m)
+            np.subtract(xb, mb[:, None], out=hb)
+            np.square(hb, out=yb)
+            vb = yb.sum(axis=1) / dt(m)
+            ib = (1.0 / np.sqrt(vb + dt(eps))).astype(x.dtype, copy=False)
+            hb *= ib[:, None]
+            np.multiply(hb, sc[a:z, None], out=yb)
+            yb += bi[a:z, None]
+            if relu:
+                relu_(yb, yb)
+            bmean[a:z], bvar[a:z], inv[a:z] = mb, vb, ib
+
+        parallel.run(block, blocks)
+        mom = float(ctx.bn_momentum)
+        unbiased = bvar * dt(m / max(m - 1, 1))
+        ctx.update_statistic(3, (mom * mean + (1.0 - mom) * bmean.astype(mean.dtype)).astype(mean.dtype))
+        ctx.update_statistic(4, (mom * var + (1.0 - mom) * unbiased.astype(var.dtype)).astype(var.dtype))
+        out = _from_rows(y, x)
+        return [out], ("train", xhat, inv, scale, x.shape, y if relu else None)
+    inv = (1.0 / np.sqrt(var.astype(x.dtype) + dt(eps))).astype(x.dtype, copy=False)
+    ka = sc * inv
+    kb = bi - mean.astype(x.dtype) * ka
+
+    def block(r):
+        a, z = r
+        yb = y[a:z]
+        np.multiply(xr[a:z], ka[a:z, None], out=yb)
+        yb += kb[a:z, None]
+        if relu:
+            np.maximum(yb, 0, out=yb)
+
+    parallel.run(block, blocks)
+    out = _from_rows(y, x)
+    return [out], ("infer", x, mean.astype(x.dtype), inv, scale, x.shape, y if relu else None)
+
+
+def bn_backward(ctx, saved, grads, attrs):
+    """Gradients of BatchNormalization (or of the fused BatchNormalization+Relu: then the
+    saved Relu output masks dy first)."""
+    dy = grads[0]
+    g_all = cm_rows(dy)
+    c, m = g_all.shape
+    relu_out = saved[-1]
+    need_x, need_s, need_b = needs(ctx, 0), needs(ctx, 1), needs(ctx, 2)
+    blocks = row_blocks(c, m)
+    if saved[0] == "train":
+        _, xhat, inv, scale, shape, _ = saved
+        dt = xhat.dtype.type
+        k = (scale.astype(xhat.dtype, copy=False) * inv)
+        dscale = np.empty(c, dtype=xhat.dtype)
+        dbias = np.empty(c, dtype=xhat.dtype)
+        dx = buffers.empty(xhat.shape, xhat.dtype) if need_x else None
+
+        def block(r):
+            a, z = r
+            g = g_all[a:z]
+            if relu_out is not None:
+                g = np.multiply(g, relu_out[a:z] > 0, out=scratch("bn0", g.shape, g.dtype))
+            hb = xhat[a:z]
+            gsum = g.sum(axis=1)
+            ds = np.multiply(g, hb, out=scratch("bn1", g.shape, g.dtype)).sum(axis=1)
+            dbias[a:z], dscale[a:z] = gsum, ds
+            if need_x:
+                # dx = scale*inv/m * (m*g - sum(g) - xhat*sum(g*xhat))
+                d = dx[a:z]
+                np.multiply(hb, (-ds / dt(m))[:, None], out=d)
+                d += g
+                d -= (gsum / dt(m))[:, None]
+                d *= k[a:z, None]
+
+        parallel.run(block, blocks)
+        return [_from_rows(dx, dy) if need_x else None, dscale.astype(scale.dtype) if need_s else None,
+                dbias.astype(scale.dtype) if need_b else None, None, None]
+    _, x, mean, inv, scale, shape, _ = saved
+    xr = cm_rows(x) if need_s else None
+    k = scale.astype(x.dtype, copy=False) * inv
+    dscale = np.empty(c, dtype=x.dtype)
+    dbias = np.empty(c, dtype=x.dtype)
+    dx = buffers.empty((c, m), x.dtype) if need_x else None
+
+    def block(r):
+        a, z = r
+        g = g_all[a:z]
+        if relu_out is not None:
+            g = np.multiply(g, relu_out[a:z] > 0, out=scratch("bn0", g.shape, g.dtype))
+        dbias[a:z] = g.sum(axis=1)
+        if need_s:
+            hb = np.subtract(xr[a:z], mean[a:z, None], out=scratch("bn1", g.shape, g.dtype))
+            hb *= inv[a:z, None]
+            hb *= g
+            dscale[a:z] = hb.sum(axis=1)
+        if need_x:
+            np.multiply(g, k[a:z, None], out=dx[a:z])
+
+    parallel.run(block, blocks)
+    return [_from_rows(dx, dy) if need_x else None, dscale.astype(scale.dtype) if need_s else None,
+            dbias.astype(scale.dtype) if need_b else None, None, None]
 
 
 class BatchNormalization(NumpyKernel):
@@ -27,57 +152,7 @@ class BatchNormalization(NumpyKernel):
     op_type = "BatchNormalization"
 
     def forward(self, ctx, inputs, attrs):
-        x, scale, bias, mean, var = inputs[:5]
-        eps = float(attrs.get("epsilon", 1e-5))
-        dt = x.dtype.type
-        c = x.shape[1]
-        xr = cm_rows(x)
-        if ctx.training:
-            m = xr.shape[1]
-            bmean = xr.sum(axis=1) / dt(m)
-            xhat = xr - bmean[:, None]
-            bvar = np.square(xhat).sum(axis=1) / dt(m)
-            inv = (1.0 / np.sqrt(bvar + dt(eps))).astype(x.dtype, copy=False)
-            xhat *= inv[:, None]
-            y = xhat * scale.reshape(c, 1)
-            y += bias.reshape(c, 1)
-            mom = float(ctx.bn_momentum)
-            unbiased = bvar * dt(m / max(m - 1, 1))
-            ctx.update_statistic(3, (mom * mean + (1.0 - mom) * bmean.astype(mean.dtype)).astype(mean.dtype))
-            ctx.update_statistic(4, (mom * var + (1.0 - mom) * unbiased.astype(var.dtype)).astype(var.dtype))
-            return [_from_rows(y, x)], ("train", xhat, inv, scale, x.shape)
-        inv = (1.0 / np.sqrt(var.astype(x.dtype) + dt(eps))).astype(x.dtype, copy=False)
-        a = scale.astype(x.dtype) * inv
-        b = bias.astype(x.dtype) - mean.astype(x.dtype) * a
-        y = xr * a[:, None]
-        y += b[:, None]
-        return [_from_rows(y, x)], ("infer", x, mean.astype(x.dtype), inv, scale, x.shape)
+        return bn_forward(ctx, inputs, attrs)
 
     def backward(self, ctx, saved, grads, attrs):
-        dy = grads[0]
-        g = cm_rows(dy)
-        db = g.sum(axis=1) if needs(ctx, 2) else None
-        if saved[0] == "train":
-            _, xhat, inv, scale, shape = saved
-            m = xhat.shape[1]
-            dscale = (g * xhat).sum(axis=1)
-            dx = None
-            if needs(ctx, 0):
-                gsum = db if db is not None else g.sum(axis=1)
-                dt = xhat.dtype.type
-                # dx = scale*inv/m * (m*g - sum(g) - xhat*sum(g*xhat))
-                dx = xhat * (-dscale / dt(m))[:, None]
-                dx += g
-                dx -= (gsum / dt(m))[:, None]
-                dx *= (scale * inv)[:, None]
-                dx = _from_rows(dx, dy)
-            return [dx, dscale.astype(scale.dtype) if needs(ctx, 1) else None,
-                    db.astype(scale.dtype) if db is not None else None, None, None]
-        _, x, mean, inv, scale, shape = saved
-        dscale = None
-        if needs(ctx, 1):
-            xhat = cm_rows(x) - mean[:, None]
-            xhat *= inv[:, None]
-            dscale = (g * xhat).sum(axis=1).astype(scale.dtype)
-        dx = _from_rows(g * (scale * inv)[:, None], dy) if needs(ctx, 0) else None
-        return [dx, dscale, db.astype(scale.dtype) if db is not None else None, None, None]
+        return bn_backward(ctx, saved, grads, attrs)

@@ -15,14 +15,12 @@ O) a sum of per-tap broadcast multiplies; ConvTranspose the adjoint (GEMM then c
 """
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
-from .. import parallel
+from .. import buffers, parallel
 from ..kernel import NumpyKernel
-from ._util import (as_str, channel_blocks, check_4d, channel_sum, cm, int_list, needs, pad_cm, spatial_pads,
-                    tap, unsupported)
+from ._util import (as_str, channel_blocks, check_4d, channel_sum, cm, int_list, needs, pad_cm, scratch,
+                    spatial_pads, tap, unsupported)
 
 COLS_BUDGET = 8 << 20  # bytes of im2col matrix per chunk (L3-sized; also bounds peak memory)
 MIN_CHUNKS = 4  # a groups == 1 Conv is split into at least this many chunks where it can be
@@ -77,20 +75,10 @@ def _conv_geom(op, attrs, x_shape, w_shape) -> _Geom:
 def _is_pointwise(g: _Geom) -> bool:
     return g.k == [1, 1] and g.s == [1, 1] and max(g.pb + g.pe) == 0
 
-_scratch = threading.local()
-
-
 def _scratch_buffer(slot: int, size: int, dtype) -> np.ndarray:
-    """A reusable flat buffer of `size` elements, one per thread and slot (0: columns,
-    1: column gradients): chunk-sized, so it stays in cache and costs no page faults."""
-    bufs = getattr(_scratch, "bufs", None)
-    if bufs is None:
-        bufs = _scratch.bufs = {}
-    key = (slot, np.dtype(dtype).char)
-    buf = bufs.get(key)
-    if buf is None or buf.size < size:
-        buf = bufs[key] = np.empty(size, dtype=dtype)
-    return buf[:size]
+    """Per-thread chunk-sized buffers (0: columns, 1: column gradients): they stay in cache
+    and cost no page faults."""
+    return scratch(f"conv{slot}", (size,), dtype)
 
 
 def _rows2d(a: np.ndarray) -> np.ndarray:
@@ -235,7 +223,7 @@ def _conv_forward(x, w, b, g) -> np.ndarray:
     plan = _plan_for(x.shape, o, g, x.itemsize)
     xc = cm(x)
     wm = w.reshape(o, -1).astype(x.dtype, copy=False)
-    y = np.empty((o, plan.n, plan.ho, plan.wo), dtype=x.dtype)
+    y = buffers.empty((o, plan.n, plan.ho, plan.wo), x.dtype)
     bias = None if b is None else b.astype(x.dtype, copy=False).reshape(o, 1)
 
     def chunk(k):
@@ -288,17 +276,19 @@ def _conv_backward(x, w, dy, g, need_x: bool, need_w: bool):
         else:
             shape = (plan.c, plan.n) + tuple(x.shape[2:])
             zero = plan.row_split and not plan.direct
-            dxc = np.zeros(shape, dtype=x.dtype) if zero else np.empty(shape, dtype=x.dtype)
+            dxc = buffers.zeros(shape, x.dtype) if zero else buffers.empty(shape, x.dtype)
             scatter = True
     if not (need_w or scatter):
         return dxc, None
-    parts = np.empty((nch, o, plan.ckk), dtype=x.dtype) if need_w else None
+    # dW.T = cols @ dy.T per chunk: OpenBLAS runs this orientation up to 15% faster for few
+    # output channels than dy @ cols.T
+    parts = buffers.empty((nch, plan.ckk, o), x.dtype) if need_w else None
 
     def chunk(k):
         n0, n1, r0, r1 = plan.chunks[k]
         dy2 = _rows2d(dyc[:, n0:n1, r0:r1])
         if need_w:
-            np.matmul(dy2, plan.im2col(xc, k).T, out=parts[k])
+            np.matmul(plan.im2col(xc, k), dy2.T, out=parts[k])
         if scatter:
             if plan.direct:
                 np.matmul(wm.T, dy2, out=_rows2d(dxc[:, n0:n1, r0:r1]))
@@ -318,7 +308,7 @@ def _conv_backward(x, w, dy, g, need_x: bool, need_w: bool):
     dw = None
     if need_w:
         dw = parts[0] if nch == 1 else parts.sum(axis=0)
-        dw = dw.reshape(w.shape).astype(w.dtype, copy=False)
+        dw = np.ascontiguousarray(dw.T, dtype=w.dtype).reshape(w.shape)
     return dxc, dw
 
 

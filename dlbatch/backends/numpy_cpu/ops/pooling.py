@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import buffers, parallel
 from ..kernel import NumpyKernel
-from ._util import check_4d, cm, cm_rows, int_list, needs, pad_cm, spatial_pads, tap, unsupported
+from ._util import check_4d, cm, cm_rows, int_list, needs, pad_cm, scratch, spatial_pads, tap, unsupported
 
 
 def _geom(op, attrs, shape):
@@ -28,47 +29,51 @@ def _geom(op, attrs, shape):
     return k, s, d, pb, pe, out, hp, wp
 
 
-def _argmax_pass(src, k, d, s, n_out, axis):
-    """Running max over k strided taps along `axis` (2 or 3) of `src`; returns the max and
-    the winning tap (first maximum wins)."""
-    def view(t):
-        sl = [slice(None)] * 4
-        sl[axis] = slice(t * d, t * d + s * (n_out - 1) + 1, s)
-        return src[tuple(sl)]
+def _view(src, t, d, s, n_out, axis):
+    sl = [slice(None)] * 4
+    sl[axis] = slice(t * d, t * d + s * (n_out - 1) + 1, s)
+    return src[tuple(sl)]
 
-    best = np.array(view(0), copy=True)
-    at = np.uint8 if k < 256 else np.uint16
-    arg = np.zeros(best.shape, dtype=at)
-    m = np.empty(best.shape, dtype=bool)
-    cand = np.empty(best.shape, dtype=at)
+
+def _argmax_pass(src, k, d, s, n_out, axis, best, arg):
+    """Running max over k strided taps along `axis` (2 or 3) of `src` into `best`, the
+    winning tap (first maximum wins) into `arg` (uint8/uint16)."""
+    at = arg.dtype.type
+    np.copyto(best, _view(src, 0, d, s, n_out, axis))
+    arg.fill(0)
+    m = scratch("mp_m", best.shape, bool)
+    cand = scratch("mp_cand", best.shape, arg.dtype)
     for t in range(1, k):
-        v = view(t)
+        v = _view(src, t, d, s, n_out, axis)
         np.greater(v, best, out=m)
         np.maximum(best, v, out=best)
         # taps come in increasing order, so "last strict improvement" = max(arg, t * improved);
         # (masked copyto/where are several times slower than these two ufuncs)
         np.multiply(m, at(t), out=cand)
         np.maximum(arg, cand, out=arg)
-    return best, arg
 
 
-def _scatter_pass(g, arg, k, d, s, n_out, axis, out_shape):
-    """Adjoint of _argmax_pass: route g to the winning tap of each output."""
-    out = np.zeros(out_shape, dtype=g.dtype)
-    tmp = np.empty(g.shape, dtype=g.dtype)
+def _scatter_pass(g, arg, k, d, s, n_out, axis, out):
+    """Adjoint of _argmax_pass: route g to the winning tap of each output, into zeroed `out`."""
+    tmp = scratch("mp_tmp", g.shape, g.dtype)
     for t in range(k):
-        sl = [slice(None)] * 4
-        sl[axis] = slice(t * d, t * d + s * (n_out - 1) + 1, s)
         np.multiply(g, arg == t, out=tmp)
-        out[tuple(sl)] += tmp
-    return out
+        _view(out, t, d, s, n_out, axis)[...] += tmp
+
+
+def _pool_blocks(c, per_channel):
+    from ._util import row_blocks
+    return row_blocks(c, per_channel)
 
 
 class MaxPool(NumpyKernel):
-    """Separable: a max over the kernel rows, then over the kernel columns, each recording its
+    """Channel blocks on the kernel threads. 2x2 windows with stride 2 (no padding, even
+    sizes) take three maxima of strided views and keep three winner masks; other windows are
+    separable: a max over the kernel rows, then over the kernel columns, each recording its
     winning tap (uint8), so forward costs kh + kw passes instead of kh * kw and backward routes
-    dy back through the two passes. Among equal maxima the first column (then first row)
-    wins. Only the first output (Y) is produced."""
+    dy back through the two passes. Among equal maxima the first one in row-major window order
+    wins for 2x2/2; the separable path picks the first column, then the first row. Only the
+    first output (Y) is produced."""
 
     op_type = "MaxPool"
 
@@ -77,20 +82,92 @@ class MaxPool(NumpyKernel):
         check_4d(self.op_type, x)
         if int(attrs.get("storage_order", 0)) != 0:
             raise unsupported(self.op_type, "storage_order", attrs["storage_order"], "0 (row major)")
-        k, s, d, pb, pe, (ho, wo), hp, wp = _geom(self.op_type, attrs, x.shape)
-        xp = pad_cm(cm(x), pb, pe, hp, wp, value=-np.inf)
-        rows, arg_r = _argmax_pass(xp, k[0], d[0], s[0], ho, 2)
-        y, arg_c = _argmax_pass(rows, k[1], d[1], s[1], wo, 3)
-        return [cm(y)], (x.shape, arg_r, arg_c, (k, s, d, pb, ho, wo, hp, wp))
+        geom = _geom(self.op_type, attrs, x.shape)
+        k, s, d, pb, pe, (ho, wo), hp, wp = geom
+        n, c, h, w = x.shape
+        xc = cm(x)
+        y = buffers.empty((c, n, ho, wo), x.dtype)
+        if (k == [2, 2] and s == [2, 2] and d == [1, 1] and max(pb + pe) == 0 and h == 2 * ho
+                and w == 2 * wo):
+            masks = buffers.empty((3, c, n, ho, wo), bool)
+
+            def block2(r):
+                a, z = r
+                xb = xc[a:z]
+                top, bot = _view(xb, 0, 1, 2, ho, 2), _view(xb, 1, 1, 2, ho, 2)
+                a00, a01 = _view(top, 0, 1, 2, wo, 3), _view(top, 1, 1, 2, wo, 3)
+                a10, a11 = _view(bot, 0, 1, 2, wo, 3), _view(bot, 1, 1, 2, wo, 3)
+                ct, cb, rb = masks[0, a:z], masks[1, a:z], masks[2, a:z]
+                yb = y[a:z]
+                m2 = scratch("mp_m2", yb.shape, yb.dtype)
+                np.greater(a01, a00, out=ct)
+                np.maximum(a00, a01, out=yb)
+                np.greater(a11, a10, out=cb)
+                np.maximum(a10, a11, out=m2)
+                np.greater(m2, yb, out=rb)
+                np.maximum(yb, m2, out=yb)
+
+            parallel.run(block2, _pool_blocks(c, n * h * w))
+            return [cm(y)], ("2x2", x.shape, masks)
+        at = np.uint8 if max(k) < 256 else np.uint16
+        arg_r = buffers.empty((c, n, ho, wp), at)
+        arg_c = buffers.empty((c, n, ho, wo), at)
+
+        def block(r):
+            a, z = r
+            xb = xc[a:z]
+            xp = xb
+            if max(pb + pe) > 0 or hp != h or wp != w:
+                xp = scratch("mp_pad", (z - a, n, hp, wp), x.dtype)
+                xp.fill(-np.inf)
+                xp[:, :, pb[0]:pb[0] + h, pb[1]:pb[1] + w] = xb
+            rows = scratch("mp_rows", (z - a, n, ho, wp), x.dtype)
+            _argmax_pass(xp, k[0], d[0], s[0], ho, 2, rows, arg_r[a:z])
+            _argmax_pass(rows, k[1], d[1], s[1], wo, 3, y[a:z], arg_c[a:z])
+
+        parallel.run(block, _pool_blocks(c, n * hp * wp))
+        return [cm(y)], ("sep", x.shape, arg_r, arg_c, geom)
 
     def backward(self, ctx, saved, grads, attrs):
         if not needs(ctx, 0):
             return [None]
-        shape, arg_r, arg_c, (k, s, d, pb, ho, wo, hp, wp) = saved
-        n, c, h, w = shape
-        g1 = _scatter_pass(cm(grads[0]), arg_c, k[1], d[1], s[1], wo, 3, arg_r.shape)
-        dxp = _scatter_pass(g1, arg_r, k[0], d[0], s[0], ho, 2, (c, n, hp, wp))
-        return [cm(dxp[:, :, pb[0]:pb[0] + h, pb[1]:pb[1] + w])]
+        n, c, h, w = saved[1]
+        dyc = cm(grads[0])
+        if saved[0] == "2x2":
+            masks = saved[2]
+            dx = buffers.empty((c, n, h, w), dyc.dtype)
+
+            def block2(r):
+                a, z = r
+                g = dyc[a:z]
+                db = dx[a:z]
+                top, bot = _view(db, 0, 1, 2, h // 2, 2), _view(db, 1, 1, 2, h // 2, 2)
+                d00, d01 = _view(top, 0, 1, 2, w // 2, 3), _view(top, 1, 1, 2, w // 2, 3)
+                d10, d11 = _view(bot, 0, 1, 2, w // 2, 3), _view(bot, 1, 1, 2, w // 2, 3)
+                gb = np.multiply(g, masks[2, a:z], out=scratch("mp_gb", g.shape, g.dtype))  # bottom row wins
+                gt = np.subtract(g, gb, out=scratch("mp_gt", g.shape, g.dtype))  # exact: g - g*1, g - g*0
+                np.multiply(gt, masks[0, a:z], out=d01)
+                np.subtract(gt, d01, out=d00)
+                np.multiply(gb, masks[1, a:z], out=d11)
+                np.subtract(gb, d11, out=d10)
+
+            parallel.run(block2, _pool_blocks(c, n * h * w))
+            return [cm(dx)]
+        _, shape, arg_r, arg_c, (k, s, d, pb, pe, (ho, wo), hp, wp) = saved
+        dx = buffers.empty((c, n, h, w), dyc.dtype)
+
+        def block(r):
+            a, z = r
+            g1 = scratch("mp_g1", (z - a, n, ho, wp), dyc.dtype)
+            g1.fill(0)
+            _scatter_pass(dyc[a:z], arg_c[a:z], k[1], d[1], s[1], wo, 3, g1)
+            dxp = scratch("mp_dxp", (z - a, n, hp, wp), dyc.dtype)
+            dxp.fill(0)
+            _scatter_pass(g1, arg_r[a:z], k[0], d[0], s[0], ho, 2, dxp)
+            dx[a:z] = dxp[:, :, pb[0]:pb[0] + h, pb[1]:pb[1] + w]
+
+        parallel.run(block, _pool_blocks(c, n * hp * wp))
+        return [cm(dx)]
 
 
 class AveragePool(NumpyKernel):

@@ -1,0 +1,105 @@
+"""Reusable activation and gradient buffers for the numpy program.
+
+A train step allocates the same large arrays every time. Fresh memory from the allocator costs
+a page fault per 4 KiB page on first touch (glibc returns freed heap tops and large blocks to
+the system), a few milliseconds per step. While a program runs, the kernels take their large
+outputs and gradients from a pool instead: a pooled buffer is free again when nothing references
+it any more (every numpy view keeps its base alive, so the reference count of the base tells),
+and the pool hands it out again for the next request of the same size.
+
+Outside a running program (kernels called directly) `empty` is plain np.empty.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+
+import numpy as np
+
+MIN_BYTES = 1 << 16  # smaller arrays come from numpy's allocator as usual
+KEEP_GENERATIONS = 2  # free buffers unused for this many program runs are released
+
+_lock = threading.RLock()
+_active: list["BufferPool"] = []
+
+
+def _refs(lst: list, i: int) -> int:
+    return sys.getrefcount(lst[i])
+
+
+_probe = [np.empty(1)]
+_UNUSED = _refs(_probe, 0)  # the count of a base that only the pool's list holds
+del _probe
+
+
+class BufferPool:
+    def __init__(self) -> None:
+        self._bases: dict[tuple, list] = {}
+        self._used: dict[int, int] = {}
+        self._gen = 0
+
+    def new_generation(self) -> None:
+        """Called once per program run: releases buffers left unused for a while."""
+        with _lock:
+            self._gen += 1
+            for key, lst in list(self._bases.items()):
+                keep = []
+                for i in range(len(lst)):
+                    if _refs(lst, i) > _UNUSED or self._used.get(id(lst[i]), 0) >= self._gen - KEEP_GENERATIONS:
+                        keep.append(lst[i])
+                    else:
+                        self._used.pop(id(lst[i]), None)
+                if keep:
+                    self._bases[key] = keep
+                else:
+                    del self._bases[key]
+
+    def take(self, n: int, dtype: np.dtype) -> np.ndarray:
+        """A 1-D buffer of n elements that nobody else references."""
+        key = (n, dtype.char)
+        with _lock:
+            lst = self._bases.setdefault(key, [])
+            for i in range(len(lst)):
+                if _refs(lst, i) == _UNUSED:
+                    self._used[id(lst[i])] = self._gen
+                    return lst[i][:]
+            base = np.empty(n, dtype=dtype)
+            lst.append(base)
+            self._used[id(base)] = self._gen
+            return base[:]
+
+    def __enter__(self):
+        with _lock:
+            _active.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        with _lock:
+            _active.remove(self)
+
+
+def empty(shape, dtype) -> np.ndarray:
+    """np.empty(shape, dtype) (C order), from the running program's pool when there is one."""
+    dtype = np.dtype(dtype)
+    n = 1
+    for v in shape:
+        n *= int(v)
+    if n * dtype.itemsize < MIN_BYTES or not _active:
+        return np.empty(shape, dtype=dtype)
+    return _active[-1].take(n, dtype).reshape(shape)
+
+
+def empty_like(a: np.ndarray, dtype=None) -> np.ndarray:
+    """np.empty_like(a) with a's memory layout (channel-major stays channel-major)."""
+    dtype = np.dtype(dtype or a.dtype)
+    if a.size * dtype.itemsize < MIN_BYTES or not _active or a.ndim == 0:
+        return np.empty_like(a, dtype=dtype)
+    order = sorted(range(a.ndim), key=lambda i: -a.strides[i])
+    buf = empty(tuple(a.shape[i] for i in order), dtype)
+    return buf.transpose(np.argsort(order))
+
+
+def zeros(shape, dtype) -> np.ndarray:
+    out = empty(shape, dtype)
+    out.fill(0)
+    return out
