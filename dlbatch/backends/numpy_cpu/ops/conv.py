@@ -24,6 +24,7 @@ from ._util import (as_str, channel_blocks, check_4d, channel_sum, cm, int_list,
 
 COLS_BUDGET = 8 << 20  # bytes of im2col matrix per chunk (L3-sized; also bounds peak memory)
 MIN_CHUNKS = 4  # a groups == 1 Conv is split into at least this many chunks where it can be
+FLAT_MAX = 512  # largest H*W of a plane copied whole by im2col (see _ConvPlan)
 
 
 def _ints(attrs, name, default):
@@ -165,6 +166,24 @@ class _ConvPlan:
             self.zeros.append(zeros)
         self.assign_first = self.full_tap is not None and not self.row_split
         self.kh, self.kw = kh, kw
+        # small 'same'-size stride-1 maps: each tap is one flat shift of whole H*W planes
+        # (long copy runs instead of W-element rows), then the columns that wrapped around
+        # are zeroed; planes stay under FLAT_MAX elements (glibc copies longer runs with
+        # `rep movsb`, which is erratic on some CPUs)
+        self.flat = None
+        if (g.s == [1, 1] and ho == h and wo == w and not self.row_split and h * w <= FLAT_MAX
+                and not self.direct):
+            taps = []
+            hw = h * w
+            for i in range(kh):
+                for j in range(kw):
+                    roff, coff = i * g.d[0] - g.pb[0], j * g.d[1] - g.pb[1]
+                    delta = roff * w + coff
+                    lo, hi = max(0, -delta), min(hw, hw - delta)
+                    bad = (slice(0, min(w, -coff)) if coff < 0 else
+                           slice(max(0, w - coff), w) if coff > 0 else None)
+                    taps.append((i, j, delta, lo, max(lo, hi), bad))
+            self.flat = taps
 
     def chunk_len(self, k: int) -> int:
         n0, n1, r0, r1 = self.chunks[k]
@@ -182,11 +201,34 @@ class _ConvPlan:
                 np.copyto(buf, src)
                 return buf.reshape(self.c, -1)
         buf = _scratch_buffer(0, self.ckk * self.chunk_len(k), xc.dtype)
+        if self.flat is not None:
+            try:
+                planes = xc[:, n0:n1].view()
+                planes.shape = (self.c, n1 - n0, -1)
+            except AttributeError:
+                planes = None
+            if planes is not None:
+                return self._im2col_flat(planes, buf, n1 - n0)
         cols = buf.reshape(self.c, self.kh, self.kw, n1 - n0, r1 - r0, self.wo)
         for dst, src in self.copies[k]:
             cols[dst] = xc[src]
         for z in self.zeros[k]:
             cols[z] = 0
+        return buf.reshape(self.ckk, -1)
+
+    def _im2col_flat(self, planes, buf, nb):
+        hw = planes.shape[2]
+        cols = buf.reshape(self.c, self.kh, self.kw, nb, hw)
+        for i, j, delta, lo, hi, bad in self.flat:
+            dst = cols[:, i, j]
+            if hi > lo:
+                dst[:, :, lo:hi] = planes[:, :, lo + delta:hi + delta]
+            if lo > 0:
+                dst[:, :, :min(lo, hw)] = 0
+            if hi < hw:
+                dst[:, :, hi:] = 0
+            if bad is not None:
+                dst.reshape(self.c, nb, self.ho, self.wo)[..., bad] = 0
         return buf.reshape(self.ckk, -1)
 
     def col2im(self, dxc: np.ndarray, dcols: np.ndarray, k: int) -> None:
@@ -217,8 +259,8 @@ def _plan_for(x_shape, o, g: _Geom, itemsize: int) -> _ConvPlan:
     return plan
 
 
-def _conv_forward(x, w, b, g) -> np.ndarray:
-    """groups == 1: channel-major output (O, N, ho, wo), chunk by chunk on the kernel threads."""
+def _forward_tasks(x, w, b, g):
+    """groups == 1: the channel-major output (O, N, ho, wo) and its chunk tasks."""
     o = w.shape[0]
     plan = _plan_for(x.shape, o, g, x.itemsize)
     xc = cm(x)
@@ -233,7 +275,16 @@ def _conv_forward(x, w, b, g) -> np.ndarray:
         if bias is not None:
             out += bias
 
-    parallel.run(chunk, range(len(plan.chunks)))
+    return y, [(chunk, k) for k in range(len(plan.chunks))]
+
+
+def _run_tasks(tasks):
+    parallel.run(lambda t: t[0](t[1]), tasks)
+
+
+def _conv_forward(x, w, b, g) -> np.ndarray:
+    y, tasks = _forward_tasks(x, w, b, g)
+    _run_tasks(tasks)
     return y
 
 
@@ -265,6 +316,7 @@ def _conv_backward(x, w, dy, g, need_x: bool, need_w: bool):
     wm = w.reshape(o, -1).astype(x.dtype, copy=False)
     nch = len(plan.chunks)
     dxc = None
+    dx_tasks = []
     scatter = False  # dx from dcols = W.T @ dy per chunk (col2im, or direct for 1x1 convs)
     if need_x:
         tgeom = None if plan.direct else _transposed_geom(g, x.shape)
@@ -272,13 +324,14 @@ def _conv_backward(x, w, dy, g, need_x: bool, need_w: bool):
             # stride 1: dx is the convolution of dy with the flipped, transposed kernel, which
             # gathers columns of dy (plain copies) instead of scatter-adding column gradients
             wt = np.ascontiguousarray(wm.reshape(w.shape)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-            dxc = _conv_forward(cm(dyc), wt, None, tgeom)
+            dxc, dx_tasks = _forward_tasks(cm(dyc), wt, None, tgeom)
         else:
             shape = (plan.c, plan.n) + tuple(x.shape[2:])
             zero = plan.row_split and not plan.direct
             dxc = buffers.zeros(shape, x.dtype) if zero else buffers.empty(shape, x.dtype)
             scatter = True
     if not (need_w or scatter):
+        _run_tasks(dx_tasks)
         return dxc, None
     # dW.T = cols @ dy.T per chunk: OpenBLAS runs this orientation up to 15% faster for few
     # output channels than dy @ cols.T
@@ -304,7 +357,8 @@ def _conv_backward(x, w, dy, g, need_x: bool, need_w: bool):
         parallel.run(chunk, range(0, nch, 2))
         parallel.run(chunk, range(1, nch, 2))
     else:
-        parallel.run(chunk, range(nch))
+        # dx chunks (bigger) first, then the dW chunks, all in one parallel region
+        _run_tasks(dx_tasks + [(chunk, k) for k in range(nch)])
     dw = None
     if need_w:
         dw = parts[0] if nch == 1 else parts.sum(axis=0)

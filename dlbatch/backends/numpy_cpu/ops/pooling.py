@@ -68,12 +68,12 @@ def _pool_blocks(c, per_channel):
 
 class MaxPool(NumpyKernel):
     """Channel blocks on the kernel threads. 2x2 windows with stride 2 (no padding, even
-    sizes) take three maxima of strided views and keep three winner masks; other windows are
+    sizes) take a max over row pairs (contiguous rows), then over column pairs, keeping one
+    winner mask per pass; other windows are
     separable: a max over the kernel rows, then over the kernel columns, each recording its
     winning tap (uint8), so forward costs kh + kw passes instead of kh * kw and backward routes
-    dy back through the two passes. Among equal maxima the first one in row-major window order
-    wins for 2x2/2; the separable path picks the first column, then the first row. Only the
-    first output (Y) is produced."""
+    dy back through the two passes. Among equal maxima the first row (per column), then the
+    first column wins. Only the first output (Y) is produced."""
 
     op_type = "MaxPool"
 
@@ -89,26 +89,22 @@ class MaxPool(NumpyKernel):
         y = buffers.empty((c, n, ho, wo), x.dtype)
         if (k == [2, 2] and s == [2, 2] and d == [1, 1] and max(pb + pe) == 0 and h == 2 * ho
                 and w == 2 * wo):
-            masks = buffers.empty((3, c, n, ho, wo), bool)
+            rmask = buffers.empty((c, n, ho, w), bool)  # bottom row wins (per column)
+            cmask = buffers.empty((c, n, ho, wo), bool)  # right column wins
 
             def block2(r):
                 a, z = r
                 xb = xc[a:z]
                 top, bot = _view(xb, 0, 1, 2, ho, 2), _view(xb, 1, 1, 2, ho, 2)
-                a00, a01 = _view(top, 0, 1, 2, wo, 3), _view(top, 1, 1, 2, wo, 3)
-                a10, a11 = _view(bot, 0, 1, 2, wo, 3), _view(bot, 1, 1, 2, wo, 3)
-                ct, cb, rb = masks[0, a:z], masks[1, a:z], masks[2, a:z]
-                yb = y[a:z]
-                m2 = scratch("mp_m2", yb.shape, yb.dtype)
-                np.greater(a01, a00, out=ct)
-                np.maximum(a00, a01, out=yb)
-                np.greater(a11, a10, out=cb)
-                np.maximum(a10, a11, out=m2)
-                np.greater(m2, yb, out=rb)
-                np.maximum(yb, m2, out=yb)
+                rows = scratch("mp_rows", (z - a, n, ho, w), x.dtype)
+                np.greater(bot, top, out=rmask[a:z])
+                np.maximum(top, bot, out=rows)
+                left, right = _view(rows, 0, 1, 2, wo, 3), _view(rows, 1, 1, 2, wo, 3)
+                np.greater(right, left, out=cmask[a:z])
+                np.maximum(left, right, out=y[a:z])
 
             parallel.run(block2, _pool_blocks(c, n * h * w))
-            return [cm(y)], ("2x2", x.shape, masks)
+            return [cm(y)], ("2x2", x.shape, rmask, cmask)
         at = np.uint8 if max(k) < 256 else np.uint16
         arg_r = buffers.empty((c, n, ho, wp), at)
         arg_c = buffers.empty((c, n, ho, wo), at)
@@ -134,22 +130,20 @@ class MaxPool(NumpyKernel):
         n, c, h, w = saved[1]
         dyc = cm(grads[0])
         if saved[0] == "2x2":
-            masks = saved[2]
+            rmask, cmask = saved[2], saved[3]
             dx = buffers.empty((c, n, h, w), dyc.dtype)
 
             def block2(r):
                 a, z = r
                 g = dyc[a:z]
+                gr = scratch("mp_gr", (z - a, n, h // 2, w), g.dtype)
+                gl, grr = _view(gr, 0, 1, 2, w // 2, 3), _view(gr, 1, 1, 2, w // 2, 3)
+                np.multiply(g, cmask[a:z], out=grr)
+                np.subtract(g, grr, out=gl)  # exact: g - g*1 = 0, g - g*0 = g
                 db = dx[a:z]
                 top, bot = _view(db, 0, 1, 2, h // 2, 2), _view(db, 1, 1, 2, h // 2, 2)
-                d00, d01 = _view(top, 0, 1, 2, w // 2, 3), _view(top, 1, 1, 2, w // 2, 3)
-                d10, d11 = _view(bot, 0, 1, 2, w // 2, 3), _view(bot, 1, 1, 2, w // 2, 3)
-                gb = np.multiply(g, masks[2, a:z], out=scratch("mp_gb", g.shape, g.dtype))  # bottom row wins
-                gt = np.subtract(g, gb, out=scratch("mp_gt", g.shape, g.dtype))  # exact: g - g*1, g - g*0
-                np.multiply(gt, masks[0, a:z], out=d01)
-                np.subtract(gt, d01, out=d00)
-                np.multiply(gb, masks[1, a:z], out=d11)
-                np.subtract(gb, d11, out=d10)
+                np.multiply(gr, rmask[a:z], out=bot)
+                np.subtract(gr, bot, out=top)
 
             parallel.run(block2, _pool_blocks(c, n * h * w))
             return [cm(dx)]
