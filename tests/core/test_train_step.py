@@ -156,3 +156,27 @@ def test_training_reduces_loss_on_a_fixed_batch():
     for _ in range(15):
         last = model.train_batch(samples)["total_loss"]
     assert last < 0.5 * first
+
+
+@pytest.mark.parametrize("backbone,side", [("compact", 8), ("resnet18", 32)])
+def test_steps_never_write_into_arrays_the_model_or_caller_holds(backbone, side):
+    """Backends may reuse buffers internally, but never memory that escaped a call: the
+    model's previous values, the samples, or outputs already handed to the caller."""
+    from dlbatch.core.infer import raw_outputs
+    model = tiny_model(backbone=backbone, image_width=side, image_height=side, batch_size=2,
+                       batch_size_multiplier=2, solver_type="adam")
+    samples = make_samples(4, height=side, width=side)
+    images = [s["image"].copy() for s in samples]
+    for _ in range(2):
+        held = dict(model._values)
+        copies = {n: np.array(v, copy=True) for n, v in held.items()}
+        out1 = raw_outputs(model, samples[:2])
+        out1_copy = {n: v.copy() for n, v in out1.items()}
+        model.train_batch(samples)
+        raw_outputs(model, samples[2:])
+        for n, v in held.items():
+            np.testing.assert_array_equal(v, copies[n], err_msg=n)
+        for n, v in out1.items():
+            np.testing.assert_array_equal(v, out1_copy[n], err_msg=n)
+        for s, img in zip(samples, images):
+            np.testing.assert_array_equal(s["image"], img)
