@@ -80,9 +80,9 @@ def main() -> None:
     fn()
     prog = model.program()
     table = collections.defaultdict(float)
-    plan = prog._plain if a.unfused else prog._fused
+    plan = prog._plain if a.unfused else (prog._infer if a.infer else prog._fused)
     if a.unfused:
-        prog._fused = prog._plain
+        prog._fused = prog._infer = prog._plain
     steps = plan.steps
     orig = [st.kernel for st in steps]
     for i, st in enumerate(steps):

@@ -3,8 +3,10 @@
 Two things beyond running the nodes in order:
 
 * Fusion: a BatchNormalization or Add whose only consumer is a Relu runs as one fused kernel
-  (ops/fused.py) when both nodes use the built-in kernels. The intermediate value is then never
-  stored; a forward that asks for it (`wanted`) runs the unfused node list instead.
+  (ops/fused.py) when both nodes use the built-in kernels; for inference a Conv followed by a
+  BatchNormalization (and Relu) runs as one convolution with the batch norm folded into its
+  weights. Intermediate values are then never stored; a forward that asks for one (`wanted`)
+  runs the unfused node list instead.
 * Threads: forward and backward run with BLAS limited to one thread while the kernels split
   their work over the numpy backend's threads (parallel.py).
 """
@@ -50,8 +52,17 @@ class _Plan:
                 self.free_after[idx].append(name)
 
 
-def _fuse(graph: Graph, kernels: Mapping[str, Any]) -> tuple[list[_Step], set[str]]:
-    """Steps with fusable pairs merged, and the names of the values that fusion hides."""
+TRAIN_PATTERNS = [("BatchNormalization", "Relu"), ("Add", "Relu")]
+# inference only: batch norm with frozen statistics folds into the convolution before it
+INFER_PATTERNS = [("Conv", "BatchNormalization", "Relu"), ("Conv", "BatchNormalization")] + TRAIN_PATTERNS
+
+
+def _fuse(graph: Graph, kernels: Mapping[str, Any], patterns) -> tuple[list[_Step], set[str]]:
+    """Steps with fusable chains merged, and the names of the values that fusion hides.
+
+    A chain fuses when each link's single output feeds only the next node (as its first input)
+    and is no graph output, every node uses the built-in kernel, and the later nodes' other
+    inputs are initializers (so the fused step can run where the chain starts)."""
     from .ops import KERNELS
     from .ops.fused import FUSED
 
@@ -63,38 +74,56 @@ def _fuse(graph: Graph, kernels: Mapping[str, Any]) -> tuple[list[_Step], set[st
             if i:
                 consumers.setdefault(i, []).append(idx)
     outputs = {v.name for v in graph.outputs}
+    inits = set(graph.initializer_names())
+    prefixes = {p[:k] for p in patterns for k in range(1, len(p) + 1)}
 
     def is_builtin(op):
         return op in kernels and type(kernels[op]) is builtin.get(op)
 
-    absorbed: dict[int, int] = {}  # consumer index -> producer index
+    def next_link(idx):
+        real = [o for o in nodes[idx].outputs if o]
+        if len(real) != 1 or real[0] in outputs:
+            return None
+        uses = consumers.get(real[0], [])
+        if len(uses) != 1:
+            return None
+        nxt = nodes[uses[0]]
+        if not nxt.inputs or nxt.inputs[0] != real[0] or not is_builtin(nxt.op_type):
+            return None
+        if any(i == real[0] or (i and i not in inits) for i in nxt.inputs[1:]):
+            return None
+        return uses[0]
+
+    taken: set[int] = set()
+    chains: dict[int, list[int]] = {}
     hidden: set[str] = set()
     for idx, node in enumerate(nodes):
-        real = [o for o in node.outputs if o]
-        if len(real) != 1 or not is_builtin(node.op_type):
+        if idx in taken or not is_builtin(node.op_type):
             continue
-        uses = consumers.get(real[0], [])
-        if len(uses) != 1 or real[0] in outputs:
-            continue
-        nxt = nodes[uses[0]]
-        if (nxt.op_type != "Relu" or (node.op_type, nxt.op_type) not in FUSED or not is_builtin(nxt.op_type)
-                or idx in absorbed or list(nxt.inputs) != [real[0]]):
-            continue
-        absorbed[uses[0]] = idx
-        hidden.add(real[0])
-    producer_of = {p: c for c, p in absorbed.items()}
+        chain = [idx]
+        while True:
+            j = next_link(chain[-1])
+            if j is None or j in taken or tuple(nodes[i].op_type for i in chain + [j]) not in prefixes:
+                break
+            chain.append(j)
+        while len(chain) > 1 and tuple(nodes[i].op_type for i in chain) not in patterns:
+            chain.pop()
+        if len(chain) > 1:
+            chains[idx] = chain
+            taken.update(chain)
+            for i in chain[:-1]:
+                hidden.update(o for o in nodes[i].outputs if o)
     steps = []
     for idx, node in enumerate(nodes):
-        if idx in absorbed:
-            continue
-        kernel = kernels[node.op_type]
-        if idx in producer_of:
-            nxt = nodes[producer_of[idx]]
-            kernel = FUSED[(node.op_type, nxt.op_type)]
-            steps.append(_Step(kernel.op_type, node.name or nxt.name, node.inputs, nxt.outputs, node.attrs,
-                               kernel))
-        else:
-            steps.append(_Step(node.op_type, node.name, node.inputs, node.outputs, node.attrs, kernel))
+        if idx in chains:
+            links = [nodes[i] for i in chains[idx]]
+            kernel = FUSED[tuple(n.op_type for n in links)]
+            inputs = list(node.inputs) + [i for n in links[1:] for i in n.inputs[1:]]
+            steps.append(_Step(kernel.op_type, node.name or links[-1].name, inputs, links[-1].outputs,
+                               tuple((n.attrs, len(n.inputs)) for n in links), kernel))
+        elif idx not in taken:
+            steps.append(_Step(node.op_type, node.name, node.inputs, node.outputs, node.attrs,
+                               kernels[node.op_type]))
     return steps, hidden
 
 
@@ -108,14 +137,19 @@ class NumpyProgram(Program):
         self._rng_source = rng_source
         plain = [_Step(n.op_type, n.name, n.inputs, n.outputs, n.attrs, kernels[n.op_type]) for n in graph.nodes]
         self._plain = _Plan(plain, graph)
-        fused, self._hidden = _fuse(graph, kernels)
+        fused, self._hidden = _fuse(graph, kernels, TRAIN_PATTERNS)
         self._fused = _Plan(fused, graph) if self._hidden else self._plain
+        infer, self._hidden_infer = _fuse(graph, kernels, INFER_PATTERNS)
+        self._infer = _Plan(infer, graph) if self._hidden_infer else self._plain
         self._pool = buffers.BufferPool()
 
     def forward(self, values, inputs, *, training, bn_momentum=0.9, wanted=None) -> ForwardResult:
         graph = self.graph
         wanted = tuple(wanted) if wanted else tuple(v.name for v in graph.outputs)
-        plan = self._plain if self._hidden.intersection(wanted) else self._fused
+        if training:
+            plan = self._plain if self._hidden.intersection(wanted) else self._fused
+        else:
+            plan = self._plain if self._hidden_infer.intersection(wanted) else self._infer
         env: dict[str, Any] = dict(values)
         env.update(inputs)
         stats: dict[str, Any] = {}

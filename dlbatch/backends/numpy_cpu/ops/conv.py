@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ....core.backend import OpContext
 from .. import buffers, parallel
 from ..kernel import NumpyKernel
-from ._util import (as_str, channel_blocks, check_4d, channel_sum, cm, int_list, needs, pad_cm, scratch,
+from ._util import (as_str, channel_blocks, check_4d, channel_sum, cm, int_list, needs, pad_cm, relu_, scratch,
                     spatial_pads, tap, unsupported)
 
 COLS_BUDGET = 8 << 20  # bytes of im2col matrix per chunk (L3-sized; also bounds peak memory)
@@ -259,8 +260,9 @@ def _plan_for(x_shape, o, g: _Geom, itemsize: int) -> _ConvPlan:
     return plan
 
 
-def _forward_tasks(x, w, b, g):
-    """groups == 1: the channel-major output (O, N, ho, wo) and its chunk tasks."""
+def _forward_tasks(x, w, b, g, relu: bool = False):
+    """groups == 1: the channel-major output (O, N, ho, wo) and its chunk tasks (bias and an
+    optional ReLU are applied to each chunk while it is in cache)."""
     o = w.shape[0]
     plan = _plan_for(x.shape, o, g, x.itemsize)
     xc = cm(x)
@@ -274,6 +276,8 @@ def _forward_tasks(x, w, b, g):
         np.matmul(wm, plan.im2col(xc, k), out=out)
         if bias is not None:
             out += bias
+        if relu:
+            relu_(out, out)
 
     return y, [(chunk, k) for k in range(len(plan.chunks))]
 
@@ -282,9 +286,23 @@ def _run_tasks(tasks):
     parallel.run(lambda t: t[0](t[1]), tasks)
 
 
-def _conv_forward(x, w, b, g) -> np.ndarray:
-    y, tasks = _forward_tasks(x, w, b, g)
+def _conv_forward(x, w, b, g, relu: bool = False) -> np.ndarray:
+    y, tasks = _forward_tasks(x, w, b, g, relu)
     _run_tasks(tasks)
+    return y
+
+
+def conv_relu_forward(x, w, b, attrs, relu: bool) -> np.ndarray:
+    """Conv (then ReLU) without a tape: the inference path of the fused Conv+BatchNormalization
+    (+Relu) kernel. Returns the logical NCHW result (channel-major memory)."""
+    groups = int(attrs.get("group", 1))
+    if groups == 1 and x.ndim == 4 and w.shape[1] == x.shape[1]:
+        g = _conv_geom("Conv", attrs, x.shape, w.shape)
+        return cm(_conv_forward(x, w, b, g, relu))
+    ctx = OpContext(training=False, needs_input_grad=())
+    y = Conv().forward(ctx, [x, w] + ([b] if b is not None else []), attrs)[0][0]
+    if relu:
+        relu_(y, y)
     return y
 
 
