@@ -50,14 +50,18 @@ NETWORKS = {"compact": compact, "resnet18": resnet18}
 
 
 class HandwrittenLoop:
-    """One HALCON-form SGD step: v = mu v - lr g; w = w + v (weight prior on rank >= 2)."""
+    """One HALCON-form SGD step: v = mu v - lr g; w = w + v (weight prior on rank >= 2).
+
+    The velocity is created at the first step, as torch.optim.SGD creates its momentum
+    buffers (and as dlbatch creates its solver state), so that the benchmark charges the
+    solver state to the training steps of every implementation alike."""
 
     def __init__(self, backbone: str, channels: int, k: int, lr=0.01, mu=0.9, weight_prior=1e-4,
                  device="cpu"):
         self.net = NETWORKS[backbone](channels, k).to(device)
         self.params = [p for p in self.net.parameters()]
         self.decayed = [p for p in self.params if p.dim() >= 2]
-        self.velocity = [torch.zeros_like(p) for p in self.params]
+        self.velocity = None
         self.lr, self.mu, self.wp = lr, mu, weight_prior
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
@@ -66,8 +70,11 @@ class HandwrittenLoop:
         grads = torch.autograd.grad(loss, self.params)
         grads = [g + self.wp * p if p.dim() >= 2 else g for g, p in zip(grads, self.params)]
         with torch.no_grad():
-            torch._foreach_mul_(self.velocity, self.mu)
-            torch._foreach_add_(self.velocity, grads, alpha=-self.lr)
+            if self.velocity is None:  # v = mu * 0 - lr * g
+                self.velocity = torch._foreach_mul(grads, -self.lr)
+            else:
+                torch._foreach_mul_(self.velocity, self.mu)
+                torch._foreach_add_(self.velocity, grads, alpha=-self.lr)
             torch._foreach_add_(self.params, self.velocity)
         return loss.item()
 

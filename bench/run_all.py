@@ -1,23 +1,40 @@
-"""`make bench`: every case in its own process, one JSON object per case, then ratios and a
-summary table. Options: --quick (fewer steps, no scaling sweep), --device cuda."""
+"""`make bench`: every case in its own process, one JSON object per case, then ratios, the
+scaling sweep and Markdown summary tables. Options: --quick (fewer steps, no scaling sweep),
+--device cuda, --threads N (default 2: numpy backend threads, torch threads, onnxruntime
+intra-op threads alike).
+
+Train steps are compared with a plain hand-written PyTorch loop of the same network and
+solver (handwritten_torch.py); inference with onnxruntime running the file write_dl_model
+wrote. Ratios are dlbatch / reference from this one run (< 1 means dlbatch is faster).
+Memory: see step_case.py (peak RSS during the steps over the RSS after setup).
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SIZES = [("compact", 16, 64), ("resnet18", 8, 224)]
 TRAIN_IMPLS = ["numpy_train", "torch_train", "handwritten_train"]
 INFER_IMPLS = ["numpy_infer", "ort_infer"]
+# the numpy backend's targets (issue): ratio keys -> {size key: bound}
+TARGETS = {
+    "numpy_train / handwritten_torch_train": {"compact 16x3x64x64": 1.0, "resnet18 8x3x224x224": 1.2},
+    "numpy_infer / onnxruntime_infer": {"compact 16x3x64x64": 1.5, "resnet18 8x3x224x224": 1.5},
+    "numpy_train_mem / handwritten_torch_train_mem": {"compact 16x3x64x64": 1.5, "resnet18 8x3x224x224": 1.5},
+}
 
 
-def run_case(impl, backbone, batch, side, steps, device="cpu"):
+def run_case(impl, backbone, batch, side, steps, device="cpu", threads=2):
     cmd = [sys.executable, str(HERE / "step_case.py"), "--impl", impl, "--backbone", backbone,
-           "--batch", str(batch), "--side", str(side), "--steps", str(steps), "--device", device]
+           "--batch", str(batch), "--side", str(side), "--steps", str(steps), "--device", device,
+           "--threads", str(threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         rec = {"impl": impl, "backbone": backbone, "batch": batch, "side": side, "device": device,
@@ -34,20 +51,26 @@ def ratio(a, b, key="median_s"):
     return None
 
 
+def fmt(v, spec=".2f"):
+    return "-" if v is None else format(v, spec)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    t_start = time.perf_counter()
     steps = 5 if args.quick else 20
     results = {}
     for backbone, batch, side in SIZES:
         for impl in TRAIN_IMPLS + INFER_IMPLS:
             device = args.device if impl in ("torch_train", "handwritten_train") else "cpu"
-            results[(impl, backbone)] = run_case(impl, backbone, batch, side, steps, device)
+            results[(impl, backbone)] = run_case(impl, backbone, batch, side, steps, device, args.threads)
 
     summary = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
-                          f"{__import__('os').cpu_count()} cores", "ratios": {}}
+                          f"{os.cpu_count()} cores", "threads": args.threads, "ratios": {}}
     for backbone, batch, side in SIZES:
         r = lambda i: results[(i, backbone)]
         key = f"{backbone} {batch}x3x{side}x{side}"
@@ -58,23 +81,48 @@ def main() -> None:
             "numpy_train_mem / handwritten_torch_train_mem": ratio(r("numpy_train"), r("handwritten_train"),
                                                                    "peak_step_mem_mb"),
         }
+    scaling = []
     if not args.quick:
-        scaling = []
         for batch in (1, 4, 16, 64):
             for impl in ("numpy_train", "handwritten_train"):
-                scaling.append(run_case(impl, "compact", batch, 64, 10))
+                scaling.append(run_case(impl, "compact", batch, 64, 10, threads=args.threads))
         for side in (32, 64, 128, 256):
             for impl in ("numpy_train", "handwritten_train"):
-                scaling.append(run_case(impl, "compact", 8, side, 10))
+                scaling.append(run_case(impl, "compact", 8, side, 10, threads=args.threads))
         summary["scaling"] = [{k: s.get(k) for k in ("impl", "batch", "side", "median_s")} for s in scaling]
+    summary["elapsed_s"] = round(time.perf_counter() - t_start, 1)
     print(json.dumps(summary, indent=1))
-    print("\n| case | impl | median step (ms) | peak step memory (MB) |")
-    print("|---|---|---|---|")
+
+    print(f"\n### Step times and peak step memory ({args.threads} threads, median of {steps} steps)\n")
+    print("| case | impl | median step (ms) | min step (ms) | peak step memory (MB) |")
+    print("|---|---|---|---|---|")
     for (impl, backbone), rec in results.items():
         size = next(f"{b}x3x{s}x{s}" for bb, b, s in SIZES if bb == backbone)
         ms = f"{rec['median_s'] * 1000:.1f}" if "median_s" in rec else rec.get("error", "?")
+        mn = f"{rec['min_s'] * 1000:.1f}" if "min_s" in rec else "-"
         mem = f"{rec['peak_step_mem_mb']:.0f}" if "peak_step_mem_mb" in rec else "-"
-        print(f"| {backbone} {size} | {impl} | {ms} | {mem} |")
+        print(f"| {backbone} {size} | {impl} | {ms} | {mn} | {mem} |")
+
+    print("\n### Ratios (dlbatch / reference, this run)\n")
+    print("| case | ratio | value | target |")
+    print("|---|---|---|---|")
+    for key, ratios in summary["ratios"].items():
+        for name, value in ratios.items():
+            bound = TARGETS.get(name, {}).get(key)
+            verdict = "" if bound is None or value is None else (" (met)" if value <= bound else " (missed)")
+            print(f"| {key} | {name} | {fmt(value, '.3f')} | {'-' if bound is None else f'<= {bound}'}{verdict} |")
+
+    if scaling:
+        print("\n### Scaling (compact backbone, train step, median of 10 steps)\n")
+        print("| batch x side | numpy (ms) | hand-written torch (ms) | numpy / torch | numpy ms per sample |")
+        print("|---|---|---|---|---|")
+        for i in range(0, len(scaling), 2):
+            a, b = scaling[i], scaling[i + 1]
+            na, nb = a.get("median_s"), b.get("median_s")
+            per = None if na is None else na * 1000 / a["batch"]
+            print(f"| {a['batch']} x {a['side']} | {fmt(na and na * 1000, '.1f')} | {fmt(nb and nb * 1000, '.1f')} "
+                  f"| {fmt(ratio(a, b), '.2f')} | {fmt(per, '.2f')} |")
+    print(f"\n(bench took {summary['elapsed_s']:.0f} s)")
 
 
 if __name__ == "__main__":
