@@ -42,7 +42,17 @@ class NumpyBackend(Backend):
         return device
 
     def all_finite(self, arrays) -> bool:
-        return all(bool(np.isfinite(a).all()) for a in arrays)
+        from .solver import all_finite
+        return all_finite(arrays)
+
+    def solver_step(self, solver, params, grads, state, hp):
+        """The built-in solvers as blocked, threaded updates (bit-identical to the generic
+        step); any other solver runs its own generic step."""
+        from .solver import fused_step
+        result = fused_step(solver, params, grads, state, hp)
+        if result is None:
+            return solver.step(self.xp, params, grads, state, hp)
+        return result
 
     def seed(self, seed: int) -> None:
         self._generator = np.random.default_rng(int(seed))

@@ -24,8 +24,12 @@ from ._util import (as_str, channel_blocks, check_4d, channel_sum, cm, int_list,
                     spatial_pads, tap, unsupported)
 
 COLS_BUDGET = 8 << 20  # bytes of im2col matrix per chunk (L3-sized; also bounds peak memory)
-MIN_CHUNKS = 4  # a groups == 1 Conv is split into at least this many chunks where it can be
+MIN_CHUNKS = 4  # a groups == 1 Conv is split into at least this many chunks where it can be,
+SPLIT_MIN_BYTES = 2 << 20  # if its whole column matrix has at least this many bytes
 FLAT_MAX = 512  # largest H*W of a plane copied whole by im2col (see _ConvPlan)
+FULL_COLS_BUDGET = 16 << 20  # dW of a Conv whose whole column matrix fits this is one K per GEMM
+DW_TRANSPOSED_BELOW = 64  # output channels below which dW is computed transposed
+DW_BLOCKS = 4  # row blocks (parallel GEMMs) of a full-K dW
 
 
 def _ints(attrs, name, default):
@@ -113,8 +117,10 @@ class _ConvPlan:
         self.direct = _is_pointwise(g)  # the input itself is the column matrix
         row_bytes = self.ckk * wo * itemsize
         per_sample = row_bytes * ho
+        # small convolutions run as one chunk: splitting them costs more than it saves
+        min_chunks = MIN_CHUNKS if per_sample * n >= SPLIT_MIN_BYTES else 1
         if per_sample <= budget:
-            nb = max(1, min(budget // max(1, per_sample), -(-n // MIN_CHUNKS)))
+            nb = max(1, min(budget // max(1, per_sample), -(-n // min_chunks)))
             self.chunks = [(a, min(n, a + nb), 0, ho) for a in range(0, n, nb)]
             self.row_split = False
         else:
@@ -323,6 +329,29 @@ def _transposed_geom(g: _Geom, x_shape) -> _Geom | None:
     return t
 
 
+def _dw_full_k(plan, xc, dyc, o, w, dtype, dx_tasks):
+    """dW from the whole column matrix: im2col chunks (alongside the dx tasks), then dW.T row
+    blocks, each one GEMM over every position."""
+    lens = [plan.chunk_len(k) for k in range(len(plan.chunks))]
+    starts = np.cumsum([0] + lens)
+    cols = buffers.empty((plan.ckk, int(starts[-1])), dtype)
+
+    def build(k):
+        cols[:, starts[k]:starts[k + 1]] = plan.im2col(xc, k)
+
+    _run_tasks(dx_tasks + [(build, k) for k in range(len(lens))])
+    dy2 = _rows2d(dyc)
+    if o < DW_TRANSPOSED_BELOW:
+        dwt = np.empty((plan.ckk, o), dtype=dtype)
+        blocks = parallel.chunks(plan.ckk, DW_BLOCKS)
+        parallel.run(lambda r: np.matmul(cols[r[0]:r[1]], dy2.T, out=dwt[r[0]:r[1]]), blocks)
+        return np.ascontiguousarray(dwt.T, dtype=w.dtype).reshape(w.shape)
+    dw = np.empty((o, plan.ckk), dtype=dtype)
+    blocks = parallel.chunks(o, DW_BLOCKS)
+    parallel.run(lambda r: np.matmul(dy2[r[0]:r[1]], cols.T, out=dw[r[0]:r[1]]), blocks)
+    return dw.astype(w.dtype, copy=False).reshape(w.shape)
+
+
 def _conv_backward(x, w, dy, g, need_x: bool, need_w: bool):
     """groups == 1: (dx channel-major (C, N, H, W) or None, dw or None)."""
     o = w.shape[0]
@@ -351,15 +380,30 @@ def _conv_backward(x, w, dy, g, need_x: bool, need_w: bool):
     if not (need_w or scatter):
         _run_tasks(dx_tasks)
         return dxc, None
-    # dW.T = cols @ dy.T per chunk: OpenBLAS runs this orientation up to 15% faster for few
-    # output channels than dy @ cols.T
-    parts = buffers.empty((nch, plan.ckk, o), x.dtype) if need_w else None
+    # dW.T = cols @ dy.T for few output channels (OpenBLAS runs that orientation up to 15%
+    # faster than dy @ cols.T there; the transposed copy of a small dW is cheap), else
+    # dW = dy @ cols.T. Small maps with many channels (all columns within FULL_COLS_BUDGET, the
+    # chunk partials larger than the columns) build the whole column matrix and split the GEMM
+    # over row blocks (the full K per GEMM, no partial sums); otherwise per-chunk partials are
+    # summed in chunk order.
+    positions = plan.n * plan.ho * plan.wo
+    full_k = (need_w and not scatter and plan.ckk * positions * x.itemsize <= FULL_COLS_BUDGET
+              and nch * o > positions)  # the partial sums would outweigh the columns
+    if full_k:
+        return dxc, _dw_full_k(plan, xc, dyc, o, w, x.dtype, dx_tasks)
+    transposed = o < DW_TRANSPOSED_BELOW
+    parts = None
+    if need_w:
+        parts = buffers.empty((nch, plan.ckk, o) if transposed else (nch, o, plan.ckk), x.dtype)
 
     def chunk(k):
         n0, n1, r0, r1 = plan.chunks[k]
         dy2 = _rows2d(dyc[:, n0:n1, r0:r1])
         if need_w:
-            np.matmul(plan.im2col(xc, k), dy2.T, out=parts[k])
+            if transposed:
+                np.matmul(plan.im2col(xc, k), dy2.T, out=parts[k])
+            else:
+                np.matmul(dy2, plan.im2col(xc, k).T, out=parts[k])
         if scatter:
             if plan.direct:
                 np.matmul(wm.T, dy2, out=_rows2d(dxc[:, n0:n1, r0:r1]))
@@ -380,7 +424,7 @@ def _conv_backward(x, w, dy, g, need_x: bool, need_w: bool):
     dw = None
     if need_w:
         dw = parts[0] if nch == 1 else parts.sum(axis=0)
-        dw = np.ascontiguousarray(dw.T, dtype=w.dtype).reshape(w.shape)
+        dw = np.ascontiguousarray(dw.T if transposed else dw, dtype=w.dtype).reshape(w.shape)
     return dxc, dw
 
 

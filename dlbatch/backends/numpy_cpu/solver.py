@@ -1,0 +1,164 @@
+"""The built-in solvers (sgd, adam) as blocked, threaded numpy updates.
+
+Same contract, state layout and arithmetic as `dlbatch.core.solvers` (functional: new parameter
+and state arrays are returned, inputs are never modified; every element goes through the same
+float operations in the same order, so the results are bit-identical to the generic step), but
+each block of every parameter makes one trip through the cache instead of one full-size
+temporary per operation, and the blocks run on the kernel threads. Solvers other than the
+built-in two (or subclasses that override `step`) return None and the generic step runs.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from ...core import solvers as core
+from . import parallel
+from .ops._util import scratch
+
+BLOCK = 1 << 16  # elements per task
+
+
+def _tasks(names, arrays):
+    """(name, start, stop) ranges over the flattened arrays, about BLOCK elements each."""
+    out = []
+    for n in names:
+        size = arrays[n].size
+        for a in range(0, size, BLOCK):
+            out.append((n, a, min(size, a + BLOCK)))
+    return out
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    return a.reshape(-1)
+
+
+def _usable(params, grads, names) -> bool:
+    for n in names:
+        p, g = params[n], grads[n]
+        if not (isinstance(p, np.ndarray) and isinstance(g, np.ndarray)) or p.dtype != g.dtype \
+                or p.dtype not in (np.float32, np.float64) or p.shape != g.shape \
+                or not (p.flags.c_contiguous and g.flags.c_contiguous):
+            return False
+    return True
+
+
+def fused_step(solver, params: Mapping[str, Any], grads: Mapping[str, Any], state: Mapping,
+               hp: Mapping[str, Any]):
+    names = list(grads)
+    if not _usable(params, grads, names):
+        return None
+    if type(solver) is core.SGD:
+        return _sgd(names, params, grads, state, hp)
+    if type(solver) is core.Adam:
+        return _adam(names, params, grads, state, hp)
+    return None
+
+
+def _prev(slot: Mapping, n: str, like: np.ndarray):
+    v = slot.get(n)
+    if v is None:
+        return None
+    v = np.asarray(v)
+    if v.dtype != like.dtype or v.shape != like.shape or not v.flags.c_contiguous:
+        v = np.ascontiguousarray(v, dtype=like.dtype).reshape(like.shape)
+    return v
+
+
+def _sgd(names, params, grads, state, hp):
+    """v = mu * v - lr * g (v = -lr * g at first) ; w = w + v."""
+    lr, mu = hp["learning_rate"], hp["momentum"]
+    new_state = core.copy_state(state)
+    new_params = {}
+    prev = {n: _prev(state["velocity"], n, grads[n]) for n in names}
+    for n in names:
+        new_state["velocity"][n] = np.empty_like(grads[n])
+        new_params[n] = np.empty_like(params[n])
+
+    def block(t):
+        n, a, z = t
+        g = _flat(grads[n])[a:z]
+        v = _flat(new_state["velocity"][n])[a:z]
+        vp = prev[n]
+        if vp is None:
+            np.multiply(-lr, g, out=v)
+        else:
+            np.multiply(mu, _flat(vp)[a:z], out=v)
+            tmp = np.multiply(lr, g, out=scratch("sgd", g.shape, g.dtype))
+            np.subtract(v, tmp, out=v)
+        np.add(_flat(params[n])[a:z], v, out=_flat(new_params[n])[a:z])
+
+    parallel.run(block, _tasks(names, grads))
+    new_state["step"] = state["step"] + 1
+    return new_params, new_state
+
+
+def _adam(names, params, grads, state, hp):
+    """m = b1 m + (1-b1) g ; s = b2 s + (1-b2) g^2 ; w = w - (lr/c1) m / (sqrt(s/c2) + eps)."""
+    lr, b1, b2, eps = hp["learning_rate"], hp["adam_beta1"], hp["adam_beta2"], hp["adam_epsilon"]
+    t = state["adam_step"] + 1
+    c1, c2 = 1.0 - b1 ** t, 1.0 - b2 ** t
+    new_state = core.copy_state(state)
+    new_params = {}
+    prev_m = {n: _prev(state["adam_m"], n, grads[n]) for n in names}
+    prev_s = {n: _prev(state["adam_v"], n, grads[n]) for n in names}
+    for n in names:
+        new_state["adam_m"][n] = np.empty_like(grads[n])
+        new_state["adam_v"][n] = np.empty_like(grads[n])
+        new_params[n] = np.empty_like(params[n])
+    k1, k2, step = 1 - b1, 1 - b2, lr / c1
+
+    def block(tk):
+        n, a, z = tk
+        g = _flat(grads[n])[a:z]
+        m = _flat(new_state["adam_m"][n])[a:z]
+        s = _flat(new_state["adam_v"][n])[a:z]
+        tmp = scratch("adam", g.shape, g.dtype)
+        if prev_m[n] is None:
+            np.multiply(k1, g, out=m)
+        else:
+            np.multiply(b1, _flat(prev_m[n])[a:z], out=m)
+            np.add(m, np.multiply(k1, g, out=tmp), out=m)
+        gg = np.multiply(g, g, out=tmp)
+        if prev_s[n] is None:
+            np.multiply(k2, gg, out=s)
+        else:
+            np.multiply(k2, gg, out=gg)
+            np.add(np.multiply(b2, _flat(prev_s[n])[a:z], out=s), gg, out=s)
+        w = _flat(new_params[n])[a:z]
+        np.divide(s, c2, out=tmp)
+        np.sqrt(tmp, out=tmp)
+        np.add(tmp, eps, out=tmp)
+        np.multiply(step, m, out=w)
+        np.divide(w, tmp, out=w)
+        np.subtract(_flat(params[n])[a:z], w, out=w)
+
+    parallel.run(block, _tasks(names, grads))
+    new_state["adam_step"] = t
+    new_state["step"] = state["step"] + 1
+    return new_params, new_state
+
+
+def all_finite(arrays) -> bool:
+    """The sum of a float array is finite exactly when every element is, unless the sum
+    overflows; only arrays whose block sums are not finite are checked element-wise."""
+    floats = [np.asarray(a) for a in arrays]
+    floats = [a for a in floats if a.dtype.kind in "fc" and a.size]
+    flat = [a.reshape(-1) if a.flags.c_contiguous else a for a in floats]
+    tasks = []
+    for i, a in enumerate(flat):
+        if a.ndim == 1:
+            tasks.extend((i, s, min(a.size, s + 4 * BLOCK)) for s in range(0, a.size, 4 * BLOCK))
+        else:
+            tasks.append((i, None, None))
+
+    def check(t):
+        i, a, z = t
+        part = flat[i] if a is None else flat[i][a:z]
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(part.sum()):
+                return True
+        return bool(np.isfinite(part).all())
+
+    return all(parallel.run(check, tasks))
