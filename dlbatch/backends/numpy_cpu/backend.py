@@ -14,6 +14,7 @@ class NumpyBackend(Backend):
 
     def __init__(self) -> None:
         self._generator = np.random.default_rng(0)
+        self._solver_pool = None
 
     @property
     def xp(self):
@@ -48,8 +49,11 @@ class NumpyBackend(Backend):
     def solver_step(self, solver, params, grads, state, hp):
         """The built-in solvers as blocked, threaded updates (bit-identical to the generic
         step); any other solver runs its own generic step."""
+        from .buffers import BufferPool
         from .solver import fused_step
-        result = fused_step(solver, params, grads, state, hp)
+        if self._solver_pool is None:
+            self._solver_pool = BufferPool()
+        result = fused_step(solver, params, grads, state, hp, self._solver_pool)
         if result is None:
             return solver.step(self.xp, params, grads, state, hp)
         return result

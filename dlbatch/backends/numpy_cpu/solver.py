@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ...core import solvers as core
-from . import parallel
+from . import buffers, parallel
 from .ops._util import scratch
 
 BLOCK = 1 << 16  # elements per task
@@ -45,15 +45,18 @@ def _usable(params, grads, names) -> bool:
 
 
 def fused_step(solver, params: Mapping[str, Any], grads: Mapping[str, Any], state: Mapping,
-               hp: Mapping[str, Any]):
+               hp: Mapping[str, Any], pool: buffers.BufferPool | None = None):
+    """New parameters and state, or None for a solver without a fused form. With a pool, the
+    new arrays come from it: the arrays of two steps ago are free again by then (nothing
+    references them after the commit), so a step costs no fresh memory (page faults)."""
     names = list(grads)
-    if not _usable(params, grads, names):
+    if type(solver) not in (core.SGD, core.Adam) or not _usable(params, grads, names):
         return None
-    if type(solver) is core.SGD:
-        return _sgd(names, params, grads, state, hp)
-    if type(solver) is core.Adam:
-        return _adam(names, params, grads, state, hp)
-    return None
+    if pool is None:
+        return (_sgd if type(solver) is core.SGD else _adam)(names, params, grads, state, hp)
+    pool.new_generation()
+    with pool:
+        return (_sgd if type(solver) is core.SGD else _adam)(names, params, grads, state, hp)
 
 
 def _prev(slot: Mapping, n: str, like: np.ndarray):
@@ -73,8 +76,8 @@ def _sgd(names, params, grads, state, hp):
     new_params = {}
     prev = {n: _prev(state["velocity"], n, grads[n]) for n in names}
     for n in names:
-        new_state["velocity"][n] = np.empty_like(grads[n])
-        new_params[n] = np.empty_like(params[n])
+        new_state["velocity"][n] = buffers.empty(grads[n].shape, grads[n].dtype)
+        new_params[n] = buffers.empty(params[n].shape, params[n].dtype)
 
     def block(t):
         n, a, z = t
@@ -104,9 +107,9 @@ def _adam(names, params, grads, state, hp):
     prev_m = {n: _prev(state["adam_m"], n, grads[n]) for n in names}
     prev_s = {n: _prev(state["adam_v"], n, grads[n]) for n in names}
     for n in names:
-        new_state["adam_m"][n] = np.empty_like(grads[n])
-        new_state["adam_v"][n] = np.empty_like(grads[n])
-        new_params[n] = np.empty_like(params[n])
+        new_state["adam_m"][n] = buffers.empty(grads[n].shape, grads[n].dtype)
+        new_state["adam_v"][n] = buffers.empty(grads[n].shape, grads[n].dtype)
+        new_params[n] = buffers.empty(params[n].shape, params[n].dtype)
     k1, k2, step = 1 - b1, 1 - b2, lr / c1
 
     def block(tk):
