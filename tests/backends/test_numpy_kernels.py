@@ -700,3 +700,296 @@ def test_unsupported_attributes_raise_clear_errors(op, inputs, attrs, needle):
 def test_every_kernel_has_a_distinct_op_type():
     names = [k.op_type for k in KERNELS]
     assert len(names) == len(set(names)) and all(names)
+
+
+# --------------------------------------------------------------------------- threads, fusion, buffers
+
+import dlbatch.backends.numpy_cpu.buffers as buffers_mod  # noqa: E402
+import dlbatch.backends.numpy_cpu.parallel as parallel_mod  # noqa: E402
+from dlbatch.backends.numpy_cpu.ops import fused as fused_mod  # noqa: E402
+
+
+@pytest.fixture
+def threads():
+    """Set the kernel thread count inside a test; restored afterwards."""
+    before = parallel_mod.num_threads()
+    yield parallel_mod.set_num_threads
+    parallel_mod.set_num_threads(before)
+
+
+def _fwd_bwd(op, xs, attrs, training=True, seed=1):
+    outs, saved, ctx = run(op, xs, attrs, training=training)
+    g = np.random.default_rng(seed).standard_normal(outs[0].shape).astype(outs[0].dtype)
+    return outs[0], KERNEL[op].backward(ctx, saved, [g], attrs), ctx
+
+
+THREAD_CASES = [
+    ("Conv", lambda r: [r.standard_normal((6, 8, 20, 20), np.float32), r.standard_normal((16, 8, 3, 3), np.float32)],
+     {"pads": [1, 1, 1, 1]}),
+    ("Conv", lambda r: [r.standard_normal((4, 8, 30, 30), np.float32), r.standard_normal((70, 8, 3, 3), np.float32)],
+     {"pads": [1, 1, 1, 1], "strides": [2, 2]}),
+    ("Conv", lambda r: [r.standard_normal((8, 70, 5, 5), np.float32), r.standard_normal((80, 70, 3, 3), np.float32)],
+     {"pads": [1, 1, 1, 1]}),
+    ("BatchNormalization", lambda r: [r.standard_normal((8, 6, 40, 40), np.float32) * 3 + 5,
+                                      r.uniform(0.5, 1.5, 6).astype(np.float32), r.standard_normal(6).astype(np.float32),
+                                      np.zeros(6, np.float32), np.ones(6, np.float32)], {}),
+    ("MaxPool", lambda r: [r.standard_normal((4, 6, 40, 40), np.float32)], {"kernel_shape": [2, 2], "strides": [2, 2]}),
+    ("MaxPool", lambda r: [r.standard_normal((4, 6, 41, 41), np.float32)],
+     {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ("Relu", lambda r: [r.standard_normal((4, 8, 64, 64), np.float32)], {}),
+]
+
+
+@pytest.mark.parametrize("case", range(len(THREAD_CASES)))
+def test_results_are_bit_identical_for_any_thread_count(case, threads, monkeypatch):
+    """Chunking depends on shapes only and partial sums are combined in chunk order, so 1, 2 or
+    3 threads (and repeated runs) give the same bits."""
+    op, make, attrs = THREAD_CASES[case]
+    monkeypatch.setattr(conv_mod, "COLS_BUDGET", 1 << 16)  # many chunks even for small test shapes
+    monkeypatch.setattr(conv_mod, "SPLIT_MIN_BYTES", 0)
+    monkeypatch.setattr(util_mod, "TASK_ELEMS", 1 << 10)
+    monkeypatch.setattr(util_mod, "FLAT_TASK_ELEMS", 1 << 12)
+    xs = make(np.random.default_rng(0))
+    results = []
+    for n in (1, 2, 3, 2):
+        threads(n)
+        with parallel_mod.blas_single_threaded():
+            y, grads, _ = _fwd_bwd(op, xs, attrs)
+        results.append((y, grads))
+    y0, g0 = results[0]
+    for y, grads in results[1:]:
+        np.testing.assert_array_equal(y, y0)
+        for a, b in zip(grads, g0):
+            assert (a is None) == (b is None)
+            if a is not None:
+                np.testing.assert_array_equal(a, b)
+
+
+def test_parallel_run_keeps_order_propagates_errors_and_nests(threads):
+    threads(3)
+    assert parallel_mod.run(lambda i: i * i, list(range(50))) == [i * i for i in range(50)]
+    nested = parallel_mod.run(lambda i: sum(parallel_mod.run(lambda j: j, list(range(i)))), list(range(8)))
+    assert nested == [sum(range(i)) for i in range(8)]
+
+    def boom(i):
+        if i == 7:
+            raise ValueError("item 7")
+        return i
+
+    with pytest.raises(ValueError, match="item 7"):
+        parallel_mod.run(boom, list(range(20)))
+
+
+def test_blas_thread_setting_is_restored():
+    ctl = parallel_mod._blas_ctl()
+    if not ctl.available:
+        pytest.skip("no controllable BLAS")
+    before = ctl.get()
+    with parallel_mod.blas_single_threaded():
+        assert ctl.get() == 1
+        with parallel_mod.blas_single_threaded():
+            assert ctl.get() == 1
+        assert ctl.get() == 1
+    assert ctl.get() == before
+
+
+CONV_PATH_CASES = [
+    ((2, 3, 9, 8), (5, 3, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((2, 4, 7, 6), (3, 4, 3, 2), {"dilations": [2, 2], "pads": [2, 1, 2, 1]}),
+    ((3, 2, 6, 6), (4, 2, 2, 2), {"auto_pad": "SAME_LOWER"}),
+    ((2, 3, 5, 5), (70, 3, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((4, 3, 8, 8), (6, 3, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CONV_PATH_CASES)), ids=lambda i: f"geom{i}")
+@pytest.mark.parametrize("switch", ["flat_im2col", "full_k_dw", "dw_orientation", "row_chunks"])
+def test_conv_internal_paths_agree(case, switch, monkeypatch):
+    """Each internal Conv variant against the default path: flat-plane vs per-tap im2col,
+    whole-column vs chunked dW, both dW GEMM orientations, row chunks (two-phase col2im)."""
+    xs_shape, w_shape, attrs = CONV_PATH_CASES[case]
+    r = np.random.default_rng(case)
+    xs = [r.standard_normal(xs_shape), r.standard_normal(w_shape)]
+    y1, g1, _ = _fwd_bwd("Conv", xs, attrs)
+    if switch == "flat_im2col":
+        monkeypatch.setattr(conv_mod, "FLAT_MAX", 0)
+    elif switch == "full_k_dw":
+        monkeypatch.setattr(conv_mod, "FULL_COLS_BUDGET", 0 if conv_mod.FULL_COLS_BUDGET else 1 << 30)
+    elif switch == "dw_orientation":
+        monkeypatch.setattr(conv_mod, "DW_TRANSPOSED_BELOW", 0 if w_shape[0] < conv_mod.DW_TRANSPOSED_BELOW else 10 ** 6)
+    else:
+        monkeypatch.setattr(conv_mod, "COLS_BUDGET", 1)
+    y2, g2, _ = _fwd_bwd("Conv", xs, attrs)
+    np.testing.assert_allclose(y2, y1, rtol=1e-12, atol=1e-12)
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(b, a, rtol=1e-11, atol=1e-11)
+
+
+def test_conv_full_k_dw_is_used_and_matches_torch(monkeypatch):
+    """Small maps with many channels take the whole-column dW (one K per GEMM)."""
+    called = []
+    real = conv_mod._dw_full_k
+    monkeypatch.setattr(conv_mod, "_dw_full_k", lambda *a: called.append(1) or real(*a))
+    monkeypatch.setattr(conv_mod, "SPLIT_MIN_BYTES", 0)
+    r = np.random.default_rng(3)
+    xs = [r.standard_normal((4, 96, 3, 3)), r.standard_normal((96, 96, 3, 3))]
+    compare_with_torch("Conv", xs, {"pads": [1, 1, 1, 1]}, torch_conv({"pads": [1, 1, 1, 1]}), (0, 1))
+    assert called
+
+
+def test_fused_kernels_equal_the_node_sequence():
+    r = np.random.default_rng(0)
+    x = r.standard_normal((4, 5, 9, 9)) * 2 + 1
+    bn = [x, r.uniform(0.5, 1.5, 5), r.standard_normal(5), r.standard_normal(5) * 0.1, r.uniform(0.5, 2, 5)]
+    g = r.standard_normal(x.shape)
+    for training in (True, False):
+        o1, s1, c1 = run("BatchNormalization", bn, {}, training=training)
+        o2, s2, c2 = run("Relu", [o1[0]], {})
+        d2 = KERNEL["Relu"].backward(c2, s2, [g], {})
+        d1 = KERNEL["BatchNormalization"].backward(c1, s1, d2, {})
+        ctx = OpContext(training=training, needs_input_grad=(True, True, True, False, False))
+        k = fused_mod.BatchNormRelu()
+        out, saved = k.forward(ctx, list(bn), (({}, 5), ({}, 1)))
+        np.testing.assert_allclose(out[0], o2[0], rtol=1e-12, atol=1e-12)
+        df = k.backward(ctx, saved, [g], (({}, 5), ({}, 1)))
+        for a, b in zip(d1[:3], df[:3]):
+            np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+        if training:
+            for i in (3, 4):
+                np.testing.assert_allclose(ctx.statistic_updates[i], c1.statistic_updates[i], rtol=1e-12)
+    a, b = r.standard_normal((3, 4, 5, 5)), r.standard_normal((3, 4, 5, 5))
+    o1, s1, c1 = run("Add", [a, b], {})
+    o2, s2, c2 = run("Relu", [o1[0]], {})
+    d = KERNEL["Add"].backward(c1, s1, KERNEL["Relu"].backward(c2, s2, [g[:3, :4, :5, :5]], {}), {})
+    ctx = OpContext(training=True, needs_input_grad=(True, True))
+    out, saved = fused_mod.AddRelu().forward(ctx, [a, b], None)
+    np.testing.assert_array_equal(out[0], o2[0])
+    for u, v in zip(d, fused_mod.AddRelu().backward(ctx, saved, [g[:3, :4, :5, :5]], None)):
+        np.testing.assert_array_equal(u, v)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("conv_bias", [False, True])
+def test_inference_conv_batchnorm_folding(relu, conv_bias):
+    r = np.random.default_rng(1)
+    x, w = r.standard_normal((2, 3, 7, 7)), r.standard_normal((4, 3, 3, 3))
+    cb = [r.standard_normal(4)] if conv_bias else []
+    stats = [r.uniform(0.5, 1.5, 4), r.standard_normal(4), r.standard_normal(4), r.uniform(0.5, 2, 4)]
+    attrs = {"pads": [1, 1, 1, 1]}
+    y = run("Conv", [x, w] + cb, attrs)[0][0]
+    y = run("BatchNormalization", [y] + stats, {"epsilon": 1e-3})[0][0]
+    if relu:
+        y = np.maximum(y, 0)
+    k = fused_mod.FUSED[("Conv", "BatchNormalization", "Relu") if relu else ("Conv", "BatchNormalization")]
+    ctx = OpContext(training=False, needs_input_grad=(False,) * 7)
+    links = ((attrs, 2 + len(cb)), ({"epsilon": 1e-3}, 5)) + ((({}, 1),) if relu else ())
+    out = k.forward(ctx, [x, w] + cb + stats, links)[0][0]
+    np.testing.assert_allclose(out, y, rtol=1e-11, atol=1e-11)
+
+
+def test_program_fuses_and_falls_back_when_an_intermediate_is_wanted():
+    import dlbatch
+    model = dlbatch.create_dl_model("classification", backbone="compact", backend="numpy", class_ids=[0, 1],
+                                    image_dimensions=[16, 16, 3], batch_size=2)
+    prog = model.program()
+    train_ops = [st.op_type for st in prog._fused.steps]
+    infer_ops = [st.op_type for st in prog._infer.steps]
+    assert "BatchNormalization+Relu" in train_ops and "Relu" not in train_ops
+    assert "Conv+BatchNormalization+Relu" in infer_ops and "Conv" not in infer_ops
+    x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    name = model.meta["input"]
+    hidden = sorted(prog._hidden)[0]
+    logits = model.graph.outputs[0].name
+    for training in (False, True):
+        both = prog.forward(model._values, {name: x}, training=training, wanted=(hidden, logits))
+        only = prog.forward(model._values, {name: x}, training=training, wanted=(logits,))
+        assert both.outputs[hidden].shape[0] == 2
+        np.testing.assert_allclose(both.outputs[logits], only.outputs[logits], rtol=1e-5, atol=1e-6)
+
+
+def test_buffer_pool_reuses_only_unreferenced_buffers():
+    pool = buffers_mod.BufferPool()
+    assert buffers_mod.empty((1000, 100), np.float32).base is None  # no pool active: plain np.empty
+    with pool:
+        a = buffers_mod.empty((1000, 100), np.float32)
+        a.fill(1)
+        view = a.T[3:]  # a view keeps the buffer in use
+        del a
+        b = buffers_mod.empty((1000, 100), np.float32)
+        assert not np.shares_memory(b, view)
+        del view
+        c = buffers_mod.empty((100, 1000), np.float32)  # a's buffer is free again: reused
+        assert not np.shares_memory(c, b) and len(pool._bases[(100000, "f")]) == 2
+        del b
+        d = buffers_mod.empty((100, 1000), np.float32)  # b's
+        assert len(pool._bases[(100000, "f")]) == 2
+        e = buffers_mod.empty_like(cmajor(np.zeros((10, 20, 30, 40), np.float32)))
+        assert e.transpose(1, 0, 2, 3).flags.c_contiguous
+        assert not np.shares_memory(c, d)
+    for _ in range(buffers_mod.KEEP_GENERATIONS + 2):
+        pool.new_generation()
+    assert sum(len(v) for v in pool._bases.values()) == 3  # c, d, e still referenced
+
+
+def test_numpy_solver_step_is_bit_identical_to_the_generic_one():
+    from dlbatch.backends.numpy_cpu import solver as solver_mod
+    from dlbatch.core import solvers
+    r = np.random.default_rng(0)
+    hp = {"learning_rate": 0.01, "momentum": 0.9, "adam_beta1": 0.9, "adam_beta2": 0.999, "adam_epsilon": 1e-8}
+    for dt in (np.float32, np.float64):
+        params = {"w": r.standard_normal((300, 700)).astype(dt), "b": r.standard_normal(5).astype(dt)}
+        grads = {k: r.standard_normal(v.shape).astype(dt) for k, v in params.items()}
+        copies = {k: v.copy() for k, v in list(params.items()) + [("g" + k, g) for k, g in grads.items()]}
+        for solver in (solvers.SGD(), solvers.Adam()):
+            pool = buffers_mod.BufferPool()
+            p1, s1 = solver.step(np, params, grads, solvers.empty_state(), hp)
+            p2, s2 = solver_mod.fused_step(solver, params, grads, solvers.empty_state(), hp, pool)
+            p1, s1 = solver.step(np, p1, grads, s1, hp)
+            p2, s2 = solver_mod.fused_step(solver, p2, grads, s2, hp, pool)
+            for k in params:
+                np.testing.assert_array_equal(p2[k], p1[k])
+                assert p2[k].dtype == dt
+                for slot in ("velocity", "adam_m", "adam_v"):
+                    if k in s1[slot]:
+                        np.testing.assert_array_equal(s2[slot][k], s1[slot][k])
+            assert s2["step"] == s1["step"] == 2
+        for k, v in params.items():  # inputs untouched
+            np.testing.assert_array_equal(v, copies[k])
+            np.testing.assert_array_equal(grads[k], copies["g" + k])
+
+
+def test_all_finite_checks_sums_then_elements():
+    from dlbatch.backends.numpy_cpu.solver import all_finite
+    big = np.full(1 << 20, 3e38, np.float32)  # finite, but its sum overflows
+    assert all_finite([np.ones(10), big, np.ones((3, 4)).T])
+    assert not all_finite([np.ones(10), np.array([1.0, np.inf])])
+    assert not all_finite([np.array([np.nan], np.float32)])
+    assert all_finite([np.arange(5)])
+
+
+def test_maxpool_without_input_gradient_computes_maxima_only():
+    x = np.random.default_rng(0).standard_normal((2, 3, 9, 9))
+    for attrs in ({"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
+                  {"kernel_shape": [2, 2], "strides": [2, 2]}):
+        full = run("MaxPool", [x], attrs)[0][0]
+        outs, saved, ctx = run("MaxPool", [x], attrs, needs=(False,))
+        np.testing.assert_array_equal(outs[0], full)
+        assert KERNEL["MaxPool"].backward(ctx, saved, [np.ones_like(full)], attrs) == [None]
+
+
+def test_numpy_training_is_bit_identical_for_one_and_two_threads(threads):
+    import dlbatch
+    r = np.random.default_rng(0)
+    data = [{"image": r.standard_normal((24, 24, 3)).astype(np.float32) * 50, "image_label_id": i % 3}
+            for i in range(8)]
+    weights = []
+    for n in (1, 2):
+        threads(n)
+        model = dlbatch.create_dl_model("classification", backbone="compact", backend="numpy", class_ids=[0, 1, 2],
+                                        image_dimensions=[24, 24, 3], batch_size=8, learning_rate=0.01,
+                                        momentum=0.9, seed=1)
+        for _ in range(2):
+            dlbatch.train_dl_model_batch(model, data)
+        weights.append(model.state_dict())
+    for k in weights[0]:
+        np.testing.assert_array_equal(np.asarray(weights[1][k]), np.asarray(weights[0][k]), err_msg=k)

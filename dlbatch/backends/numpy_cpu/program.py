@@ -159,8 +159,11 @@ class NumpyProgram(Program):
         with parallel.blas_single_threaded(), self._pool:
             for idx, st in enumerate(plan.steps):
                 ins = [env[i] if i else None for i in st.inputs]
+                # without a tape nothing will ask for gradients: kernels may skip what only
+                # backward needs (explicit False per input; an empty tuple would mean "all")
+                ngrad = plan.needs_input_grad[idx] if training else (False,) * len(st.inputs)
                 ctx = OpContext(training=training, bn_momentum=bn_momentum,
-                                needs_input_grad=plan.needs_input_grad[idx], rng=rng, opset=graph.opset)
+                                needs_input_grad=ngrad, rng=rng, opset=graph.opset)
                 outs, saved = st.kernel.forward(ctx, ins, st.attrs)
                 for i, value in ctx.statistic_updates.items():
                     stats[st.inputs[i]] = value

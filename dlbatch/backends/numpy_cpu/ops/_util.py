@@ -164,7 +164,9 @@ TASK_ELEMS = 1 << 16  # elements per parallel task of the row-wise (per-channel)
 def row_blocks(rows: int, per_row: int, min_blocks: int = 4):
     """Ranges of rows (channels) of about TASK_ELEMS elements each, for parallel.run: small
     enough to stay in cache through a kernel's passes, and at least `min_blocks` where there
-    are that many rows. Depends on the shape only."""
+    are that many rows (one range for arrays too small to split). Depends on the shape only."""
+    if rows * per_row < 2 * TASK_ELEMS:
+        return [(0, rows)]  # too small to be worth a parallel region
     step = max(1, min(TASK_ELEMS // max(1, per_row), -(-rows // min_blocks)))
     return [(a, min(rows, a + step)) for a in range(0, rows, step)]
 

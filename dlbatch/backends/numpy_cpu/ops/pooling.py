@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ....core.errors import DLPluginError
 from .. import buffers, parallel
 from ..kernel import NumpyKernel
 from ._util import check_4d, cm, cm_rows, int_list, needs, pad_cm, scratch, spatial_pads, tap, unsupported
@@ -88,7 +89,7 @@ class MaxPool(NumpyKernel):
         xc = cm(x)
         y = buffers.empty((c, n, ho, wo), x.dtype)
         if (k == [2, 2] and s == [2, 2] and d == [1, 1] and max(pb + pe) == 0 and h == 2 * ho
-                and w == 2 * wo):
+                and w == 2 * wo and needs(ctx, 0)):
             rmask = buffers.empty((c, n, ho, w), bool)  # bottom row wins (per column)
             cmask = buffers.empty((c, n, ho, wo), bool)  # right column wins
 
@@ -105,6 +106,29 @@ class MaxPool(NumpyKernel):
 
             parallel.run(block2, _pool_blocks(c, n * h * w))
             return [cm(y)], ("2x2", x.shape, rmask, cmask)
+        if not needs(ctx, 0):
+            # no gradient will be routed back: maxima only, no winner tracking
+            def block_max(r):
+                a, z = r
+                xb = xc[a:z]
+                xp = xb
+                if max(pb + pe) > 0 or hp != h or wp != w:
+                    xp = scratch("mp_pad", (z - a, n, hp, wp), x.dtype)
+                    xp.fill(-np.inf)
+                    xp[:, :, pb[0]:pb[0] + h, pb[1]:pb[1] + w] = xb
+                rows = scratch("mp_rows", (z - a, n, ho, wp), x.dtype)
+                np.maximum(_view(xp, 0, d[0], s[0], ho, 2), _view(xp, min(1, k[0] - 1), d[0], s[0], ho, 2),
+                           out=rows)
+                for t in range(2, k[0]):
+                    np.maximum(rows, _view(xp, t, d[0], s[0], ho, 2), out=rows)
+                yb = y[a:z]
+                np.maximum(_view(rows, 0, d[1], s[1], wo, 3), _view(rows, min(1, k[1] - 1), d[1], s[1], wo, 3),
+                           out=yb)
+                for t in range(2, k[1]):
+                    np.maximum(yb, _view(rows, t, d[1], s[1], wo, 3), out=yb)
+
+            parallel.run(block_max, _pool_blocks(c, n * hp * wp))
+            return [cm(y)], ("none", x.shape)
         at = np.uint8 if max(k) < 256 else np.uint16
         arg_r = buffers.empty((c, n, ho, wp), at)
         arg_c = buffers.empty((c, n, ho, wo), at)
@@ -128,6 +152,8 @@ class MaxPool(NumpyKernel):
         if not needs(ctx, 0):
             return [None]
         n, c, h, w = saved[1]
+        if saved[0] == "none":
+            raise DLPluginError("MaxPool: no backward for a forward whose ctx.needs_input_grad was False")
         dyc = cm(grads[0])
         if saved[0] == "2x2":
             rmask, cmask = saved[2], saved[3]
