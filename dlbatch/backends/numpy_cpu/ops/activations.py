@@ -6,13 +6,16 @@ import numpy as np
 
 from .. import buffers
 from ..kernel import NumpyKernel
-from ._util import attr_or_input, needs, parallel_ew, relu_
+from ._util import attr_or_input, needs, parallel_ew, relu_, scratch
 
 
 def relu_mask_grad(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
     """dy * (y > 0), split over the kernel threads when dy and y share a layout."""
     out = buffers.empty_like(y) if y.dtype == dy.dtype else None
-    if out is not None and parallel_ew(lambda o, g, v: np.multiply(g, v > 0, out=o), out, dy, y):
+    def part(o, g, v):
+        np.multiply(g, np.greater(v, 0, out=scratch("relu_mask", v.shape, bool)), out=o)
+
+    if out is not None and parallel_ew(part, out, dy, y):
         return out
     return dy * (y > 0)
 

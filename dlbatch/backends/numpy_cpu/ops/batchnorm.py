@@ -103,7 +103,8 @@ def bn_backward(ctx, saved, grads, attrs):
             a, z = r
             g = g_all[a:z]
             if relu_out is not None:
-                g = np.multiply(g, relu_out[a:z] > 0, out=scratch("bn0", g.shape, g.dtype))
+                mask = np.greater(relu_out[a:z], 0, out=scratch("bn_m", g.shape, bool))
+                g = np.multiply(g, mask, out=scratch("bn0", g.shape, g.dtype))
             hb = xhat[a:z]
             gsum = g.sum(axis=1)
             ds = np.multiply(g, hb, out=scratch("bn1", g.shape, g.dtype)).sum(axis=1)
@@ -130,7 +131,8 @@ def bn_backward(ctx, saved, grads, attrs):
         a, z = r
         g = g_all[a:z]
         if relu_out is not None:
-            g = np.multiply(g, relu_out[a:z] > 0, out=scratch("bn0", g.shape, g.dtype))
+            mask = np.greater(relu_out[a:z], 0, out=scratch("bn_m", g.shape, bool))
+            g = np.multiply(g, mask, out=scratch("bn0", g.shape, g.dtype))
         dbias[a:z] = g.sum(axis=1)
         if need_s:
             hb = np.subtract(xr[a:z], mean[a:z, None], out=scratch("bn1", g.shape, g.dtype))
