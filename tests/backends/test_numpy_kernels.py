@@ -993,3 +993,20 @@ def test_numpy_training_is_bit_identical_for_one_and_two_threads(threads):
         weights.append(model.state_dict())
     for k in weights[0]:
         np.testing.assert_array_equal(np.asarray(weights[1][k]), np.asarray(weights[0][k]), err_msg=k)
+
+
+@pytest.mark.parametrize("pool", [{"kernel_shape": [2, 2], "strides": [2, 2]},
+                                  {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}])
+def test_inference_conv_batchnorm_relu_maxpool_fusion(pool, monkeypatch):
+    monkeypatch.setattr(conv_mod, "SPLIT_MIN_BYTES", 0)  # several chunks, each pooled from cache
+    r = np.random.default_rng(2)
+    x, w = r.standard_normal((3, 4, 10, 10)), r.standard_normal((6, 4, 3, 3))
+    stats = [r.uniform(0.5, 1.5, 6), r.standard_normal(6), r.standard_normal(6), r.uniform(0.5, 2, 6)]
+    attrs = {"pads": [1, 1, 1, 1]}
+    y = run("Conv", [x, w], attrs)[0][0]
+    y = np.maximum(run("BatchNormalization", [y] + stats, {})[0][0], 0)
+    y = run("MaxPool", [y], pool)[0][0]
+    ctx = OpContext(training=False, needs_input_grad=(False,) * 6)
+    k = fused_mod.FUSED[("Conv", "BatchNormalization", "Relu", "MaxPool")]
+    out = k.forward(ctx, [x, w] + stats, ((attrs, 2), ({}, 5), ({}, 1), (pool, 1)))[0][0]
+    np.testing.assert_allclose(out, y, rtol=1e-11, atol=1e-11)

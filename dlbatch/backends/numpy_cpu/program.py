@@ -54,7 +54,8 @@ class _Plan:
 
 TRAIN_PATTERNS = [("BatchNormalization", "Relu"), ("Add", "Relu")]
 # inference only: batch norm with frozen statistics folds into the convolution before it
-INFER_PATTERNS = [("Conv", "BatchNormalization", "Relu"), ("Conv", "BatchNormalization")] + TRAIN_PATTERNS
+INFER_PATTERNS = [("Conv", "BatchNormalization", "Relu", "MaxPool"), ("Conv", "BatchNormalization", "Relu"),
+                  ("Conv", "BatchNormalization")] + TRAIN_PATTERNS
 
 
 def _fuse(graph: Graph, kernels: Mapping[str, Any], patterns) -> tuple[list[_Step], set[str]]:
@@ -106,7 +107,9 @@ def _fuse(graph: Graph, kernels: Mapping[str, Any], patterns) -> tuple[list[_Ste
             if j is None or j in taken or tuple(nodes[i].op_type for i in chain + [j]) not in prefixes:
                 break
             chain.append(j)
-        while len(chain) > 1 and tuple(nodes[i].op_type for i in chain) not in patterns:
+        # the fused kernels produce one output: the chain's last node may not have more
+        while len(chain) > 1 and (tuple(nodes[i].op_type for i in chain) not in patterns
+                                  or len([o for o in nodes[chain[-1]].outputs if o]) != 1):
             chain.pop()
         if len(chain) > 1:
             chains[idx] = chain

@@ -266,24 +266,37 @@ def _plan_for(x_shape, o, g: _Geom, itemsize: int) -> _ConvPlan:
     return plan
 
 
-def _forward_tasks(x, w, b, g, relu: bool = False):
+def _forward_tasks(x, w, b, g, relu: bool = False, pool=None):
     """groups == 1: the channel-major output (O, N, ho, wo) and its chunk tasks (bias and an
-    optional ReLU are applied to each chunk while it is in cache)."""
+    optional ReLU are applied to each chunk while it is in cache). With pool = (geometry,
+    function(chunk, geometry, out)), each chunk is pooled from cache instead and the output is
+    the pooled (O, N, pho, pwo); None if the chunks are not whole samples."""
     o = w.shape[0]
     plan = _plan_for(x.shape, o, g, x.itemsize)
+    if pool is not None and plan.row_split:
+        return None
     xc = cm(x)
     wm = w.reshape(o, -1).astype(x.dtype, copy=False)
-    y = buffers.empty((o, plan.n, plan.ho, plan.wo), x.dtype)
+    if pool is None:
+        y = buffers.empty((o, plan.n, plan.ho, plan.wo), x.dtype)
+    else:
+        pgeom, pool_fn = pool
+        y = buffers.empty((o, plan.n) + tuple(pgeom[5]), x.dtype)
     bias = None if b is None else b.astype(x.dtype, copy=False).reshape(o, 1)
 
     def chunk(k):
         n0, n1, r0, r1 = plan.chunks[k]
-        out = _rows2d(y[:, n0:n1, r0:r1])
+        if pool is None:
+            out = _rows2d(y[:, n0:n1, r0:r1])
+        else:
+            out = scratch("conv_out", (o, plan.chunk_len(k)), x.dtype)
         np.matmul(wm, plan.im2col(xc, k), out=out)
         if bias is not None:
             out += bias
         if relu:
             relu_(out, out)
+        if pool is not None:
+            pool_fn(out.reshape(o, n1 - n0, plan.ho, plan.wo), pgeom, y[:, n0:n1])
 
     return y, [(chunk, k) for k in range(len(plan.chunks))]
 
@@ -298,17 +311,29 @@ def _conv_forward(x, w, b, g, relu: bool = False) -> np.ndarray:
     return y
 
 
-def conv_relu_forward(x, w, b, attrs, relu: bool) -> np.ndarray:
-    """Conv (then ReLU) without a tape: the inference path of the fused Conv+BatchNormalization
-    (+Relu) kernel. Returns the logical NCHW result (channel-major memory)."""
+def conv_relu_forward(x, w, b, attrs, relu: bool, pool_attrs=None) -> np.ndarray:
+    """Conv (then ReLU, then max pooling with `pool_attrs`) without a tape: the inference path of
+    the fused Conv+BatchNormalization(+Relu(+MaxPool)) kernels. Returns the logical NCHW result
+    (channel-major memory)."""
+    from .pooling import MaxPool, max_only, pool_geometry
     groups = int(attrs.get("group", 1))
+    nograd = OpContext(training=False, needs_input_grad=(False,))
     if groups == 1 and x.ndim == 4 and w.shape[1] == x.shape[1]:
         g = _conv_geom("Conv", attrs, x.shape, w.shape)
-        return cm(_conv_forward(x, w, b, g, relu))
-    ctx = OpContext(training=False, needs_input_grad=())
-    y = Conv().forward(ctx, [x, w] + ([b] if b is not None else []), attrs)[0][0]
-    if relu:
-        relu_(y, y)
+        if pool_attrs is not None:
+            pgeom = pool_geometry(pool_attrs, (x.shape[0], w.shape[0]) + tuple(g.out))
+            fused = _forward_tasks(x, w, b, g, relu, (pgeom, max_only))
+            if fused is not None:
+                _run_tasks(fused[1])
+                return cm(fused[0])
+        y = cm(_conv_forward(x, w, b, g, relu))
+    else:
+        y = Conv().forward(OpContext(training=False, needs_input_grad=()),
+                           [x, w] + ([b] if b is not None else []), attrs)[0][0]
+        if relu:
+            relu_(y, y)
+    if pool_attrs is not None:
+        y = MaxPool().forward(nograd, [y], pool_attrs)[0][0]
     return y
 
 

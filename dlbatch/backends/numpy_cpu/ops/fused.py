@@ -5,8 +5,9 @@ memory and without keeping the intermediate alive:
 * BatchNormalization -> Relu: the Relu runs inside each cache-resident channel block of the
   batch norm; backward masks dy with the saved Relu output inside the same blocks.
 * Add -> Relu (residual connections): one pass each way, the sum never stored.
-* Conv -> BatchNormalization (-> Relu), inference only: the frozen batch norm is folded into
-  the convolution's weights and bias, and the ReLU is applied to each output chunk in cache.
+* Conv -> BatchNormalization (-> Relu (-> MaxPool)), inference only: the frozen batch norm is
+  folded into the convolution's weights and bias, and the ReLU (and the max pooling) are
+  applied to each output chunk in cache.
 
 A fused kernel's `attrs` is a tuple of (node attributes, number of node inputs), one per node;
 its inputs are the first node's inputs followed by the other nodes' inputs after the first.
@@ -83,7 +84,8 @@ class ConvBatchNorm(NumpyKernel):
         bf = bias.astype(dt) - mean.astype(dt) * a
         if cb is not None:
             bf = bf + cb.astype(dt) * a
-        return [conv_relu_forward(x, wf, bf, cattrs, self.relu)], None
+        pool_attrs = attrs[3][0] if len(attrs) > 3 else None
+        return [conv_relu_forward(x, wf, bf, cattrs, self.relu, pool_attrs)], None
 
     def backward(self, ctx, saved, grads, attrs):
         raise DLPluginError(f"{self.op_type} has no backward (inference only)")
@@ -94,6 +96,15 @@ class ConvBatchNormRelu(ConvBatchNorm):
     relu = True
 
 
+class ConvBatchNormReluMaxPool(ConvBatchNorm):
+    """Each output chunk (whole samples) is pooled while in cache: the full-size activation
+    is never stored."""
+
+    op_type = "Conv+BatchNormalization+Relu+MaxPool"
+    relu = True
+
+
 FUSED = {("BatchNormalization", "Relu"): BatchNormRelu(), ("Add", "Relu"): AddRelu(),
          ("Conv", "BatchNormalization"): ConvBatchNorm(),
-         ("Conv", "BatchNormalization", "Relu"): ConvBatchNormRelu()}
+         ("Conv", "BatchNormalization", "Relu"): ConvBatchNormRelu(),
+         ("Conv", "BatchNormalization", "Relu", "MaxPool"): ConvBatchNormReluMaxPool()}

@@ -62,6 +62,32 @@ def _scatter_pass(g, arg, k, d, s, n_out, axis, out):
         _view(out, t, d, s, n_out, axis)[...] += tmp
 
 
+def pool_geometry(attrs, shape):
+    """The MaxPool geometry tuple for an (N, C, H, W) input (validates the attributes)."""
+    if int(attrs.get("storage_order", 0)) != 0:
+        raise unsupported("MaxPool", "storage_order", attrs["storage_order"], "0 (row major)")
+    return _geom("MaxPool", attrs, shape)
+
+
+def max_only(xb, geom, out):
+    """Max pooling of a channel-major block (c, n, H, W) into `out` (c, n, ho, wo): separable
+    maxima (rows, then columns), no winner tracking. Temporaries come from per-thread scratch."""
+    k, s, d, pb, pe, (ho, wo), hp, wp = geom
+    c, n, h, w = xb.shape
+    xp = xb
+    if max(pb + pe) > 0 or hp != h or wp != w:
+        xp = scratch("mp_pad", (c, n, hp, wp), xb.dtype)
+        xp.fill(-np.inf)
+        xp[:, :, pb[0]:pb[0] + h, pb[1]:pb[1] + w] = xb
+    rows = scratch("mp_rows", (c, n, ho, wp), xb.dtype)
+    np.maximum(_view(xp, 0, d[0], s[0], ho, 2), _view(xp, min(1, k[0] - 1), d[0], s[0], ho, 2), out=rows)
+    for t in range(2, k[0]):
+        np.maximum(rows, _view(xp, t, d[0], s[0], ho, 2), out=rows)
+    np.maximum(_view(rows, 0, d[1], s[1], wo, 3), _view(rows, min(1, k[1] - 1), d[1], s[1], wo, 3), out=out)
+    for t in range(2, k[1]):
+        np.maximum(out, _view(rows, t, d[1], s[1], wo, 3), out=out)
+
+
 def _pool_blocks(c, per_channel):
     from ._util import row_blocks
     return row_blocks(c, per_channel)
@@ -108,26 +134,7 @@ class MaxPool(NumpyKernel):
             return [cm(y)], ("2x2", x.shape, rmask, cmask)
         if not needs(ctx, 0):
             # no gradient will be routed back: maxima only, no winner tracking
-            def block_max(r):
-                a, z = r
-                xb = xc[a:z]
-                xp = xb
-                if max(pb + pe) > 0 or hp != h or wp != w:
-                    xp = scratch("mp_pad", (z - a, n, hp, wp), x.dtype)
-                    xp.fill(-np.inf)
-                    xp[:, :, pb[0]:pb[0] + h, pb[1]:pb[1] + w] = xb
-                rows = scratch("mp_rows", (z - a, n, ho, wp), x.dtype)
-                np.maximum(_view(xp, 0, d[0], s[0], ho, 2), _view(xp, min(1, k[0] - 1), d[0], s[0], ho, 2),
-                           out=rows)
-                for t in range(2, k[0]):
-                    np.maximum(rows, _view(xp, t, d[0], s[0], ho, 2), out=rows)
-                yb = y[a:z]
-                np.maximum(_view(rows, 0, d[1], s[1], wo, 3), _view(rows, min(1, k[1] - 1), d[1], s[1], wo, 3),
-                           out=yb)
-                for t in range(2, k[1]):
-                    np.maximum(yb, _view(rows, t, d[1], s[1], wo, 3), out=yb)
-
-            parallel.run(block_max, _pool_blocks(c, n * hp * wp))
+            parallel.run(lambda r: max_only(xc[r[0]:r[1]], geom, y[r[0]:r[1]]), _pool_blocks(c, n * hp * wp))
             return [cm(y)], ("none", x.shape)
         at = np.uint8 if max(k) < 256 else np.uint16
         arg_r = buffers.empty((c, n, ho, wp), at)
