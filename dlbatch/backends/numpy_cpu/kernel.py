@@ -5,6 +5,11 @@ Arrays are *logically* NCHW (ONNX semantics) but may be *physically* channel-maj
 memory is channel-major) and return `y_cnhw.transpose(1, 0, 2, 3)`. Elementwise numpy ufuncs keep
 that memory order (order='K'), so the layout flows through the network without copies, while
 every kernel still accepts and returns ordinary NCHW arrays of any strides.
+
+Speed (optional for a kernel): split the work with `parallel.run` over chunks that depend on
+the shapes only (results must not depend on the thread count), take temporaries of those tasks
+from `ops._util.scratch` (no allocations inside worker threads) and large outputs from
+`buffers.empty` (recycled across steps while a program runs).
 """
 from __future__ import annotations
 

@@ -122,13 +122,6 @@ def chunks(total: int, parts: int) -> list[tuple[int, int]]:
     return out
 
 
-def split(total: int, per_item: float, target: float, min_parts: int = 1) -> list[tuple[int, int]]:
-    """Ranges over `total` items of `per_item` cost each, about `target` cost per range and at
-    least `min_parts` ranges where there are that many items. Depends on the shapes only."""
-    parts = max(min_parts, int(-(-total * per_item // max(1.0, target))))
-    return chunks(total, parts)
-
-
 # ------------------------------------------------------------------------------------ BLAS
 
 class _Blas:

@@ -1,14 +1,19 @@
 """Conv and ConvTranspose (2-D spatial) as im2col + GEMM, computed channel-major.
 
 Conv (groups == 1) works on chunks of the output positions (whole samples, or row ranges of
-one sample for large images) so that a chunk's column matrix (C*kh*kw, positions) is about
-COLS_BUDGET bytes and stays in cache. Each chunk builds its columns straight from the
-unpadded channel-major input (one slice copy per kernel tap, the padding written as zeros) into
-a per-thread scratch buffer, and runs one GEMM whose output is the chunk's slice of the
-channel-major result. Chunks run on the kernel threads (see ..parallel). Backward recomputes
-the columns (they are kh*kw times the input) for dW = dy @ cols.T, summed over chunks in chunk
-order (deterministic), and scatters dcols = W.T @ dy back with col2im per chunk. The chunking
-depends on the shapes only, so results do not depend on the number of threads.
+one sample for large images) whose column matrix (C*kh*kw, positions) is about COLS_BUDGET
+bytes. Each chunk builds its columns straight from the unpadded channel-major input into a
+per-thread scratch buffer (one slice copy per kernel tap with the padding written as zeros, or
+for small 'same'-size maps one flat shift per tap of whole H*W planes) and runs one GEMM whose
+output is the chunk's slice of the channel-major result. Chunks run on the kernel threads
+(..parallel); BLAS itself is single-threaded meanwhile.
+
+Backward: for stride 1, dx is the forward convolution of dy with the flipped, transposed
+kernel (gathering columns of dy beats scatter-adding column gradients); otherwise dcols =
+W.T @ dy is scattered back with col2im per chunk. dW is recomputed from the columns (kh*kw
+times the input, too big to keep): per-chunk partial products summed in chunk order, or, for
+small maps with many channels, one GEMM over all positions split into row blocks. The chunking
+depends on the shapes only, so results are bit-identical for any number of threads.
 
 Grouped convolutions use a batched GEMM over chunks of the batch; depthwise (groups == C ==
 O) a sum of per-tap broadcast multiplies; ConvTranspose the adjoint (GEMM then col2im).
@@ -80,6 +85,7 @@ def _conv_geom(op, attrs, x_shape, w_shape) -> _Geom:
 
 def _is_pointwise(g: _Geom) -> bool:
     return g.k == [1, 1] and g.s == [1, 1] and max(g.pb + g.pe) == 0
+
 
 def _scratch_buffer(slot: int, size: int, dtype) -> np.ndarray:
     """Per-thread chunk-sized buffers (0: columns, 1: column gradients): they stay in cache
