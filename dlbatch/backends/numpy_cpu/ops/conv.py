@@ -125,12 +125,12 @@ class _ConvPlan:
         per_sample = row_bytes * ho
         # small convolutions run as one chunk: splitting them costs more than it saves
         min_chunks = MIN_CHUNKS if per_sample * n >= SPLIT_MIN_BYTES else 1
-        if per_sample <= budget:
+        if per_sample <= budget and n >= min_chunks:
             nb = max(1, min(budget // max(1, per_sample), -(-n // min_chunks)))
             self.chunks = [(a, min(n, a + nb), 0, ho) for a in range(0, n, nb)]
             self.row_split = False
-        else:
-            parts = min(ho, -(-per_sample // max(1, budget)))
+        else:  # rows of single samples: big samples, or too few samples to share out
+            parts = min(ho, max(-(-per_sample // max(1, budget)), -(-min_chunks // n)))
             self.chunks = [(i, i + 1, r0, r1) for i in range(n) for r0, r1 in parallel.chunks(ho, parts)]
             self.row_split = True
         rows = [_tap_range(ho, h, i, g.s[0], g.d[0], g.pb[0]) for i in range(kh)]
