@@ -1,14 +1,18 @@
 """Runs a graph node by node with numpy kernels; the tape keeps what each kernel saved.
 
-Two things beyond running the nodes in order:
+Beyond running the nodes in order:
 
 * Fusion: a BatchNormalization or Add whose only consumer is a Relu runs as one fused kernel
   (ops/fused.py) when both nodes use the built-in kernels; for inference a Conv followed by a
-  BatchNormalization (and Relu) runs as one convolution with the batch norm folded into its
-  weights. Intermediate values are then never stored; a forward that asks for one (`wanted`)
-  runs the unfused node list instead.
+  BatchNormalization (and Relu, and MaxPool) runs as one convolution with the batch norm folded
+  into its weights. Intermediate values are then never stored; a forward that asks for one
+  (`wanted`) runs the unfused node list instead.
 * Threads: forward and backward run with BLAS limited to one thread while the kernels split
   their work over the numpy backend's threads (parallel.py).
+* Buffers: large activations and gradients come from a per-program pool and are recycled
+  once nothing references them (buffers.py), so steps after the first cost no page faults.
+* Inference forwards pass needs_input_grad all False (there is no tape), so kernels skip what
+  only backward would need.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from . import buffers, parallel
 
 
 class _Step:
-    """One kernel call: a graph node, or a fused pair of nodes."""
+    """One kernel call: a graph node, or a fused chain of nodes."""
 
     __slots__ = ("op_type", "name", "inputs", "outputs", "attrs", "kernel")
 
