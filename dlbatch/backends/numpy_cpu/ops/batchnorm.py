@@ -19,6 +19,15 @@ from .. import buffers, parallel
 from ..kernel import NumpyKernel
 from ._util import cm, cm_rows, needs, relu_, row_blocks, scratch
 
+
+def _through_relu(g, relu_out, a, z):
+    """Rows a:z of the upstream gradient, masked by a fused ReLU's output (if any)."""
+    if relu_out is None:
+        return g
+    mask = np.greater(relu_out[a:z], 0, out=scratch("bn_m", g.shape, bool))
+    return np.multiply(g, mask, out=scratch("bn0", g.shape, g.dtype))
+
+
 def _from_rows(rows, like):
     """(C, N*...) rows -> logical (N, C, ...) view with channel-major memory."""
     c = like.shape[1]
@@ -102,9 +111,7 @@ def bn_backward(ctx, saved, grads, attrs):
         def block(r):
             a, z = r
             g = g_all[a:z]
-            if relu_out is not None:
-                mask = np.greater(relu_out[a:z], 0, out=scratch("bn_m", g.shape, bool))
-                g = np.multiply(g, mask, out=scratch("bn0", g.shape, g.dtype))
+            g = _through_relu(g, relu_out, a, z)
             hb = xhat[a:z]
             gsum = g.sum(axis=1)
             ds = np.multiply(g, hb, out=scratch("bn1", g.shape, g.dtype)).sum(axis=1)
@@ -130,9 +137,7 @@ def bn_backward(ctx, saved, grads, attrs):
     def block(r):
         a, z = r
         g = g_all[a:z]
-        if relu_out is not None:
-            mask = np.greater(relu_out[a:z], 0, out=scratch("bn_m", g.shape, bool))
-            g = np.multiply(g, mask, out=scratch("bn0", g.shape, g.dtype))
+        g = _through_relu(g, relu_out, a, z)
         dbias[a:z] = g.sum(axis=1)
         if need_s:
             hb = np.subtract(xr[a:z], mean[a:z, None], out=scratch("bn1", g.shape, g.dtype))
