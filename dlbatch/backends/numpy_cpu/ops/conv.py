@@ -68,13 +68,20 @@ class _Geom:
     __slots__ = ("k", "s", "d", "pb", "pe", "out", "hp", "wp")
 
 
-def _conv_geom(op, attrs, x_shape, w_shape) -> _Geom:
+def _kernel_geom(op, attrs, w_shape) -> _Geom:
+    """Kernel size (must match the weight), strides and dilations: shared by Conv and
+    ConvTranspose."""
     g = _Geom()
     g.k = _ints(attrs, "kernel_shape", w_shape[2:])
     if list(g.k) != list(w_shape[2:]):
         raise unsupported(op, "kernel_shape", g.k, f"the weight's spatial shape {list(w_shape[2:])}")
     g.s = _ints(attrs, "strides", (1, 1))
     g.d = _ints(attrs, "dilations", (1, 1))
+    return g
+
+
+def _conv_geom(op, attrs, x_shape, w_shape) -> _Geom:
+    g = _kernel_geom(op, attrs, w_shape)
     g.pb, g.pe, g.out = spatial_pads(op, attrs, x_shape[2:], g.k, g.s, g.d)
     if min(g.pb + g.pe) < 0:
         raise unsupported(op, "pads", g.pb + g.pe, "non-negative pads")
@@ -595,12 +602,7 @@ class ConvTranspose(NumpyKernel):
 
     def _geom(self, attrs, x_shape, w_shape, groups):
         op = self.op_type
-        g = _Geom()
-        g.k = _ints(attrs, "kernel_shape", w_shape[2:])
-        if list(g.k) != list(w_shape[2:]):
-            raise unsupported(op, "kernel_shape", g.k, f"the weight's spatial shape {list(w_shape[2:])}")
-        g.s = _ints(attrs, "strides", (1, 1))
-        g.d = _ints(attrs, "dilations", (1, 1))
+        g = _kernel_geom(op, attrs, w_shape)
         opad = _ints(attrs, "output_padding", (0, 0))
         in_sp = x_shape[2:]
         full = [g.s[i] * (in_sp[i] - 1) + opad[i] + (g.k[i] - 1) * g.d[i] + 1 for i in range(2)]
