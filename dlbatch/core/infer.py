@@ -1,6 +1,8 @@
 """apply_dl_model and evaluate_dl_model: inference with running batch-norm statistics."""
 from __future__ import annotations
 
+import numpy as np
+
 from .samples import as_sample_list
 
 
@@ -22,7 +24,6 @@ def apply_model(model, samples) -> list[dict]:
     outputs = {}
     bs = max(1, model._hp["batch_size"])
     chunks = [raw_outputs(model, samples[i:i + bs]) for i in range(0, len(samples), bs)]
-    import numpy as np
     for name in chunks[0] if chunks else ():
         outputs[name] = np.concatenate([c[name] for c in chunks], axis=0)
     return model.model_type.decode(outputs, model._hp, model.meta) if chunks else []
