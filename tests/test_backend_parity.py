@@ -18,8 +18,12 @@ from .conftest import make_samples  # noqa: E402
 # a discrete choice differently from float64 (a ReLU input of |x| ~ 1e-6 on the other side of
 # zero, two max-pool candidates 1e-7 apart in the other order); from there the runs differ by
 # ~1e-2, on either backend. `data_seed` picks batches where that does not happen, so the float32
-# test measures rounding, not a coin toss. float64 is robust to this.
-CONFIG = {"compact": dict(side=32, batch=2, data_seed=100), "resnet18": dict(side=48, batch=4, data_seed=300)}
+# test measures rounding, not a coin toss. float64 is robust to this. Measured for resnet18 over
+# data seeds 300-311 (worst tensor after 3 float32 steps, relative to float64, > 1e-4 counted as
+# a flip): torch flipped on 303, 304, 308, 309; the numpy backend on 300, 301, 304, 306, 309, 310
+# (with dW from the columns of x instead of dy: 301, 304, 305, 306, 309, 310, 311); all stayed
+# within 4-7e-6 on 302 and 307.
+CONFIG = {"compact": dict(side=32, batch=2, data_seed=100), "resnet18": dict(side=48, batch=4, data_seed=302)}
 TOL = {"float64": 1e-5, "float32": 1e-4}
 
 

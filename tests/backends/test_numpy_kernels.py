@@ -803,10 +803,12 @@ CONV_PATH_CASES = [
 
 
 @pytest.mark.parametrize("case", range(len(CONV_PATH_CASES)), ids=lambda i: f"geom{i}")
-@pytest.mark.parametrize("switch", ["flat_im2col", "full_k_dw", "dw_orientation", "row_chunks"])
+@pytest.mark.parametrize("switch", ["flat_im2col", "full_k_dw", "dw_orientation", "row_chunks",
+                                    "dw_from_x_columns"])
 def test_conv_internal_paths_agree(case, switch, monkeypatch):
     """Each internal Conv variant against the default path: flat-plane vs per-tap im2col,
-    whole-column vs chunked dW, both dW GEMM orientations, row chunks (two-phase col2im)."""
+    whole-column vs chunked dW, both dW GEMM orientations, row chunks (two-phase col2im),
+    stride-1 dW from the columns of x instead of those of dy."""
     xs_shape, w_shape, attrs = CONV_PATH_CASES[case]
     r = np.random.default_rng(case)
     xs = [r.standard_normal(xs_shape), r.standard_normal(w_shape)]
@@ -817,12 +819,36 @@ def test_conv_internal_paths_agree(case, switch, monkeypatch):
         monkeypatch.setattr(conv_mod, "FULL_COLS_BUDGET", 0 if conv_mod.FULL_COLS_BUDGET else 1 << 30)
     elif switch == "dw_orientation":
         monkeypatch.setattr(conv_mod, "DW_TRANSPOSED_BELOW", 0 if w_shape[0] < conv_mod.DW_TRANSPOSED_BELOW else 10 ** 6)
+    elif switch == "dw_from_x_columns":
+        monkeypatch.setattr(conv_mod, "SHARED_COLUMNS", False)
     else:
         monkeypatch.setattr(conv_mod, "COLS_BUDGET", 1)
     y2, g2, _ = _fwd_bwd("Conv", xs, attrs)
     np.testing.assert_allclose(y2, y1, rtol=1e-12, atol=1e-12)
     for a, b in zip(g1, g2):
         np.testing.assert_allclose(b, a, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channel_major"])
+@pytest.mark.parametrize("shape,attrs,budget", [
+    (((2, 3, 9, 8), (5, 3, 3, 3)), {"pads": [1, 1, 1, 1]}, None),
+    (((2, 4, 9, 7), (3, 4, 3, 3)), {"pads": [2, 0, 1, 2], "dilations": [2, 1]}, None),
+    (((2, 70, 6, 6), (8, 70, 3, 3)), {"pads": [1, 1, 1, 1]}, None),  # dW GEMM untransposed (C >= 64)
+    (((1, 3, 12, 10), (4, 3, 5, 5)), {"pads": [2, 2, 2, 2]}, 1),  # row chunks of one sample
+], ids=["3x3", "asym-dilated", "wide-input", "row-chunks"])
+def test_conv_stride1_dw_from_dy_columns_matches_torch(shape, attrs, budget, layout, monkeypatch):
+    """Stride-1 backward takes dW from the columns of dy that dx gathers (x @ cols.T, flipped);
+    checked against torch autograd for both memory layouts of x."""
+    called = []
+    real = conv_mod._backward_shared_columns
+    monkeypatch.setattr(conv_mod, "_backward_shared_columns", lambda *a: called.append(1) or real(*a))
+    if budget is not None:
+        monkeypatch.setattr(conv_mod, "COLS_BUDGET", budget)
+    r = np.random.default_rng(11)
+    x, w = r.standard_normal(shape[0]), r.standard_normal(shape[1])
+    x = cmajor(x) if layout == "channel_major" else x
+    compare_with_torch("Conv", [x, w], attrs, torch_conv(attrs), (0, 1))
+    assert called
 
 
 def test_conv_full_k_dw_is_used_and_matches_torch(monkeypatch):

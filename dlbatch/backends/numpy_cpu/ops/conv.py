@@ -9,11 +9,12 @@ output is the chunk's slice of the channel-major result. Chunks run on the kerne
 (..parallel); BLAS itself is single-threaded meanwhile.
 
 Backward: for stride 1, dx is the forward convolution of dy with the flipped, transposed
-kernel (gathering columns of dy beats scatter-adding column gradients); otherwise dcols =
-W.T @ dy is scattered back with col2im per chunk. dW is recomputed from the columns (kh*kw
-times the input, too big to keep): per-chunk partial products summed in chunk order, or, for
-small maps with many channels, one GEMM over all positions split into row blocks. The chunking
-depends on the shapes only, so results are bit-identical for any number of threads.
+kernel (gathering columns of dy beats scatter-adding column gradients), and the same columns
+of dy give dW as x @ cols.T (flipped), so x is not expanded again; otherwise dcols = W.T @ dy
+is scattered back with col2im per chunk and dW is recomputed from the columns of x (kh*kw times
+the input, too big to keep). dW is the sum of per-chunk partial products in chunk order, or,
+for small maps with many channels, one GEMM over all positions split into row blocks. The
+chunking depends on the shapes only, so results are bit-identical for any number of threads.
 
 Grouped convolutions use a batched GEMM over chunks of the batch; depthwise (groups == C ==
 O) a sum of per-tap broadcast multiplies; ConvTranspose the adjoint (GEMM then col2im).
@@ -35,6 +36,7 @@ FLAT_MAX = 512  # largest H*W of a plane copied whole by im2col (see _ConvPlan)
 FULL_COLS_BUDGET = 16 << 20  # dW of a Conv whose whole column matrix fits this is one K per GEMM
 DW_TRANSPOSED_BELOW = 64  # output channels below which dW is computed transposed
 DW_BLOCKS = 4  # row blocks (parallel GEMMs) of a full-K dW
+SHARED_COLUMNS = True  # stride-1 backward: dW from the columns of dy that dx gathers anyway
 
 
 def _ints(attrs, name, default):
@@ -390,6 +392,51 @@ def _dw_full_k(plan, xc, dyc, o, w, dtype, dx_tasks):
     return dw.astype(w.dtype, copy=False).reshape(w.shape)
 
 
+def _full_k(plan, o: int, itemsize: int) -> bool:
+    """Whether dW should come from the whole column matrix (see _dw_full_k): small maps whose
+    columns fit FULL_COLS_BUDGET, where per-chunk partial sums would outweigh the columns."""
+    positions = plan.n * plan.ho * plan.wo
+    return plan.ckk * positions * itemsize <= FULL_COLS_BUDGET and len(plan.chunks) * o > positions
+
+
+def _backward_shared_columns(xc, dyc, wt, tgeom, w):
+    """Stride-1 backward from one column matrix per chunk: the columns of dy that the input
+    gradient gathers (dx = W' @ cols, W' the flipped, transposed kernel) also give
+    dW[o, c, a, b] = (x @ cols.T)[c, (o, kh-1-a, kw-1-b)], so x itself is never expanded into
+    columns. Returns (dx channel-major, dw)."""
+    o, c, kh, kw = w.shape
+    n = xc.shape[1]
+    dtype = xc.dtype
+    tplan = _plan_for((n, o) + tuple(dyc.shape[2:]), c, tgeom, dtype.itemsize)
+    dxc = buffers.empty((c, n) + tuple(tgeom.out), dtype)
+    wtm = wt.reshape(c, -1)
+    transposed = c < DW_TRANSPOSED_BELOW  # as in _conv_backward: the faster GEMM orientation
+    nch = len(tplan.chunks)
+    parts = buffers.empty((nch, tplan.ckk, c) if transposed else (nch, c, tplan.ckk), dtype)
+
+    def chunk(k):
+        n0, n1, r0, r1 = tplan.chunks[k]
+        cols = tplan.im2col(dyc, k)
+        np.matmul(wtm, cols, out=_rows2d(dxc[:, n0:n1, r0:r1]))
+        xk = xc[:, n0:n1, r0:r1]
+        try:
+            xk = _rows2d(xk)
+        except AttributeError:  # x not channel-major: one copy, still 1/(kh*kw) of its columns
+            buf = scratch("conv_x", xk.shape, dtype)
+            np.copyto(buf, xk)
+            xk = buf.reshape(c, -1)
+        if transposed:
+            np.matmul(cols, xk.T, out=parts[k])
+        else:
+            np.matmul(xk, cols.T, out=parts[k])
+
+    parallel.run(chunk, range(nch))
+    dwp = parts[0] if nch == 1 else parts.sum(axis=0)
+    dwp = dwp.reshape(o, kh, kw, c) if transposed else dwp.reshape(c, o, kh, kw)
+    flipped = dwp[:, ::-1, ::-1, :].transpose(0, 3, 1, 2) if transposed else dwp[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+    return dxc, np.ascontiguousarray(flipped, dtype=w.dtype)
+
+
 def _conv_backward(x, w, dy, g, need_x: bool, need_w: bool):
     """groups == 1: (dx channel-major (C, N, H, W) or None, dw or None)."""
     o = w.shape[0]
@@ -409,6 +456,8 @@ def _conv_backward(x, w, dy, g, need_x: bool, need_w: bool):
             # stride 1: dx is the convolution of dy with the flipped, transposed kernel, which
             # gathers columns of dy (plain copies) instead of scatter-adding column gradients
             wt = np.ascontiguousarray(wm.reshape(w.shape)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+            if need_w and SHARED_COLUMNS and not _full_k(plan, o, x.itemsize):
+                return _backward_shared_columns(xc, dyc, wt, tgeom, w)
             dxc, dx_tasks = _forward_tasks(cm(dyc), wt, None, tgeom)
         else:
             shape = (plan.c, plan.n) + tuple(x.shape[2:])
@@ -424,9 +473,7 @@ def _conv_backward(x, w, dy, g, need_x: bool, need_w: bool):
     # chunk partials larger than the columns) build the whole column matrix and split the GEMM
     # over row blocks (the full K per GEMM, no partial sums); otherwise per-chunk partials are
     # summed in chunk order.
-    positions = plan.n * plan.ho * plan.wo
-    full_k = (need_w and not scatter and plan.ckk * positions * x.itemsize <= FULL_COLS_BUDGET
-              and nch * o > positions)  # the partial sums would outweigh the columns
+    full_k = need_w and not scatter and _full_k(plan, o, x.itemsize)
     if full_k:
         return dxc, _dw_full_k(plan, xc, dyc, o, w, x.dtype, dx_tasks)
     transposed = o < DW_TRANSPOSED_BELOW
