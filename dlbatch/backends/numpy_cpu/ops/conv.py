@@ -211,18 +211,34 @@ class _ConvPlan:
         n0, n1, r0, r1 = self.chunks[k]
         return (n1 - n0) * (r1 - r0) * self.wo
 
-    def im2col(self, xc: np.ndarray, k: int) -> np.ndarray:
-        """Columns (C*kh*kw, positions) of chunk k from channel-major `xc` (C, N, H, W)."""
-        n0, n1, r0, r1 = self.chunks[k]
+    def im2col(self, xc: np.ndarray, k: int, ones: bool = False) -> np.ndarray:
+        """Columns (C*kh*kw, positions) of chunk k from channel-major `xc` (C, N, H, W); with
+        ones=True a last row of ones follows (direct plans: ignored, x is the column matrix), so that a bias appended to
+        the weight matrix is added by the GEMM itself rather than by another pass."""
+        if ones and not self.direct:
+            size = self.ckk * self.chunk_len(k)
+            buf = _scratch_buffer(0, size + self.chunk_len(k), xc.dtype)
+            self._fill_columns(xc, k, buf[:size])
+            buf[size:] = 1
+            return buf.reshape(self.ckk + 1, -1)
         if self.direct:
-            src = xc[:, n0:n1, r0:r1]
-            try:
-                return _rows2d(src)
-            except AttributeError:
-                buf = _scratch_buffer(0, src.size, xc.dtype).reshape(src.shape)
-                np.copyto(buf, src)
-                return buf.reshape(self.c, -1)
+            return self._direct_columns(xc, k)
         buf = _scratch_buffer(0, self.ckk * self.chunk_len(k), xc.dtype)
+        self._fill_columns(xc, k, buf)
+        return buf.reshape(self.ckk, -1)
+
+    def _direct_columns(self, xc, k):
+        n0, n1, r0, r1 = self.chunks[k]
+        src = xc[:, n0:n1, r0:r1]
+        try:
+            return _rows2d(src)
+        except AttributeError:
+            buf = _scratch_buffer(0, src.size, xc.dtype).reshape(src.shape)
+            np.copyto(buf, src)
+            return buf.reshape(self.c, -1)
+
+    def _fill_columns(self, xc, k, buf) -> None:
+        n0, n1, r0, r1 = self.chunks[k]
         if self.flat is not None:
             try:
                 planes = xc[:, n0:n1].view()
@@ -230,13 +246,13 @@ class _ConvPlan:
             except AttributeError:
                 planes = None
             if planes is not None:
-                return self._im2col_flat(planes, buf, n1 - n0)
+                self._im2col_flat(planes, buf, n1 - n0)
+                return
         cols = buf.reshape(self.c, self.kh, self.kw, n1 - n0, r1 - r0, self.wo)
         for dst, src in self.copies[k]:
             cols[dst] = xc[src]
         for z in self.zeros[k]:
             cols[z] = 0
-        return buf.reshape(self.ckk, -1)
 
     def _im2col_flat(self, planes, buf, nb):
         hw = planes.shape[2]
@@ -251,7 +267,6 @@ class _ConvPlan:
                 dst[:, :, hi:] = 0
             if bad is not None:
                 dst.reshape(self.c, nb, self.ho, self.wo)[..., bad] = 0
-        return buf.reshape(self.ckk, -1)
 
     def col2im(self, dxc: np.ndarray, dcols: np.ndarray, k: int) -> None:
         """Add chunk k's column gradients (C*kh*kw, positions) into `dxc` (C, N, H, W); with
@@ -298,6 +313,9 @@ def _forward_tasks(x, w, b, g, relu: bool = False, pool=None):
         pgeom, pool_fn = pool
         y = buffers.empty((o, plan.n) + tuple(pgeom[5]), x.dtype)
     bias = None if b is None else b.astype(x.dtype, copy=False).reshape(o, 1)
+    ones = bias is not None and not plan.direct  # the bias rides in the GEMM (see im2col)
+    if ones:
+        wm = np.concatenate([wm, bias], axis=1)
 
     def chunk(k):
         n0, n1, r0, r1 = plan.chunks[k]
@@ -305,13 +323,17 @@ def _forward_tasks(x, w, b, g, relu: bool = False, pool=None):
             out = _rows2d(y[:, n0:n1, r0:r1])
         else:
             out = scratch("conv_out", (o, plan.chunk_len(k)), x.dtype)
-        np.matmul(wm, plan.im2col(xc, k), out=out)
-        if bias is not None:
+        np.matmul(wm, plan.im2col(xc, k, ones), out=out)
+        if bias is not None and not ones:
             out += bias
-        if relu:
-            relu_(out, out)
-        if pool is not None:
-            pool_fn(out.reshape(o, n1 - n0, plan.ho, plan.wo), pgeom, y[:, n0:n1])
+        if pool is None:
+            if relu:
+                relu_(out, out)
+            return
+        pooled = y[:, n0:n1]
+        pool_fn(out.reshape(o, n1 - n0, plan.ho, plan.wo), pgeom, pooled)
+        if relu:  # max pooling and ReLU commute: rectify the (smaller) pooled block
+            np.maximum(pooled, 0, out=pooled)
 
     return y, [(chunk, k) for k in range(len(plan.chunks))]
 
