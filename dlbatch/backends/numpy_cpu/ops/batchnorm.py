@@ -1,8 +1,11 @@
 """BatchNormalization over (N, C, ...) inputs, computed as one contiguous row per channel.
 
 Statistics are two-pass (mean, then sum of squared deviations) and every sum runs along the
-contiguous last axis, where numpy sums pairwise: a naive float32 accumulation over N*224*224
-values per channel gave 1e-2 gradient errors. Training reports the new running statistics
+contiguous last axis: the mean and sum(dy) as numpy's pairwise sums (a naive float32
+accumulation over N*224*224 values per channel gave 1e-2 gradient errors), the squared
+deviations and sum(dy * x_hat) as dot products (np.vecdot: BLAS with many partial sums, about
+1e-6 relative at 400k float32 values, and 3x faster than a square-then-sum). Training keeps
+the centred input x - mean rather than x_hat, so no pass scales it. Training reports the new running statistics
 through ctx.update_statistic (unbiased variance, SPEC 1.5); the ONNX `momentum` attribute is
 ignored in favour of ctx.bn_momentum.
 
@@ -47,21 +50,19 @@ def bn_forward(ctx, inputs, attrs, relu: bool = False):
     y = buffers.empty(xr.shape, xr.dtype)
     blocks = row_blocks(c, m)
     if ctx.training:
-        xhat = buffers.empty(xr.shape, xr.dtype)
+        centered = buffers.empty(xr.shape, xr.dtype)  # x - mean; x_hat = centered * inv
         bmean = np.empty(c, dtype=x.dtype)
         bvar = np.empty(c, dtype=x.dtype)
         inv = np.empty(c, dtype=x.dtype)
 
         def block(r):
             a, z = r
-            xb, hb, yb = xr[a:z], xhat[a:z], y[a:z]
+            xb, hb, yb = xr[a:z], centered[a:z], y[a:z]
             mb = xb.sum(axis=1) / dt(m)
             np.subtract(xb, mb[:, None], out=hb)
-            np.square(hb, out=yb)
-            vb = yb.sum(axis=1) / dt(m)
+            vb = np.vecdot(hb, hb) / dt(m)
             ib = (1.0 / np.sqrt(vb + dt(eps))).astype(x.dtype, copy=False)
-            hb *= ib[:, None]
-            np.multiply(hb, sc[a:z, None], out=yb)
+            np.multiply(hb, (sc[a:z] * ib)[:, None], out=yb)
             yb += bi[a:z, None]
             if relu:
                 relu_(yb, yb)
@@ -73,7 +74,7 @@ def bn_forward(ctx, inputs, attrs, relu: bool = False):
         ctx.update_statistic(3, (mom * mean + (1.0 - mom) * bmean.astype(mean.dtype)).astype(mean.dtype))
         ctx.update_statistic(4, (mom * var + (1.0 - mom) * unbiased.astype(var.dtype)).astype(var.dtype))
         out = _from_rows(y, x)
-        return [out], ("train", xhat, inv, scale, x.shape, y if relu else None)
+        return [out], ("train", centered, inv, scale, x.shape, y if relu else None)
     inv = (1.0 / np.sqrt(var.astype(x.dtype) + dt(eps))).astype(x.dtype, copy=False)
     ka = sc * inv
     kb = bi - mean.astype(x.dtype) * ka
@@ -101,25 +102,25 @@ def bn_backward(ctx, saved, grads, attrs):
     need_x, need_s, need_b = needs(ctx, 0), needs(ctx, 1), needs(ctx, 2)
     blocks = row_blocks(c, m)
     if saved[0] == "train":
-        _, xhat, inv, scale, shape, _ = saved
-        dt = xhat.dtype.type
-        k = (scale.astype(xhat.dtype, copy=False) * inv)
-        dscale = np.empty(c, dtype=xhat.dtype)
-        dbias = np.empty(c, dtype=xhat.dtype)
-        dx = buffers.empty(xhat.shape, xhat.dtype) if need_x else None
+        _, centered, inv, scale, shape, _ = saved
+        dt = centered.dtype.type
+        k = (scale.astype(centered.dtype, copy=False) * inv)
+        dscale = np.empty(c, dtype=centered.dtype)
+        dbias = np.empty(c, dtype=centered.dtype)
+        dx = buffers.empty(centered.shape, centered.dtype) if need_x else None
 
         def block(r):
             a, z = r
             g = g_all[a:z]
             g = _through_relu(g, relu_out, a, z)
-            hb = xhat[a:z]
+            hb, ib = centered[a:z], inv[a:z]
             gsum = g.sum(axis=1)
-            ds = np.multiply(g, hb, out=scratch("bn1", g.shape, g.dtype)).sum(axis=1)
+            ds = np.vecdot(g, hb) * ib  # sum(g * x_hat)
             dbias[a:z], dscale[a:z] = gsum, ds
             if need_x:
-                # dx = scale*inv/m * (m*g - sum(g) - xhat*sum(g*xhat))
+                # dx = scale*inv/m * (m*g - sum(g) - x_hat*sum(g*x_hat)), x_hat = centered*inv
                 d = dx[a:z]
-                np.multiply(hb, (-ds / dt(m))[:, None], out=d)
+                np.multiply(hb, (-ds * ib / dt(m))[:, None], out=d)
                 d += g
                 d -= (gsum / dt(m))[:, None]
                 d *= k[a:z, None]
@@ -153,7 +154,7 @@ def bn_backward(ctx, saved, grads, attrs):
 
 
 class BatchNormalization(NumpyKernel):
-    """Training saves x_hat and 1/std (backward needs nothing else); inference saves x and the
+    """Training saves x - mean and 1/std (backward needs nothing else); inference saves x and the
     statistics so that a frozen-statistics backward can rebuild x_hat."""
 
     op_type = "BatchNormalization"
