@@ -134,6 +134,14 @@ def tap(xp: np.ndarray, i: int, j: int, d, s, ho: int, wo: int) -> np.ndarray:
     return xp[:, :, h0:h0 + s[0] * (ho - 1) + 1:s[0], w0:w0 + s[1] * (wo - 1) + 1:s[1]]
 
 
+def tap_range(n_out: int, n_in: int, t: int, s: int, d: int, pb: int):
+    """Outputs [lo, hi) whose tap-t input index o*s + t*d - pb lies inside [0, n_in)."""
+    off = t * d - pb
+    lo = max(0, -(off // s))
+    hi = min(n_out, (n_in - 1 - off) // s + 1) if n_in - 1 - off >= 0 else 0
+    return lo, max(lo, hi), off
+
+
 def pad_cm(xc: np.ndarray, pb, pe, hp: int, wp: int, value=0.0) -> np.ndarray:
     """Channel-major (C, N, H, W) -> padded (C, N, hp, wp); hp/wp may exceed H+pads (ceil_mode)."""
     c, n, h, w = xc.shape

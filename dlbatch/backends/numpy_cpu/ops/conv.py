@@ -27,7 +27,7 @@ from ....core.backend import OpContext
 from .. import buffers, parallel
 from ..kernel import NumpyKernel
 from ._util import (as_str, channel_blocks, check_4d, channel_sum, cm, int_list, needs, pad_cm, relu_, scratch,
-                    spatial_pads, tap, unsupported)
+                    spatial_pads, tap, tap_range, unsupported)
 
 COLS_BUDGET = 8 << 20  # bytes of im2col matrix per chunk (L3-sized; also bounds peak memory)
 MIN_CHUNKS = 4  # a groups == 1 Conv is split into at least this many chunks where it can be,
@@ -109,14 +109,6 @@ def _rows2d(a: np.ndarray) -> np.ndarray:
     return v
 
 
-def _tap_range(n_out: int, n_in: int, t: int, s: int, d: int, pb: int):
-    """Outputs [lo, hi) whose tap-t input index o*s + t*d - pb lies inside [0, n_in)."""
-    off = t * d - pb
-    lo = max(0, -(off // s))
-    hi = min(n_out, (n_in - 1 - off) // s + 1) if n_in - 1 - off >= 0 else 0
-    return lo, max(lo, hi), off
-
-
 class _ConvPlan:
     """Chunks and per-tap slices of a groups == 1 Conv for one geometry (cached).
 
@@ -142,8 +134,8 @@ class _ConvPlan:
             parts = min(ho, max(-(-per_sample // max(1, budget)), -(-min_chunks // n)))
             self.chunks = [(i, i + 1, r0, r1) for i in range(n) for r0, r1 in parallel.chunks(ho, parts)]
             self.row_split = True
-        rows = [_tap_range(ho, h, i, g.s[0], g.d[0], g.pb[0]) for i in range(kh)]
-        cols = [_tap_range(wo, w, j, g.s[1], g.d[1], g.pb[1]) for j in range(kw)]
+        rows = [tap_range(ho, h, i, g.s[0], g.d[0], g.pb[0]) for i in range(kh)]
+        cols = [tap_range(wo, w, j, g.s[1], g.d[1], g.pb[1]) for j in range(kw)]
         s0, s1 = g.s
         # a tap that reads every input pixel (stride 1, 'same' padding: the centre tap) can be
         # assigned instead of added in col2im, which then needs no zero-filled destination

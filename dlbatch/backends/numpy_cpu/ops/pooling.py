@@ -11,7 +11,8 @@ import numpy as np
 from ....core.errors import DLPluginError
 from .. import buffers, parallel
 from ..kernel import NumpyKernel
-from ._util import check_4d, cm, cm_rows, int_list, needs, pad_cm, scratch, spatial_pads, tap, unsupported
+from ._util import (check_4d, cm, cm_rows, int_list, needs, pad_cm, scratch, spatial_pads, tap, tap_range,
+                    unsupported)
 
 
 def _geom(op, attrs, shape):
@@ -69,23 +70,43 @@ def pool_geometry(attrs, shape):
     return _geom("MaxPool", attrs, shape)
 
 
+def _max_pass(src, k, s, d, pb, n_out, axis, out) -> None:
+    """out = the maximum over k strided taps along `axis` (2 or 3) of unpadded `src`, each tap
+    only where it reads inside src (padding counts as -inf, so it is skipped, not copied in).
+    Two taps that cover every output start it with one np.maximum; with none, -inf does."""
+    n_in = src.shape[axis]
+    full, part = [], []
+    for t in range(k):
+        lo, hi, off = tap_range(n_out, n_in, t, s, d, pb)
+        if hi > lo:
+            sl = [slice(None)] * 4
+            sl[axis] = slice(lo * s + off, (hi - 1) * s + off + 1, s)
+            (full if (lo, hi) == (0, n_out) else part).append((lo, hi, src[tuple(sl)]))
+    if len(full) >= 2:
+        np.maximum(full[0][2], full[1][2], out=out)
+        rest = full[2:] + part
+    elif full:
+        np.copyto(out, full[0][2])
+        rest = part
+    else:
+        out.fill(-np.inf)
+        rest = part
+    for lo, hi, v in rest:
+        sl = [slice(None)] * 4
+        sl[axis] = slice(lo, hi)
+        dst = out[tuple(sl)]
+        np.maximum(dst, v, out=dst)
+
+
 def max_only(xb, geom, out):
     """Max pooling of a channel-major block (c, n, H, W) into `out` (c, n, ho, wo): separable
-    maxima (rows, then columns), no winner tracking. Temporaries come from per-thread scratch."""
+    maxima (rows, then columns) straight from the unpadded block, no winner tracking. The row
+    maxima come from per-thread scratch."""
     k, s, d, pb, pe, (ho, wo), hp, wp = geom
     c, n, h, w = xb.shape
-    xp = xb
-    if max(pb + pe) > 0 or hp != h or wp != w:
-        xp = scratch("mp_pad", (c, n, hp, wp), xb.dtype)
-        xp.fill(-np.inf)
-        xp[:, :, pb[0]:pb[0] + h, pb[1]:pb[1] + w] = xb
-    rows = scratch("mp_rows", (c, n, ho, wp), xb.dtype)
-    np.maximum(_view(xp, 0, d[0], s[0], ho, 2), _view(xp, min(1, k[0] - 1), d[0], s[0], ho, 2), out=rows)
-    for t in range(2, k[0]):
-        np.maximum(rows, _view(xp, t, d[0], s[0], ho, 2), out=rows)
-    np.maximum(_view(rows, 0, d[1], s[1], wo, 3), _view(rows, min(1, k[1] - 1), d[1], s[1], wo, 3), out=out)
-    for t in range(2, k[1]):
-        np.maximum(out, _view(rows, t, d[1], s[1], wo, 3), out=out)
+    rows = scratch("mp_rows", (c, n, ho, w), xb.dtype)
+    _max_pass(xb, k[0], s[0], d[0], pb[0], ho, 2, rows)
+    _max_pass(rows, k[1], s[1], d[1], pb[1], wo, 3, out)
 
 
 def _pool_blocks(c, per_channel):
