@@ -6,7 +6,8 @@ intra-op threads alike).
 Train steps are compared with a plain hand-written PyTorch loop of the same network and
 solver (handwritten_torch.py); inference with onnxruntime running the file write_dl_model
 wrote. Ratios are dlbatch / reference from this one run (< 1 means dlbatch is faster).
-Memory: see step_case.py (peak RSS during the steps over the RSS after setup).
+Memory: see step_case.py (peak RSS during the steps over the RSS after setup). calibrate.py's
+GEMM and copy speeds, taken before and after, tell a quiet machine from a loaded one.
 With --rounds R every main case runs R times (implementations alternating) and each keeps its
 lowest median, so a burst of other load during one case skews the ratios less.
 """
@@ -47,6 +48,12 @@ def run_case(impl, backbone, batch, side, steps, device="cpu", threads=2):
     return rec
 
 
+def machine_state() -> dict:
+    """calibrate.py in its own process: how fast GEMM and memory are right now (see there)."""
+    proc = subprocess.run([sys.executable, str(HERE / "calibrate.py")], capture_output=True, text=True)
+    return json.loads(proc.stdout) if proc.returncode == 0 else {"error": proc.stderr.strip()[-200:]}
+
+
 def ratio(a, b, key="median_s"):
     if a and b and key in a and key in b and b[key]:
         return round(a[key] / b[key], 3)
@@ -70,6 +77,7 @@ def main() -> None:
     t_start = time.perf_counter()
     steps = 5 if args.quick else 20
     rounds = args.rounds or (1 if args.quick else 2)
+    state = {"before": machine_state()}
     results = {}
     for backbone, batch, side in SIZES:
         for _ in range(rounds):
@@ -80,8 +88,10 @@ def main() -> None:
                 if best is None or "median_s" not in best or rec.get("median_s", float("inf")) < best["median_s"]:
                     results[(impl, backbone)] = rec
 
+    state["after"] = machine_state()
     summary = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
-                          f"{os.cpu_count()} cores", "threads": args.threads, "rounds": rounds, "ratios": {}}
+                          f"{os.cpu_count()} cores", "threads": args.threads, "rounds": rounds,
+               "machine_state": state, "ratios": {}}
     for backbone, batch, side in SIZES:
         r = lambda i: results[(i, backbone)]
         key = f"{backbone} {batch}x3x{side}x{side}"
@@ -106,6 +116,8 @@ def main() -> None:
 
     print(f"\n### Step times and peak step memory ({args.threads} threads, median of {steps} steps, "
           f"best of {rounds} round(s))\n")
+    print(f"Machine state (single-thread sgemm GFLOP/s, copy GB/s): before {state['before']}, "
+          f"after {state['after']}\n")
     print("| case | impl | median step (ms) | min step (ms) | peak step memory (MB) |")
     print("|---|---|---|---|---|")
     for (impl, backbone), rec in results.items():
