@@ -8,8 +8,10 @@ solver (handwritten_torch.py); inference with onnxruntime running the file write
 wrote. Ratios are dlbatch / reference from this one run (< 1 means dlbatch is faster).
 Memory: see step_case.py (peak RSS during the steps over the RSS after setup). calibrate.py's
 GEMM and copy speeds, taken before and after, tell a quiet machine from a loaded one.
-With --rounds R every main case runs R times (implementations alternating) and each keeps its
-lowest median, so a burst of other load during one case skews the ratios less.
+With --rounds R (default 3) every main case runs R times, the implementations alternating
+within each round. A ratio is the median over rounds of that round's ratio (each pair measured
+within seconds of each other, so slow drifts in machine speed cancel), shown with its range
+over rounds; the tables also list each implementation's best round.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -76,14 +79,16 @@ def main() -> None:
     args = ap.parse_args()
     t_start = time.perf_counter()
     steps = 5 if args.quick else 20
-    rounds = args.rounds or (1 if args.quick else 2)
+    rounds = args.rounds or (1 if args.quick else 3)
     state = {"before": machine_state()}
-    results = {}
+    results = {}  # (impl, backbone) -> best round's record
+    per_round = {}  # (impl, backbone) -> every round's record
     for backbone, batch, side in SIZES:
         for _ in range(rounds):
             for impl in TRAIN_IMPLS + INFER_IMPLS:
                 device = args.device if impl in ("torch_train", "handwritten_train") else "cpu"
                 rec = run_case(impl, backbone, batch, side, steps, device, args.threads)
+                per_round.setdefault((impl, backbone), []).append(rec)
                 best = results.get((impl, backbone))
                 if best is None or "median_s" not in best or rec.get("median_s", float("inf")) < best["median_s"]:
                     results[(impl, backbone)] = rec
@@ -91,17 +96,23 @@ def main() -> None:
     state["after"] = machine_state()
     summary = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
                           f"{os.cpu_count()} cores", "threads": args.threads, "rounds": rounds,
-               "machine_state": state, "ratios": {}}
+               "machine_state": state, "ratios": {}, "ratio_ranges": {}, "best_round_ratios": {}}
+    pairs = {"numpy_train / handwritten_torch_train": ("numpy_train", "handwritten_train", "median_s"),
+             "torch_backend_train / handwritten_torch_train": ("torch_train", "handwritten_train", "median_s"),
+             "numpy_infer / onnxruntime_infer": ("numpy_infer", "ort_infer", "median_s"),
+             "numpy_train_mem / handwritten_torch_train_mem": ("numpy_train", "handwritten_train",
+                                                               "peak_step_mem_mb")}
     for backbone, batch, side in SIZES:
-        r = lambda i: results[(i, backbone)]
         key = f"{backbone} {batch}x3x{side}x{side}"
-        summary["ratios"][key] = {
-            "numpy_train / handwritten_torch_train": ratio(r("numpy_train"), r("handwritten_train")),
-            "torch_backend_train / handwritten_torch_train": ratio(r("torch_train"), r("handwritten_train")),
-            "numpy_infer / onnxruntime_infer": ratio(r("numpy_infer"), r("ort_infer")),
-            "numpy_train_mem / handwritten_torch_train_mem": ratio(r("numpy_train"), r("handwritten_train"),
-                                                                   "peak_step_mem_mb"),
-        }
+        for part in ("ratios", "ratio_ranges", "best_round_ratios"):
+            summary[part][key] = {}
+        for name, (a, b, field) in pairs.items():
+            paired = [v for v in (ratio(x, y, field) for x, y in zip(per_round[(a, backbone)],
+                                                                       per_round[(b, backbone)]))
+                      if v is not None]
+            summary["ratios"][key][name] = round(statistics.median(paired), 3) if paired else None
+            summary["ratio_ranges"][key][name] = [min(paired), max(paired)] if paired else None
+            summary["best_round_ratios"][key][name] = ratio(results[(a, backbone)], results[(b, backbone)], field)
     scaling = []
     if not args.quick:
         for batch in (1, 4, 16, 64):
@@ -127,14 +138,18 @@ def main() -> None:
         mem = f"{rec['peak_step_mem_mb']:.0f}" if "peak_step_mem_mb" in rec else "-"
         print(f"| {backbone} {size} | {impl} | {ms} | {mn} | {mem} |")
 
-    print("\n### Ratios (dlbatch / reference, this run)\n")
-    print("| case | ratio | value | target |")
-    print("|---|---|---|---|")
+    print(f"\n### Ratios (dlbatch / reference, this run: median over {rounds} paired round(s))\n")
+    print("| case | ratio | value | range over rounds | best round / best round | target |")
+    print("|---|---|---|---|---|---|")
     for key, ratios in summary["ratios"].items():
         for name, value in ratios.items():
             bound = TARGETS.get(name, {}).get(key)
             verdict = "" if bound is None or value is None else (" (met)" if value <= bound else " (missed)")
-            print(f"| {key} | {name} | {fmt(value, '.3f')} | {'-' if bound is None else f'<= {bound}'}{verdict} |")
+            rng = summary["ratio_ranges"][key][name]
+            spread = "-" if rng is None else f"{rng[0]:.3f}-{rng[1]:.3f}"
+            best = summary["best_round_ratios"][key][name]
+            print(f"| {key} | {name} | {fmt(value, '.3f')} | {spread} | {fmt(best, '.3f')} "
+                  f"| {'-' if bound is None else f'<= {bound}'}{verdict} |")
 
     if scaling:
         print("\n### Scaling (compact backbone, train step, median of 10 steps)\n")
