@@ -10,6 +10,8 @@ Plus layout (channel-major views give the same results), float32 accuracy of bat
 """
 from __future__ import annotations
 
+import time
+
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -778,6 +780,36 @@ def test_parallel_run_keeps_order_propagates_errors_and_nests(threads):
 
     with pytest.raises(ValueError, match="item 7"):
         parallel_mod.run(boom, list(range(20)))
+
+
+def test_parallel_run_from_concurrent_callers_and_thread_count_changes(threads):
+    """Two Python threads training side by side share the helpers (the one that finds them busy
+    works alone); changing the thread count retires the old helpers without a deadlock."""
+    import threading
+    threads(2)
+    out, errors = {}, []
+
+    def caller(k):
+        try:
+            for _ in range(200):
+                got = parallel_mod.run(lambda i: (k, i), list(range(6)))
+                assert got == [(k, i) for i in range(6)]
+            out[k] = True
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=caller, args=(k,)) for k in range(3)]
+    for t_ in ts:
+        t_.start()
+    for n_threads in (3, 2, 4, 2):
+        threads(n_threads)
+        assert parallel_mod.run(lambda i: -i, list(range(9))) == [-i for i in range(9)]
+    for t_ in ts:
+        t_.join(timeout=60)
+    assert not errors and sorted(out) == [0, 1, 2]
+    used = {threading.current_thread().name}
+    seen = parallel_mod.run(lambda i: (time.sleep(0.01), threading.current_thread().name)[1], list(range(8)))
+    assert len(set(seen) - used) >= 1  # a helper thread took part
 
 
 def test_blas_thread_setting_is_restored():
