@@ -165,6 +165,17 @@ def run(fn: Callable, items: Sequence) -> list:
     return results
 
 
+PARALLEL_MIN_ELEMENTS = 1 << 19  # below this much work a region's wake-ups cost more than they save
+
+
+def run_sized(fn: Callable, items: Sequence, elements: int) -> list:
+    """run(fn, items) for work over `elements` array elements in all; small work (a compact
+    model's parameters: 0.33 ms on two threads, 0.08 ms in the caller) stays in the caller."""
+    if elements < PARALLEL_MIN_ELEMENTS:
+        return [fn(item) for item in items]
+    return run(fn, items)
+
+
 def chunks(total: int, parts: int) -> list[tuple[int, int]]:
     """`total` split into `parts` (at most `total`) nearly equal consecutive ranges."""
     parts = max(1, min(total, parts))

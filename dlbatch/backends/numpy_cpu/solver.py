@@ -92,7 +92,7 @@ def _sgd(names, params, grads, state, hp):
             np.subtract(v, tmp, out=v)
         np.add(_flat(params[n])[a:z], v, out=_flat(new_params[n])[a:z])
 
-    parallel.run(block, _tasks(names, grads))
+    parallel.run_sized(block, _tasks(names, grads), sum(grads[n].size for n in names))
     new_state["step"] = state["step"] + 1
     return new_params, new_state
 
@@ -137,7 +137,7 @@ def _adam(names, params, grads, state, hp):
         np.divide(w, tmp, out=w)
         np.subtract(_flat(params[n])[a:z], w, out=w)
 
-    parallel.run(block, _tasks(names, grads))
+    parallel.run_sized(block, _tasks(names, grads), sum(grads[n].size for n in names))
     new_state["adam_step"] = t
     new_state["step"] = state["step"] + 1
     return new_params, new_state
@@ -164,4 +164,4 @@ def all_finite(arrays) -> bool:
                 return True
         return bool(np.isfinite(part).all())
 
-    return all(parallel.run(check, tasks))
+    return all(parallel.run_sized(check, tasks, sum(a.size for a in flat)))
