@@ -812,6 +812,22 @@ def test_parallel_run_from_concurrent_callers_and_thread_count_changes(threads):
     assert len(set(seen) - used) >= 1  # a helper thread took part
 
 
+def test_parallel_run_keeps_no_reference_to_its_items(threads):
+    """Helper threads must drop the finished region's work: arrays it references would stay
+    alive and the program's buffer pool could not reuse them (peak memory grew 40%)."""
+    import weakref
+    threads(2)
+
+    class Big:
+        pass
+
+    big = Big()
+    ref = weakref.ref(big)
+    assert parallel_mod.run(lambda o: o is not None, [big] * 4) == [True] * 4
+    del big
+    assert ref() is None
+
+
 def test_blas_thread_setting_is_restored():
     ctl = parallel_mod._blas_ctl()
     if not ctl.available:

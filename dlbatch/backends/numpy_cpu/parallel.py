@@ -73,11 +73,10 @@ class _Helpers:
         _local.busy = True  # nested run() calls inside a helper stay sequential
         while True:
             self._go[i].acquire()
-            job = self.job
-            if job is None:  # retired
+            if self.job is None:  # retired
                 return
             try:
-                job()
+                self.job()  # no local reference: the job's arrays must not outlive the region
             finally:
                 self._done[i].release()
 
@@ -91,6 +90,7 @@ class _Helpers:
         finally:
             for lk in self._done:
                 lk.acquire()
+            self.job = None  # the closure holds the region's arrays: let the buffer pool reuse them
 
     def retire(self) -> None:
         """Let the helper threads end once the running region (if any) is over; `busy` is kept,
