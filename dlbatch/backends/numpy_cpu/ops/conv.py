@@ -32,7 +32,7 @@ from ._util import (as_str, channel_blocks, check_4d, channel_sum, cm, int_list,
 COLS_BUDGET = 8 << 20  # bytes of im2col matrix per chunk (L3-sized; also bounds peak memory)
 MIN_CHUNKS = 4  # a groups == 1 Conv is split into at least this many chunks where it can be,
 SPLIT_MIN_BYTES = 2 << 20  # if its whole column matrix has at least this many bytes
-FLAT_MAX = 1 << 16  # largest H*W of a plane copied whole by im2col (see _ConvPlan)
+FLAT_MAX = 512  # largest H*W of a plane copied whole by im2col (see _ConvPlan)
 FULL_COLS_BUDGET = 16 << 20  # dW of a Conv whose whole column matrix fits this is one K per GEMM
 DW_TRANSPOSED_BELOW = 64  # output channels below which dW is computed transposed
 DW_BLOCKS = 4  # row blocks (parallel GEMMs) of a full-K dW
@@ -180,11 +180,10 @@ class _ConvPlan:
             self.zeros.append(zeros)
         self.assign_first = self.full_tap is not None and not self.row_split
         self.kh, self.kw = kh, kw
-        # 'same'-size stride-1 maps: each tap is one flat shift of whole H*W planes (long copy
-        # runs instead of W-element rows), then the columns that wrapped around are zeroed.
-        # im2col of a whole batch on 2 threads: 16x32x64x64 2.82 -> 2.32 ms, 16x32x32x32
-        # 0.93 -> 0.70, 8x64x56x56 2.22 -> 1.68; resnet18 8x224x224 inference (min of 16,
-        # alternating) 296 -> 258 ms, compact 16x64x64 about equal.
+        # small 'same'-size stride-1 maps: each tap is one flat shift of whole H*W planes
+        # (long copy runs instead of W-element rows), then the columns that wrapped around
+        # are zeroed; planes stay under FLAT_MAX elements (glibc copies longer runs with
+        # `rep movsb`, which is erratic on some CPUs)
         self.flat = None
         if (g.s == [1, 1] and ho == h and wo == w and not self.row_split and h * w <= FLAT_MAX
                 and not self.direct):
