@@ -182,9 +182,10 @@ class _ConvPlan:
         self.kh, self.kw = kh, kw
         # small 'same'-size stride-1 maps: each tap is one flat shift of whole H*W planes
         # (long copy runs instead of W-element rows), then the columns that wrapped around
-        # are zeroed; planes stay under FLAT_MAX elements (glibc copies longer runs with
-        # `rep movsb`, which is erratic on some CPUs: measured here, 16x32x64x64 flat columns
-        # took 3.3-12 ms depending on where the arrays happened to lie, per-tap copies 4.0 ms)
+        # are zeroed; planes stay under FLAT_MAX elements: glibc copies runs over 2 KiB with
+        # `rep movsb`, which on this AMD CPU runs 10x slower when (dst - src) mod 4096 is
+        # 4-28 bytes (a one-element tap shift can land there), so flat columns of 16x32x64x64
+        # took 3.3-12 ms depending on where the arrays lay, per-tap copies a steady 4.0 ms
         self.flat = None
         if (g.s == [1, 1] and ho == h and wo == w and not self.row_split and h * w <= FLAT_MAX
                 and not self.direct):
