@@ -128,7 +128,9 @@ class _ConvPlan:
         min_chunks = MIN_CHUNKS if per_sample * n >= SPLIT_MIN_BYTES else 1
         if per_sample <= budget and n >= min_chunks:
             nb = max(1, min(budget // max(1, per_sample), -(-n // min_chunks)))
-            self.chunks = [(a, min(n, a + nb), 0, ho) for a in range(0, n, nb)]
+            # near-equal chunks (16 samples at most 3 per chunk: 3,3,3,3,2,2, not 3,3,3,3,3,1,
+            # which left one thread 9 samples and the other 7)
+            self.chunks = [(a, z, 0, ho) for a, z in parallel.chunks(n, -(-n // nb))]
             self.row_split = False
         else:  # rows of single samples: big samples, or too few samples to share out
             parts = min(ho, max(-(-per_sample // max(1, budget)), -(-min_chunks // n)))
@@ -185,7 +187,8 @@ class _ConvPlan:
         # are zeroed; planes stay under FLAT_MAX elements: glibc copies runs over 2 KiB with
         # `rep movsb`, which on this AMD CPU runs 10x slower when (dst - src) mod 4096 is
         # 4-28 bytes (a one-element tap shift can land there), so flat columns of 16x32x64x64
-        # took 3.3-12 ms depending on where the arrays lay, per-tap copies a steady 4.0 ms
+        # took 3.3-12 ms depending on where the arrays lay, per-tap copies a steady 4.0 ms.
+        # (Splitting the flat copies into shorter pieces costs more calls than it saves.)
         self.flat = None
         if (g.s == [1, 1] and ho == h and wo == w and not self.row_split and h * w <= FLAT_MAX
                 and not self.direct):
