@@ -29,11 +29,12 @@ HERE = Path(__file__).resolve().parent
 SIZES = [("compact", 16, 64), ("resnet18", 8, 224)]
 TRAIN_IMPLS = ["numpy_train", "torch_train", "handwritten_train"]
 INFER_IMPLS = ["numpy_infer", "ort_infer"]
-# the numpy backend's targets (issue): ratio keys -> {size key: bound}
+# the issue's targets: ratio keys -> {size key: bound}
 TARGETS = {
     "numpy_train / handwritten_torch_train": {"compact 16x3x64x64": 1.0, "resnet18 8x3x224x224": 1.2},
     "numpy_infer / onnxruntime_infer": {"compact 16x3x64x64": 1.5, "resnet18 8x3x224x224": 1.5},
     "numpy_train_mem / handwritten_torch_train_mem": {"compact 16x3x64x64": 1.5, "resnet18 8x3x224x224": 1.5},
+    "torch_backend_train / handwritten_torch_train": {"compact 16x3x64x64": 1.05, "resnet18 8x3x224x224": 1.05},
 }
 
 
@@ -146,6 +147,8 @@ def main() -> None:
             bound = TARGETS.get(name, {}).get(key)
             verdict = "" if bound is None or value is None else (" (met)" if value <= bound else " (missed)")
             rng = summary["ratio_ranges"][key][name]
+            if verdict and rng is not None and rng[0] <= bound < rng[1]:
+                verdict = verdict[:-1] + "; rounds on both sides)"
             spread = "-" if rng is None else f"{rng[0]:.3f}-{rng[1]:.3f}"
             best = summary["best_round_ratios"][key][name]
             print(f"| {key} | {name} | {fmt(value, '.3f')} | {spread} | {fmt(best, '.3f')} "
