@@ -109,6 +109,25 @@ def _rows2d(a: np.ndarray) -> np.ndarray:
     return v
 
 
+def _rows2d_or_copy(a: np.ndarray, scratch_slot: str) -> np.ndarray:
+    """_rows2d(a), or where memory does not allow that view, a copy in per-thread scratch."""
+    try:
+        return _rows2d(a)
+    except AttributeError:
+        buf = scratch(scratch_slot, a.shape, a.dtype)
+        np.copyto(buf, a)
+        return buf.reshape(a.shape[0], -1)
+
+
+def _partial_dw(cols: np.ndarray, rows: np.ndarray, out: np.ndarray, transposed: bool) -> None:
+    """One chunk's dW partial product rows @ cols.T into `out`, or its transpose cols @ rows.T
+    when `transposed` (OpenBLAS runs that orientation faster for few rows, DW_TRANSPOSED_BELOW)."""
+    if transposed:
+        np.matmul(cols, rows.T, out=out)
+    else:
+        np.matmul(rows, cols.T, out=out)
+
+
 class _ConvPlan:
     """Chunks and per-tap slices of a groups == 1 Conv for one geometry (cached).
 
@@ -227,13 +246,7 @@ class _ConvPlan:
 
     def _direct_columns(self, xc, k):
         n0, n1, r0, r1 = self.chunks[k]
-        src = xc[:, n0:n1, r0:r1]
-        try:
-            return _rows2d(src)
-        except AttributeError:
-            buf = _scratch_buffer(0, src.size, xc.dtype).reshape(src.shape)
-            np.copyto(buf, src)
-            return buf.reshape(self.c, -1)
+        return _rows2d_or_copy(xc[:, n0:n1, r0:r1], "conv0")
 
     def _fill_columns(self, xc, k, buf) -> None:
         n0, n1, r0, r1 = self.chunks[k]
@@ -438,17 +451,8 @@ def _backward_shared_columns(xc, dyc, wt, tgeom, w):
         n0, n1, r0, r1 = tplan.chunks[k]
         cols = tplan.im2col(dyc, k)
         np.matmul(wtm, cols, out=_rows2d(dxc[:, n0:n1, r0:r1]))
-        xk = xc[:, n0:n1, r0:r1]
-        try:
-            xk = _rows2d(xk)
-        except AttributeError:  # x not channel-major: one copy, still 1/(kh*kw) of its columns
-            buf = scratch("conv_x", xk.shape, dtype)
-            np.copyto(buf, xk)
-            xk = buf.reshape(c, -1)
-        if transposed:
-            np.matmul(cols, xk.T, out=parts[k])
-        else:
-            np.matmul(xk, cols.T, out=parts[k])
+        # x itself is the row operand (copied only where it is not channel-major)
+        _partial_dw(cols, _rows2d_or_copy(xc[:, n0:n1, r0:r1], "conv_x"), parts[k], transposed)
 
     parallel.run(chunk, range(nch))
     dwp = parts[0] if nch == 1 else parts.sum(axis=0)
@@ -507,10 +511,7 @@ def _conv_backward(x, w, dy, g, need_x: bool, need_w: bool):
         n0, n1, r0, r1 = plan.chunks[k]
         dy2 = _rows2d(dyc[:, n0:n1, r0:r1])
         if need_w:
-            if transposed:
-                np.matmul(plan.im2col(xc, k), dy2.T, out=parts[k])
-            else:
-                np.matmul(dy2, plan.im2col(xc, k).T, out=parts[k])
+            _partial_dw(plan.im2col(xc, k), dy2, parts[k], transposed)
         if scatter:
             if plan.direct:
                 np.matmul(wm.T, dy2, out=_rows2d(dxc[:, n0:n1, r0:r1]))
