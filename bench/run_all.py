@@ -74,9 +74,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=None,
-                    help="run every main case this many times, implementations alternating, and keep "
-                         "each one's lowest median (default 2, --quick 1): other load on the machine "
-                         "then distorts a ratio less")
+                    help="run every main case this many times, implementations alternating within a "
+                         "round; a ratio is the median of the per-round ratios (default 3, --quick 1): "
+                         "other load on the machine then distorts a ratio less")
     args = ap.parse_args()
     t_start = time.perf_counter()
     steps = 5 if args.quick else 20

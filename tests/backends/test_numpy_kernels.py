@@ -942,6 +942,63 @@ def test_fused_kernels_equal_the_node_sequence():
         np.testing.assert_array_equal(u, v)
 
 
+@pytest.mark.parametrize("pool", [
+    {"kernel_shape": [2, 2], "strides": [2, 2]},  # fused fast path
+    {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},  # the two kernels in turn
+], ids=["2x2", "3x3-pad"])
+@pytest.mark.parametrize("need_x", [True, False])
+def test_fused_batchnorm_relu_maxpool_training_matches_torch(pool, need_x):
+    """BatchNormalization -> Relu -> MaxPool in training: output, gradients of x, scale and bias
+    and the running statistics against torch autograd in float64 (continuous data: no ties)."""
+    r = np.random.default_rng(5)
+    x = cmajor(r.standard_normal((3, 4, 8, 10)) * 2 + 0.3)
+    scale, bias = r.uniform(-1.5, 1.5, 4), r.standard_normal(4)
+    mean, var = r.standard_normal(4) * 0.1, r.uniform(0.5, 2, 4)
+    g = r.standard_normal((3, 4) + ((4, 5) if pool["kernel_shape"] == [2, 2] else (4, 5)))
+    ctx = OpContext(training=True, bn_momentum=0.8, needs_input_grad=(need_x, True, True, False, False))
+    k = fused_mod.FUSED[("BatchNormalization", "Relu", "MaxPool")]
+    links = (({"epsilon": 1e-3}, 5), ({}, 1), (pool, 1))
+    out, saved = k.forward(ctx, [x, scale, bias, mean, var], links)
+    grads = k.backward(ctx, saved, [g], links)
+
+    tx, ts, tb = (torch.tensor(np.ascontiguousarray(a), requires_grad=True) for a in (x, scale, bias))
+    rm, rv = torch.tensor(mean), torch.tensor(var)
+    ty = F.batch_norm(tx, rm, rv, ts, tb, training=True, momentum=0.2, eps=1e-3)
+    ty = F.max_pool2d(F.relu(ty), pool["kernel_shape"], pool["strides"], padding=pool.get("pads", [0])[0])
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(out[0], ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    if need_x:
+        np.testing.assert_allclose(grads[0], tx.grad.numpy(), rtol=1e-9, atol=1e-11)
+    else:
+        assert grads[0] is None
+    np.testing.assert_allclose(grads[1], ts.grad.numpy(), rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(grads[2], tb.grad.numpy(), rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(ctx.statistic_updates[3], rm.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ctx.statistic_updates[4], rv.numpy(), rtol=1e-12)
+
+
+def test_fused_batchnorm_relu_maxpool_breaks_ties_like_the_node_sequence():
+    """Pooling before the ReLU must pick the same winner as MaxPool after it, ties included
+    (integer-valued data makes equal maxima common; negative windows pass no gradient)."""
+    r = np.random.default_rng(6)
+    x = r.integers(-3, 4, (2, 3, 6, 8)).astype(np.float64)
+    bn = [x, np.array([1.0, -0.5, 2.0]), np.array([0.1, 0.0, -0.2]), np.zeros(3), np.ones(3)]
+    pool = {"kernel_shape": [2, 2], "strides": [2, 2]}
+    g = r.standard_normal((2, 3, 3, 4))
+    o1, s1, c1 = run("BatchNormalization", bn, {}, training=True)
+    o2, s2, c2 = run("Relu", [o1[0]], {})
+    o3, s3, c3 = run("MaxPool", [o2[0]], pool)
+    d = KERNEL["MaxPool"].backward(c3, s3, [g], pool)
+    d = KERNEL["BatchNormalization"].backward(c1, s1, KERNEL["Relu"].backward(c2, s2, d, {}), {})
+    ctx = OpContext(training=True, needs_input_grad=(True, True, True, False, False))
+    k = fused_mod.FUSED[("BatchNormalization", "Relu", "MaxPool")]
+    links = (({}, 5), ({}, 1), (pool, 1))
+    out, saved = k.forward(ctx, list(bn), links)
+    np.testing.assert_array_equal(out[0], o3[0])
+    for a, b in zip(d[:3], k.backward(ctx, saved, [g], links)[:3]):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("conv_bias", [False, True])
 def test_inference_conv_batchnorm_folding(relu, conv_bias):
@@ -969,6 +1026,7 @@ def test_program_fuses_and_falls_back_when_an_intermediate_is_wanted():
     train_ops = [st.op_type for st in prog._fused.steps]
     infer_ops = [st.op_type for st in prog._infer.steps]
     assert "BatchNormalization+Relu" in train_ops and "Relu" not in train_ops
+    assert "BatchNormalization+Relu+MaxPool" in train_ops and "MaxPool" not in train_ops
     assert "Conv+BatchNormalization+Relu" in infer_ops and "Conv" not in infer_ops
     x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
     name = model.meta["input"]

@@ -2,10 +2,10 @@
 
 Beyond running the nodes in order:
 
-* Fusion: a BatchNormalization or Add whose only consumer is a Relu runs as one fused kernel
-  (ops/fused.py) when both nodes use the built-in kernels; for inference a Conv followed by a
-  BatchNormalization (and Relu, and MaxPool) runs as one convolution with the batch norm folded
-  into its weights. Intermediate values are then never stored; a forward that asks for one
+* Fusion: a BatchNormalization or Add whose only consumer is a Relu, and a BatchNormalization
+  -> Relu -> MaxPool chain, run as one fused kernel (ops/fused.py) when all nodes use the
+  built-in kernels; for inference a Conv followed by a BatchNormalization (and Relu, and
+  MaxPool) runs as one convolution with the batch norm folded into its weights. Intermediate values are then never stored; a forward that asks for one
   (`wanted`) runs the unfused node list instead.
 * Threads: forward and backward run with BLAS limited to one thread while the kernels split
   their work over the numpy backend's threads (parallel.py).
@@ -56,7 +56,7 @@ class _Plan:
                 self.free_after[idx].append(name)
 
 
-TRAIN_PATTERNS = [("BatchNormalization", "Relu"), ("Add", "Relu")]
+TRAIN_PATTERNS = [("BatchNormalization", "Relu", "MaxPool"), ("BatchNormalization", "Relu"), ("Add", "Relu")]
 # inference only: batch norm with frozen statistics folds into the convolution before it
 INFER_PATTERNS = [("Conv", "BatchNormalization", "Relu", "MaxPool"), ("Conv", "BatchNormalization", "Relu"),
                   ("Conv", "BatchNormalization")] + TRAIN_PATTERNS

@@ -37,6 +37,46 @@ def _from_rows(rows, like):
     return cm(rows.reshape((c, like.shape[0]) + like.shape[2:]))
 
 
+def train_block_forward(xb, hb, yb, sc, bi, eps, mean_out, var_out, inv_out) -> None:
+    """Training statistics of a block of channel rows xb (c, m): writes x - mean into hb, the
+    affine batch-norm output into yb (may be scratch) and mean, biased variance and 1/std into
+    the *_out slices."""
+    dt = xb.dtype.type
+    m = xb.shape[1]
+    mb = xb.sum(axis=1) / dt(m)
+    np.subtract(xb, mb[:, None], out=hb)
+    vb = np.vecdot(hb, hb) / dt(m)
+    ib = (1.0 / np.sqrt(vb + dt(eps))).astype(xb.dtype, copy=False)
+    np.multiply(hb, (sc * ib)[:, None], out=yb)
+    yb += bi[:, None]
+    mean_out[...], var_out[...], inv_out[...] = mb, vb, ib
+
+
+def report_running_statistics(ctx, mean, var, bmean, bvar, m: int) -> None:
+    """New running mean and (unbiased) variance through ctx.update_statistic (SPEC 1.5)."""
+    dt = bvar.dtype.type
+    mom = float(ctx.bn_momentum)
+    unbiased = bvar * dt(m / max(m - 1, 1))
+    ctx.update_statistic(3, (mom * mean + (1.0 - mom) * bmean.astype(mean.dtype)).astype(mean.dtype))
+    ctx.update_statistic(4, (mom * var + (1.0 - mom) * unbiased.astype(var.dtype)).astype(var.dtype))
+
+
+def train_block_backward(g, hb, ib, k, dscale_out, dbias_out, dx_out) -> None:
+    """Batch-norm gradients of a block of channel rows from the output gradient g and the saved
+    x - mean (hb) and 1/std (ib); k = scale * ib. dx_out None skips the input gradient."""
+    dt = hb.dtype.type
+    m = hb.shape[1]
+    gsum = g.sum(axis=1)
+    ds = np.vecdot(g, hb) * ib  # sum(g * x_hat)
+    dbias_out[...], dscale_out[...] = gsum, ds
+    if dx_out is not None:
+        # dx = scale*inv/m * (m*g - sum(g) - x_hat*sum(g*x_hat)), x_hat = centered*inv
+        np.multiply(hb, (-ds * ib / dt(m))[:, None], out=dx_out)
+        dx_out += g
+        dx_out -= (gsum / dt(m))[:, None]
+        dx_out *= k[:, None]
+
+
 def bn_forward(ctx, inputs, attrs, relu: bool = False):
     """BatchNormalization (then Relu when relu=True) forward; returns (outputs, saved)."""
     x, scale, bias, mean, var = inputs[:5]
@@ -57,22 +97,14 @@ def bn_forward(ctx, inputs, attrs, relu: bool = False):
 
         def block(r):
             a, z = r
-            xb, hb, yb = xr[a:z], centered[a:z], y[a:z]
-            mb = xb.sum(axis=1) / dt(m)
-            np.subtract(xb, mb[:, None], out=hb)
-            vb = np.vecdot(hb, hb) / dt(m)
-            ib = (1.0 / np.sqrt(vb + dt(eps))).astype(x.dtype, copy=False)
-            np.multiply(hb, (sc[a:z] * ib)[:, None], out=yb)
-            yb += bi[a:z, None]
+            yb = y[a:z]
+            train_block_forward(xr[a:z], centered[a:z], yb, sc[a:z], bi[a:z], eps,
+                                bmean[a:z], bvar[a:z], inv[a:z])
             if relu:
                 relu_(yb, yb)
-            bmean[a:z], bvar[a:z], inv[a:z] = mb, vb, ib
 
         parallel.run(block, blocks)
-        mom = float(ctx.bn_momentum)
-        unbiased = bvar * dt(m / max(m - 1, 1))
-        ctx.update_statistic(3, (mom * mean + (1.0 - mom) * bmean.astype(mean.dtype)).astype(mean.dtype))
-        ctx.update_statistic(4, (mom * var + (1.0 - mom) * unbiased.astype(var.dtype)).astype(var.dtype))
+        report_running_statistics(ctx, mean, var, bmean, bvar, m)
         out = _from_rows(y, x)
         return [out], ("train", centered, inv, scale, x.shape, y if relu else None)
     inv = (1.0 / np.sqrt(var.astype(x.dtype) + dt(eps))).astype(x.dtype, copy=False)
@@ -103,7 +135,6 @@ def bn_backward(ctx, saved, grads, attrs):
     blocks = row_blocks(c, m)
     if saved[0] == "train":
         _, centered, inv, scale, shape, _ = saved
-        dt = centered.dtype.type
         k = (scale.astype(centered.dtype, copy=False) * inv)
         dscale = np.empty(c, dtype=centered.dtype)
         dbias = np.empty(c, dtype=centered.dtype)
@@ -111,19 +142,9 @@ def bn_backward(ctx, saved, grads, attrs):
 
         def block(r):
             a, z = r
-            g = g_all[a:z]
-            g = _through_relu(g, relu_out, a, z)
-            hb, ib = centered[a:z], inv[a:z]
-            gsum = g.sum(axis=1)
-            ds = np.vecdot(g, hb) * ib  # sum(g * x_hat)
-            dbias[a:z], dscale[a:z] = gsum, ds
-            if need_x:
-                # dx = scale*inv/m * (m*g - sum(g) - x_hat*sum(g*x_hat)), x_hat = centered*inv
-                d = dx[a:z]
-                np.multiply(hb, (-ds * ib / dt(m))[:, None], out=d)
-                d += g
-                d -= (gsum / dt(m))[:, None]
-                d *= k[a:z, None]
+            g = _through_relu(g_all[a:z], relu_out, a, z)
+            train_block_backward(g, centered[a:z], inv[a:z], k[a:z], dscale[a:z], dbias[a:z],
+                                 dx[a:z] if need_x else None)
 
         parallel.run(block, blocks)
         return [_from_rows(dx, dy) if need_x else None, dscale.astype(scale.dtype) if need_s else None,

@@ -4,6 +4,10 @@ memory and without keeping the intermediate alive:
 
 * BatchNormalization -> Relu: the Relu runs inside each cache-resident channel block of the
   batch norm; backward masks dy with the saved Relu output inside the same blocks.
+* BatchNormalization -> Relu -> MaxPool (2x2, stride 2), training: each channel block is
+  normalized into per-thread scratch and pooled there, so the full-size activation is never
+  stored; backward routes the pooled gradient to the winners in scratch and runs the batch-norm
+  backward on it in the same block. Other pool geometries run the two kernels one after the other.
 * Add -> Relu (residual connections): one pass each way, the sum never stored.
 * Conv -> BatchNormalization (-> Relu (-> MaxPool)), inference only: the frozen batch norm is
   folded into the convolution's weights and bias, and the ReLU (and the max pooling) are
@@ -16,13 +20,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from ....core.backend import OpContext
 from ....core.errors import DLPluginError
-from .. import buffers
+from .. import buffers, parallel
 from ..kernel import NumpyKernel
-from ._util import is_float, needs, parallel_ew, relu_, unbroadcast
+from ._util import cm, cm_rows, is_float, needs, parallel_ew, relu_, row_blocks, scratch, unbroadcast
 from .activations import relu_mask_grad
-from .batchnorm import bn_backward, bn_forward
+from .batchnorm import (bn_backward, bn_forward, report_running_statistics, train_block_backward,
+                        train_block_forward)
 from .conv import conv_relu_forward
+from .pooling import MaxPool, is_2x2, max2x2_backward, max2x2_forward, pool_geometry
 
 
 class BatchNormRelu(NumpyKernel):
@@ -62,6 +69,86 @@ class AddRelu(NumpyKernel):
             return [None, None]
         g = relu_mask_grad(grads[0], y)
         return [unbroadcast(g, sa) if want_a else None, unbroadcast(g, sb) if want_b else None]
+
+
+class BatchNormReluMaxPool(NumpyKernel):
+    """BatchNormalization -> Relu -> MaxPool. Only the pooled output and the batch norm's x - mean
+    are stored. The pooling runs on the batch-norm output before the ReLU: max and ReLU commute,
+    and a window whose maximum is not positive passes no gradient either way, so outputs and
+    gradients equal those of the three nodes (ties go to the same winner as MaxPool's)."""
+
+    op_type = "BatchNormalization+Relu+MaxPool"
+    _pool = MaxPool()
+
+    def forward(self, ctx, inputs, attrs):
+        battrs, pattrs = attrs[0][0], attrs[2][0]
+        x = inputs[0]
+        geom = pool_geometry(pattrs, x.shape) if x.ndim == 4 else None
+        if not (ctx.training and geom is not None and is_2x2(geom, x.shape)):
+            return self._composed_forward(ctx, inputs, battrs, pattrs)
+        n, c, h, w = x.shape
+        ho, wo = geom[5]
+        xr = cm_rows(x)
+        m = xr.shape[1]
+        sc = inputs[1].astype(x.dtype, copy=False)
+        bi = inputs[2].astype(x.dtype, copy=False)
+        eps = float(battrs.get("epsilon", 1e-5))
+        centered = buffers.empty(xr.shape, x.dtype)
+        y = buffers.empty((c, n, ho, wo), x.dtype)
+        rmask = buffers.empty((c, n, ho, w), bool)
+        cmask = buffers.empty((c, n, ho, wo), bool)
+        bmean, bvar, inv = (np.empty(c, dtype=x.dtype) for _ in range(3))
+
+        def block(r):
+            a, z = r
+            pre = scratch("bnp_pre", (z - a, m), x.dtype)  # batch-norm output, before the ReLU
+            train_block_forward(xr[a:z], centered[a:z], pre, sc[a:z], bi[a:z], eps,
+                                bmean[a:z], bvar[a:z], inv[a:z])
+            yb = y[a:z]
+            max2x2_forward(pre.reshape(z - a, n, h, w), rmask[a:z], cmask[a:z], yb)
+            relu_(yb, yb)
+
+        parallel.run(block, row_blocks(c, m))
+        report_running_statistics(ctx, inputs[3], inputs[4], bmean, bvar, m)
+        return [cm(y)], ("2x2", centered, inv, inputs[1], y, rmask, cmask, x.shape)
+
+    def backward(self, ctx, saved, grads, attrs):
+        if saved[0] == "composed":
+            return self._composed_backward(ctx, saved, grads, attrs)
+        _, centered, inv, scale, y, rmask, cmask, (n, c, h, w) = saved
+        dyc = cm(grads[0])
+        m = centered.shape[1]
+        k = scale.astype(centered.dtype, copy=False) * inv
+        dscale = np.empty(c, dtype=centered.dtype)
+        dbias = np.empty(c, dtype=centered.dtype)
+        need_x = needs(ctx, 0)
+        dx = buffers.empty(centered.shape, centered.dtype) if need_x else None
+
+        def block(r):
+            a, z = r
+            gp = np.multiply(dyc[a:z], y[a:z] > 0, out=scratch("bnp_gp", y[a:z].shape, y.dtype))
+            g = scratch("bnp_g", (z - a, n, h, w), y.dtype)
+            max2x2_backward(gp, rmask[a:z], cmask[a:z], g)
+            train_block_backward(g.reshape(z - a, m), centered[a:z], inv[a:z], k[a:z], dscale[a:z],
+                                 dbias[a:z], dx[a:z] if need_x else None)
+
+        parallel.run(block, row_blocks(c, m))
+        dxo = cm(dx.reshape(c, n, h, w)) if need_x else None
+        return [dxo, dscale.astype(scale.dtype) if needs(ctx, 1) else None,
+                dbias.astype(scale.dtype) if needs(ctx, 2) else None, None, None]
+
+    def _composed_forward(self, ctx, inputs, battrs, pattrs):
+        (y,), bn_saved = bn_forward(ctx, inputs, battrs, relu=True)
+        pctx = OpContext(training=ctx.training, bn_momentum=ctx.bn_momentum,
+                         needs_input_grad=(any(ctx.needs_input_grad) if ctx.needs_input_grad else True,),
+                         rng=ctx.rng, opset=ctx.opset)
+        (out,), pool_saved = self._pool.forward(pctx, [y], pattrs)
+        return [out], ("composed", bn_saved, pctx, pool_saved)
+
+    def _composed_backward(self, ctx, saved, grads, attrs):
+        _, bn_saved, pctx, pool_saved = saved
+        (g,) = self._pool.backward(pctx, pool_saved, grads, attrs[2][0])
+        return bn_backward(ctx, bn_saved, [g], attrs[0][0])
 
 
 class ConvBatchNorm(NumpyKernel):
@@ -105,6 +192,7 @@ class ConvBatchNormReluMaxPool(ConvBatchNorm):
 
 
 FUSED = {("BatchNormalization", "Relu"): BatchNormRelu(), ("Add", "Relu"): AddRelu(),
+         ("BatchNormalization", "Relu", "MaxPool"): BatchNormReluMaxPool(),
          ("Conv", "BatchNormalization"): ConvBatchNorm(),
          ("Conv", "BatchNormalization", "Relu"): ConvBatchNormRelu(),
          ("Conv", "BatchNormalization", "Relu", "MaxPool"): ConvBatchNormReluMaxPool()}

@@ -109,6 +109,41 @@ def max_only(xb, geom, out):
     _max_pass(rows, k[1], s[1], d[1], pb[1], wo, 3, out)
 
 
+def is_2x2(geom, shape) -> bool:
+    """Whether a MaxPool geometry is the 2x2 window with stride 2 tiling the input exactly."""
+    k, s, d, pb, pe, (ho, wo), hp, wp = geom
+    return (k == [2, 2] and s == [2, 2] and d == [1, 1] and max(pb + pe) == 0
+            and shape[2] == 2 * ho and shape[3] == 2 * wo)
+
+
+def max2x2_forward(xb, rmask, cmask, out) -> None:
+    """2x2/2 max pooling of a channel-major block (c, n, 2*ho, 2*wo) into `out` (c, n, ho, wo):
+    a max over row pairs (winner per column into rmask, True = bottom), then over column pairs
+    (cmask, True = right). Ties go to the top row, then the left column."""
+    c, n, h, w = xb.shape
+    ho, wo = h // 2, w // 2
+    top, bot = _view(xb, 0, 1, 2, ho, 2), _view(xb, 1, 1, 2, ho, 2)
+    rows = scratch("mp_rows", (c, n, ho, w), xb.dtype)
+    np.greater(bot, top, out=rmask)
+    np.maximum(top, bot, out=rows)
+    left, right = _view(rows, 0, 1, 2, wo, 3), _view(rows, 1, 1, 2, wo, 3)
+    np.greater(right, left, out=cmask)
+    np.maximum(left, right, out=out)
+
+
+def max2x2_backward(g, rmask, cmask, out) -> None:
+    """Adjoint of max2x2_forward: g (c, n, ho, wo) routed to each window's winner in `out`
+    (c, n, 2*ho, 2*wo), zeros elsewhere (every element of `out` is written)."""
+    c, n, ho, wo = g.shape
+    gr = scratch("mp_gr", (c, n, ho, 2 * wo), g.dtype)
+    gl, grr = _view(gr, 0, 1, 2, wo, 3), _view(gr, 1, 1, 2, wo, 3)
+    np.multiply(g, cmask, out=grr)
+    np.subtract(g, grr, out=gl)  # exact: g - g*1 = 0, g - g*0 = g
+    top, bot = _view(out, 0, 1, 2, ho, 2), _view(out, 1, 1, 2, ho, 2)
+    np.multiply(gr, rmask, out=bot)
+    np.subtract(gr, bot, out=top)
+
+
 def _pool_blocks(c, per_channel):
     from ._util import row_blocks
     return row_blocks(c, per_channel)
@@ -135,23 +170,11 @@ class MaxPool(NumpyKernel):
         n, c, h, w = x.shape
         xc = cm(x)
         y = buffers.empty((c, n, ho, wo), x.dtype)
-        if (k == [2, 2] and s == [2, 2] and d == [1, 1] and max(pb + pe) == 0 and h == 2 * ho
-                and w == 2 * wo and needs(ctx, 0)):
+        if is_2x2(geom, x.shape) and needs(ctx, 0):
             rmask = buffers.empty((c, n, ho, w), bool)  # bottom row wins (per column)
             cmask = buffers.empty((c, n, ho, wo), bool)  # right column wins
-
-            def block2(r):
-                a, z = r
-                xb = xc[a:z]
-                top, bot = _view(xb, 0, 1, 2, ho, 2), _view(xb, 1, 1, 2, ho, 2)
-                rows = scratch("mp_rows", (z - a, n, ho, w), x.dtype)
-                np.greater(bot, top, out=rmask[a:z])
-                np.maximum(top, bot, out=rows)
-                left, right = _view(rows, 0, 1, 2, wo, 3), _view(rows, 1, 1, 2, wo, 3)
-                np.greater(right, left, out=cmask[a:z])
-                np.maximum(left, right, out=y[a:z])
-
-            parallel.run(block2, _pool_blocks(c, n * h * w))
+            parallel.run(lambda r: max2x2_forward(xc[r[0]:r[1]], rmask[r[0]:r[1]], cmask[r[0]:r[1]],
+                                                  y[r[0]:r[1]]), _pool_blocks(c, n * h * w))
             return [cm(y)], ("2x2", x.shape, rmask, cmask)
         if not needs(ctx, 0):
             # no gradient will be routed back: maxima only, no winner tracking
@@ -187,19 +210,8 @@ class MaxPool(NumpyKernel):
             rmask, cmask = saved[2], saved[3]
             dx = buffers.empty((c, n, h, w), dyc.dtype)
 
-            def block2(r):
-                a, z = r
-                g = dyc[a:z]
-                gr = scratch("mp_gr", (z - a, n, h // 2, w), g.dtype)
-                gl, grr = _view(gr, 0, 1, 2, w // 2, 3), _view(gr, 1, 1, 2, w // 2, 3)
-                np.multiply(g, cmask[a:z], out=grr)
-                np.subtract(g, grr, out=gl)  # exact: g - g*1 = 0, g - g*0 = g
-                db = dx[a:z]
-                top, bot = _view(db, 0, 1, 2, h // 2, 2), _view(db, 1, 1, 2, h // 2, 2)
-                np.multiply(gr, rmask[a:z], out=bot)
-                np.subtract(gr, bot, out=top)
-
-            parallel.run(block2, _pool_blocks(c, n * h * w))
+            parallel.run(lambda r: max2x2_backward(dyc[r[0]:r[1]], rmask[r[0]:r[1]], cmask[r[0]:r[1]],
+                                                   dx[r[0]:r[1]]), _pool_blocks(c, n * h * w))
             return [cm(dx)]
         _, shape, arg_r, arg_c, (k, s, d, pb, pe, (ho, wo), hp, wp) = saved
         dx = buffers.empty((c, n, h, w), dyc.dtype)
