@@ -188,7 +188,9 @@ class DLModel:
                                    f"{self._shape(n)}")
             if arr.dtype.kind != "f" or not np.isfinite(arr).all():
                 raise DLParamError(f"load_state_dict: {n!r} must be finite floating-point values")
-        new = {n: self.backend.asarray(_cast(np.asarray(state[n]), self._precision), device=self._device)
+        # copies, as torch's load_state_dict copies: later changes to the caller's arrays must
+        # not reach the model (kernels cache values derived from weights while they live)
+        new = {n: self.backend.asarray(_cast(np.array(state[n], copy=True), self._precision), device=self._device)
                for n in names}
         self._values.update(new)
 

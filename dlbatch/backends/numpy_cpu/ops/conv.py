@@ -307,17 +307,17 @@ def _plan_for(x_shape, o, g: _Geom, itemsize: int) -> _ConvPlan:
     return plan
 
 
-def _forward_tasks(x, w, b, g, relu: bool = False, pool=None):
+def _forward_tasks(x, w, b, g, relu: bool = False, pool=None, wb=None):
     """groups == 1: the channel-major output (O, N, ho, wo) and its chunk tasks (bias and an
     optional ReLU are applied to each chunk while it is in cache). With pool = (geometry,
     function(chunk, geometry, out)), each chunk is pooled from cache instead and the output is
-    the pooled (O, N, pho, pwo); None if the chunks are not whole samples."""
+    the pooled (O, N, pho, pwo); None if the chunks are not whole samples. `wb`, where the
+    caller has it, is the GEMM weight matrix [W | b] of shape (O, C*kh*kw + 1)."""
     o = w.shape[0]
     plan = _plan_for(x.shape, o, g, x.itemsize)
     if pool is not None and plan.row_split:
         return None
     xc = cm(x)
-    wm = w.reshape(o, -1).astype(x.dtype, copy=False)
     if pool is None:
         y = buffers.empty((o, plan.n, plan.ho, plan.wo), x.dtype)
     else:
@@ -325,8 +325,12 @@ def _forward_tasks(x, w, b, g, relu: bool = False, pool=None):
         y = buffers.empty((o, plan.n) + tuple(pgeom[5]), x.dtype)
     bias = None if b is None else b.astype(x.dtype, copy=False).reshape(o, 1)
     ones = bias is not None and not plan.direct  # the bias rides in the GEMM (see im2col)
-    if ones:
-        wm = np.concatenate([wm, bias], axis=1)
+    if wb is not None:
+        wm = wb if ones else wb[:, :-1]
+    else:
+        wm = w.reshape(o, -1).astype(x.dtype, copy=False)
+        if ones:
+            wm = np.concatenate([wm, bias], axis=1)
 
     def chunk(k):
         n0, n1, r0, r1 = plan.chunks[k]
@@ -353,31 +357,33 @@ def _run_tasks(tasks):
     parallel.run(lambda t: t[0](t[1]), tasks)
 
 
-def _conv_forward(x, w, b, g, relu: bool = False) -> np.ndarray:
-    y, tasks = _forward_tasks(x, w, b, g, relu)
+def _conv_forward(x, w, b, g, relu: bool = False, wb=None) -> np.ndarray:
+    y, tasks = _forward_tasks(x, w, b, g, relu, wb=wb)
     _run_tasks(tasks)
     return y
 
 
-def conv_relu_forward(x, w, b, attrs, relu: bool, pool_attrs=None) -> np.ndarray:
-    """Conv (then ReLU, then max pooling with `pool_attrs`) without a tape: the inference path of
-    the fused Conv+BatchNormalization(+Relu(+MaxPool)) kernels. Returns the logical NCHW result
+def conv_relu_forward(x, wb, w_shape, attrs, relu: bool, pool_attrs=None) -> np.ndarray:
+    """Conv with the weight matrix and bias wb = [W | b] (O, C*kh*kw + 1) and the weight's shape,
+    then ReLU, then max pooling with `pool_attrs`, without a tape: the inference path of the
+    fused Conv+BatchNormalization(+Relu(+MaxPool)) kernels. Returns the logical NCHW result
     (channel-major memory)."""
     from .pooling import MaxPool, max_only, pool_geometry
     groups = int(attrs.get("group", 1))
     nograd = OpContext(training=False, needs_input_grad=(False,))
+    w, b = wb[:, :-1].reshape(w_shape), wb[:, -1]
     if groups == 1 and x.ndim == 4 and w.shape[1] == x.shape[1]:
         g = _conv_geom("Conv", attrs, x.shape, w.shape)
         if pool_attrs is not None:
             pgeom = pool_geometry(pool_attrs, (x.shape[0], w.shape[0]) + tuple(g.out))
-            fused = _forward_tasks(x, w, b, g, relu, (pgeom, max_only))
+            fused = _forward_tasks(x, w, b, g, relu, (pgeom, max_only), wb)
             if fused is not None:
                 _run_tasks(fused[1])
                 return cm(fused[0])
-        y = cm(_conv_forward(x, w, b, g, relu))
+        y = cm(_conv_forward(x, w, b, g, relu, wb))
     else:
         y = Conv().forward(OpContext(training=False, needs_input_grad=()),
-                           [x, w] + ([b] if b is not None else []), attrs)[0][0]
+                           [x, np.ascontiguousarray(w), b], attrs)[0][0]
         if relu:
             relu_(y, y)
     if pool_attrs is not None:

@@ -10,8 +10,9 @@ memory and without keeping the intermediate alive:
   backward on it in the same block. Other pool geometries run the two kernels one after the other.
 * Add -> Relu (residual connections): one pass each way, the sum never stored.
 * Conv -> BatchNormalization (-> Relu (-> MaxPool)), inference only: the frozen batch norm is
-  folded into the convolution's weights and bias, and the ReLU (and the max pooling) are
-  applied to each output chunk in cache.
+  folded into the convolution's weights and bias, once per set of weights (kept while those
+  arrays live, see .derived: the program passes model values, which are never modified in
+  place), and the ReLU (and the max pooling) are applied to each output chunk in cache.
 
 A fused kernel's `attrs` is a tuple of (node attributes, number of node inputs), one per node;
 its inputs are the first node's inputs followed by the other nodes' inputs after the first.
@@ -29,6 +30,7 @@ from .activations import relu_mask_grad
 from .batchnorm import (bn_backward, bn_forward, report_running_statistics, train_block_backward,
                         train_block_forward)
 from .conv import conv_relu_forward
+from .derived import derived
 from .pooling import MaxPool, is_2x2, max2x2_backward, max2x2_forward, pool_geometry
 
 
@@ -166,13 +168,23 @@ class ConvBatchNorm(NumpyKernel):
         scale, bias, mean, var = inputs[nconv:nconv + 4]
         dt = x.dtype
         eps = float(battrs.get("epsilon", 1e-5))
-        a = (scale.astype(dt) / np.sqrt(var.astype(dt) + dt.type(eps))).astype(dt, copy=False)
-        wf = (w.astype(dt, copy=False) * a.reshape(-1, *([1] * (w.ndim - 1)))).astype(dt, copy=False)
-        bf = bias.astype(dt) - mean.astype(dt) * a
-        if cb is not None:
-            bf = bf + cb.astype(dt) * a
+
+        def fold():
+            """[W * a | bias - mean * a (+ conv bias * a)], a = scale / std: the GEMM's weights."""
+            a = (scale.astype(dt) / np.sqrt(var.astype(dt) + dt.type(eps))).astype(dt, copy=False)
+            bf = bias.astype(dt) - mean.astype(dt) * a
+            if cb is not None:
+                bf = bf + cb.astype(dt) * a
+            wb = np.empty((w.shape[0], w[0].size + 1), dtype=dt)
+            np.multiply(w.reshape(w.shape[0], -1).astype(dt, copy=False), a[:, None], out=wb[:, :-1])
+            wb[:, -1] = bf
+            return wb
+
+        # the same weights and statistics give the same folded matrix: fold once, not per call
+        sources = (w, scale, bias, mean, var) + ((cb,) if cb is not None else ())
+        wb = derived(("conv_bn_fold", dt.char, eps), sources, fold)
         pool_attrs = attrs[3][0] if len(attrs) > 3 else None
-        return [conv_relu_forward(x, wf, bf, cattrs, self.relu, pool_attrs)], None
+        return [conv_relu_forward(x, wb, w.shape, cattrs, self.relu, pool_attrs)], None
 
     def backward(self, ctx, saved, grads, attrs):
         raise DLPluginError(f"{self.op_type} has no backward (inference only)")
