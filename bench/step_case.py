@@ -101,6 +101,9 @@ def main() -> None:
         torch.set_num_threads(a.threads)
         from handwritten_torch import HandwrittenLoop
         loop = HandwrittenLoop(a.backbone, a.channels, a.classes, device=a.device)
+        # np.stack keeps the HWC memory of the images: x is NCHW with channels_last strides, so
+        # oneDNN runs the whole network channels_last (its fastest CPU layout: 77 against 90 ms
+        # for compact's training step in contiguous NCHW)
         x = torch.tensor(np.stack([s["image"].transpose(2, 0, 1) for s in data]), device=a.device)
         y = torch.tensor([s["image_label_id"] for s in data], device=a.device)
         sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)

@@ -481,6 +481,27 @@ def test_backward_only_for_parameters_reached_and_tape_is_single_use():
         prog.backward(None, {})
 
 
+def test_cpu_images_run_channels_last_with_the_same_values():
+    """4-D float inputs on the CPU are made channels_last (oneDNN's fast layout), so the
+    convolution's output comes back channels_last; values and gradients equal those of the
+    NCHW computation (torch autograd on contiguous tensors, float64)."""
+    graph = Graph([Node("Conv", ["x", "w"], ["c"], {"pads": [1, 1, 1, 1]}, "conv"),
+                   Node("Relu", ["c"], ["y"], {}, "relu")],
+                  [ValueInfo("x", ())], [ValueInfo("y", ())], trainable=["w"])
+    prog = BACKEND.compile(graph, kernels(), device="cpu", dtype="float64")
+    r = np.random.default_rng(0)
+    x, w = r.standard_normal((2, 3, 6, 5)), r.standard_normal((4, 3, 3, 3))
+    res = prog.forward({"w": BACKEND.asarray(w)}, {"x": BACKEND.asarray(x)}, training=True, wanted=("c", "y"))
+    assert res.outputs["c"].is_contiguous(memory_format=torch.channels_last)
+    g = r.standard_normal((2, 4, 6, 5))
+    grads = prog.backward(res.tape, {"y": BACKEND.asarray(g)})
+    tw = torch.tensor(w, requires_grad=True)
+    ty = torch.relu(torch.nn.functional.conv2d(torch.tensor(x), tw, padding=1))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(BACKEND.to_numpy(res.outputs["y"]), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(BACKEND.to_numpy(grads["w"]), tw.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
 # -- arrays, devices, determinism ----------------------------------------------------------------
 def test_asarray_and_to_numpy_copy_and_cast():
     a = np.arange(6, dtype=np.float64).reshape(2, 3)

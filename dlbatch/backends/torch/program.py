@@ -83,13 +83,23 @@ class TorchProgram(Program):
             return host
         return value.detach().cpu()
 
+    def _cpu_layout(self, value):
+        """4-D float inputs on the CPU in channels_last memory (the logical shape stays NCHW):
+        oneDNN's convolutions then produce channels_last outputs and the whole network runs in
+        that layout, in which pooling, batch norm and ReLU are much faster than in NCHW memory
+        (compact 16x3x64x64 training step: 77 against 90 ms)."""
+        torch = self._torch
+        if isinstance(value, torch.Tensor) and value.dim() == 4 and value.is_floating_point():
+            return value.contiguous(memory_format=torch.channels_last)
+        return value
+
     # -- running ------------------------------------------------------------------------------
     def forward(self, values, inputs, *, training, bn_momentum=0.9, wanted=None) -> ForwardResult:
         torch = self._torch
         wanted = tuple(wanted) if wanted else self._outputs
         wanted_set = set(wanted)
         env: dict[str, Any] = dict(values)
-        env.update(inputs)
+        env.update(inputs if not self._on_cpu else {n: self._cpu_layout(v) for n, v in inputs.items()})
         leaves: dict[str, Any] = {}
         if training:
             for n in self._trainable:
