@@ -128,7 +128,9 @@ class BatchNormReluMaxPool(NumpyKernel):
 
         def block(r):
             a, z = r
-            gp = np.multiply(dyc[a:z], y[a:z] > 0, out=scratch("bnp_gp", y[a:z].shape, y.dtype))
+            yb = y[a:z]
+            mask = np.greater(yb, 0, out=scratch("bnp_m", yb.shape, bool))  # the ReLU's
+            gp = np.multiply(dyc[a:z], mask, out=scratch("bnp_gp", yb.shape, y.dtype))
             g = scratch("bnp_g", (z - a, n, h, w), y.dtype)
             max2x2_backward(gp, rmask[a:z], cmask[a:z], g)
             train_block_backward(g.reshape(z - a, m), centered[a:z], inv[a:z], k[a:z], dscale[a:z],
