@@ -977,6 +977,25 @@ def test_fused_batchnorm_relu_maxpool_training_matches_torch(pool, need_x):
     np.testing.assert_allclose(ctx.statistic_updates[4], rv.numpy(), rtol=1e-12)
 
 
+def test_fused_batchnorm_relu_maxpool_is_bit_identical_for_any_thread_count(threads, monkeypatch):
+    monkeypatch.setattr(util_mod, "TASK_ELEMS", 1 << 10)  # many channel blocks
+    r = np.random.default_rng(8)
+    ins = [r.standard_normal((4, 6, 20, 20)).astype(np.float32), r.uniform(0.5, 1.5, 6).astype(np.float32),
+           r.standard_normal(6).astype(np.float32), np.zeros(6, np.float32), np.ones(6, np.float32)]
+    g = r.standard_normal((4, 6, 10, 10)).astype(np.float32)
+    k = fused_mod.FUSED[("BatchNormalization", "Relu", "MaxPool")]
+    links = (({}, 5), ({}, 1), ({"kernel_shape": [2, 2], "strides": [2, 2]}, 1))
+    results = []
+    for n in (1, 2, 3):
+        threads(n)
+        ctx = OpContext(training=True, needs_input_grad=(True, True, True, False, False))
+        out, saved = k.forward(ctx, ins, links)
+        results.append([np.array(out[0])] + [np.array(v) for v in k.backward(ctx, saved, [g], links)[:3]])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_fused_batchnorm_relu_maxpool_breaks_ties_like_the_node_sequence():
     """Pooling before the ReLU must pick the same winner as MaxPool after it, ties included
     (integer-valued data makes equal maxima common; negative windows pass no gradient)."""
