@@ -13,6 +13,9 @@ Beyond running the nodes in order:
   once nothing references them (buffers.py), so steps after the first cost no page faults.
 * Inference forwards pass needs_input_grad all False (there is no tape), so kernels skip what
   only backward would need.
+* Values derived from parameters (batch norm folded into convolution weights) are cached by
+  the identity of the parameter arrays (ops/derived.py): like the model, callers of `forward`
+  pass new arrays for new values instead of changing arrays in place.
 """
 from __future__ import annotations
 
