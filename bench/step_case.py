@@ -132,7 +132,7 @@ def main() -> None:
             name = sess.get_inputs()[0].name
 
             def fn():  # the same encoding of the samples that dlbatch's own inference does
-                enc = model.model_type.encode(data, model._hp, model.meta, labels=False, dtype="float32")
+                enc = model.model_type.encode(data, model.hyperparameters, model.meta, labels=False, dtype="float32")
                 return sess.run(None, {name: next(iter(enc.inputs.values()))})
         else:
             from dlbatch.core.infer import raw_outputs

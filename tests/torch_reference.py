@@ -61,7 +61,7 @@ def run_graph(graph, values: dict, image: np.ndarray, *, training: bool, bn_mome
 
 def loss_and_grads(model, samples, *, class_weights=None):
     """Weighted cross-entropy (SPEC section 4) and d/dparams in float64 for one micro-batch."""
-    hp = model._hp
+    hp = model.hyperparameters
     ids = {c: i for i, c in enumerate(hp["class_ids"])}
     image = np.stack([np.asarray(s["image"], dtype=np.float64).reshape(
         hp["image_height"], hp["image_width"], -1).transpose(2, 0, 1) for s in samples])

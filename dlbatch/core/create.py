@@ -6,40 +6,10 @@ from typing import Any
 import numpy as np
 
 from .errors import DLParamError
-from .model import RUNTIME_PARAMS, DLModel, check_consistency
+from .hyperparameters import check_consistency, initial_hyperparameters
+from .model import DLModel
 from .params import ParamTable, coerce
 from .plugins import manager
-from .system import get_system
-
-
-def initial_hyperparameters(table: ParamTable, model_type, params: dict[str, Any]) -> dict[str, Any]:
-    """Defaults, then the model type's defaults, then the caller's values, all validated."""
-    hp = {n: table.specs[n].default for n in table.stored_names()}
-    hp.update(model_type.default_params())
-    hp["seed"] = get_system("seed")
-    params = dict(params)
-    if "num_classes" in params and "class_ids" not in params:
-        k = coerce(table.spec("num_classes"), params.pop("num_classes"))
-        if k < 1:
-            raise DLParamError("num_classes must be >= 1")
-        params["class_ids"] = list(range(k))
-    elif "num_classes" in params:
-        raise DLParamError("give class_ids or num_classes, not both")
-    for name, value in params.items():
-        spec = table.spec(name)
-        if spec.readonly:
-            raise DLParamError(f"parameter {name!r} is read-only (derived from the model)")
-        value = coerce(spec, value)
-        if name == "image_dimensions":
-            hp["image_width"], hp["image_height"], hp["image_num_channels"] = value
-        else:
-            hp[name] = value
-    if hp.get("class_ids") is None:
-        raise DLParamError(f"a {model_type.name} model needs its classes: pass class_ids=[...] "
-                           "(your label ids) or num_classes=K")
-    if hp.get("class_names") is None:
-        hp["class_names"] = [str(c) for c in hp["class_ids"]]
-    return hp
 
 
 def create_dl_model(type: str, backbone: str | None = None, *, backend: str | None = None,
@@ -75,4 +45,4 @@ def create_dl_model(type: str, backbone: str | None = None, *, backend: str | No
     return model
 
 
-__all__ = ["create_dl_model", "RUNTIME_PARAMS"]
+__all__ = ["create_dl_model"]

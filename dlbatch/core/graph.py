@@ -50,6 +50,13 @@ class Graph:
     def initializer_names(self) -> list[str]:
         return [*self.trainable, *self.statistics, *self.constants]
 
+    def producer(self, name: str) -> Node | None:
+        """The node that outputs tensor `name` (None for inputs and initializers)."""
+        for node in self.nodes:
+            if name in node.outputs:
+                return node
+        return None
+
     def op_types(self) -> set[str]:
         return {n.op_type for n in self.nodes}
 

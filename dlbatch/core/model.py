@@ -3,22 +3,30 @@
 Values (trainable parameters, batch-norm statistics, constants) are kept as the backend's own
 arrays so a GPU backend never round-trips to the host between steps; `state_dict()` and
 `solver_state_dict()` are the numpy views of them.
+
+The public state API (read-only views `hyperparameters`, `values`, `solver_state`; `asarray`;
+`commit`; `replace_params`) is what the train step, inference, ONNX export, model types and
+third-party plugins use. No other module touches the underscore attributes: the model stays
+the one owner of its state, so a failed step or a refused parameter can leave it unchanged.
 """
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any, Mapping
 
 import numpy as np
 
 from . import solvers
 from .backend import Backend, Program
-from .errors import DLBackendError, DLParamError, DLPluginError
+from .errors import DLBackendError, DLParamError
 from .graph import Graph
+from .hyperparameters import RUNTIME_PARAMS, check_consistency
+from .infer import apply_model, evaluate_model
 from .model_type import LossTerm, ModelType
+from .onnx_export import write_model_file
 from .params import ParamTable, coerce
 from .plugins import manager
-
-RUNTIME_PARAMS = ("backend", "device", "runtime", "precision")
+from .train import train_step
 
 
 def _cast(array: np.ndarray, precision: str) -> np.ndarray:
@@ -72,12 +80,9 @@ class DLModel:
         self._values, self._solver_state = values, state
         self._programs = {}
 
-    def _numpy_values(self) -> dict[str, np.ndarray]:
-        return {n: self.backend.to_numpy(v) for n, v in self._values.items()}
-
     def _move(self, backend_name=None, device=None, precision=None) -> None:
         self._place(backend_name or self._backend_name, device or self._device, precision or self._precision,
-                    self._numpy_values(), _map_state(self._solver_state, self.backend.to_numpy))
+                    self.numpy_values(), _map_state(self._solver_state, self.backend.to_numpy))
 
     def program(self) -> Program:
         """The graph compiled for the current backend, device and precision (cached)."""
@@ -88,6 +93,79 @@ class DLModel:
                                         device=self._device, dtype=self._precision)
             self._programs = {key: prog}
         return prog
+
+    # -- public state API -------------------------------------------------------------------
+    @property
+    def hyperparameters(self) -> Mapping[str, Any]:
+        """Every stored hyperparameter (read-only view; change them with set_param)."""
+        return MappingProxyType(self._hp)
+
+    @property
+    def values(self) -> Mapping[str, Any]:
+        """Every initializer (trainable parameters, batch-norm statistics, constants) as the
+        backend's arrays (read-only view; change them with commit or replace_params)."""
+        return MappingProxyType(self._values)
+
+    @property
+    def solver_state(self) -> Mapping[str, Any]:
+        """The solver state: step counters and per-parameter slots of backend arrays
+        (read-only views)."""
+        s = self._solver_state
+        return MappingProxyType({**{c: s[c] for c in solvers.COUNTERS},
+                                 **{slot: MappingProxyType(s[slot]) for slot in solvers.SLOTS}})
+
+    @property
+    def backend_name(self) -> str:
+        return self._backend_name
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @property
+    def precision(self) -> str:
+        return self._precision
+
+    def asarray(self, array, *, floating: bool = True):
+        """numpy -> the model's backend and device; floating arrays take the model's
+        precision (`floating=False` keeps the dtype, e.g. integer class indices)."""
+        array = np.asarray(array)
+        dtype = self._precision if floating and array.dtype.kind == "f" else None
+        return self.backend.asarray(array, device=self._device, dtype=dtype)
+
+    def numpy_values(self) -> dict[str, np.ndarray]:
+        """Every initializer as a numpy array."""
+        return {n: self.backend.to_numpy(v) for n, v in self._values.items()}
+
+    def commit(self, values: Mapping[str, Any], solver_state: Mapping[str, Any] | None = None) -> None:
+        """Take new values (backend arrays of existing initializers, same shapes) and, when
+        given, a whole new solver state, in one step: the train step's single write. The
+        arrays are kept, not copied; callers hand over arrays they no longer change."""
+        unknown = [n for n in values if n not in self._values]
+        if unknown:
+            raise DLParamError(f"commit: {unknown[:5]} are not initializers of this model")
+        wrong = [n for n, v in values.items() if tuple(v.shape) != tuple(self._values[n].shape)]
+        if wrong:
+            raise DLParamError(f"commit: {wrong[:5]} change shape; use replace_params for that")
+        new_values = {**self._values, **values}
+        if solver_state is not None:
+            self._solver_state = solvers.copy_state(solver_state)
+        self._values = new_values
+
+    def replace_params(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Replace trainable tensors by new numpy arrays (their shape may change, e.g. a
+        re-initialised head for a new class count) and drop their solver state, which
+        belonged to the old tensors. The rest of the model, solver state included, is kept."""
+        unknown = [n for n in arrays if n not in self.graph.trainable]
+        if unknown:
+            raise DLParamError(f"replace_params: {unknown[:5]} are not trainable parameters of this model")
+        new = {n: self.asarray(np.asarray(a)) for n, a in arrays.items()}
+        state = solvers.copy_state(self._solver_state)
+        for slot in solvers.SLOTS:
+            for n in new:
+                state[slot].pop(n, None)
+        self._values = {**self._values, **new}
+        self._solver_state = state
 
     # -- parameters ---------------------------------------------------------------------------
     def get_param(self, name: str) -> Any:
@@ -224,47 +302,20 @@ class DLModel:
 
     # -- operators ----------------------------------------------------------------------------
     def train_batch(self, samples) -> dict[str, float]:
-        from .train import train_step
         return train_step(self, samples)
 
     def apply(self, samples) -> list[dict]:
-        from .infer import apply_model
         return apply_model(self, samples)
 
     def evaluate(self, samples) -> dict:
-        from .infer import evaluate_model
         return evaluate_model(self, samples)
 
     def write(self, path) -> None:
-        from .onnx_io import write_dl_model
-        write_dl_model(self, path)
+        write_model_file(self, path)
 
     def __repr__(self) -> str:
         return (f"DLModel(type={self._type.name!r}, backend={self._backend_name!r}, device={self._device!r}, "
                 f"classes={len(self._hp['class_ids'])}, params={self.get_param('num_trainable_params')})")
-
-
-def check_consistency(hp: Mapping[str, Any], model_type: ModelType, meta: Mapping[str, Any]) -> None:
-    """Cross-parameter rules: one name and weight per class, known loss terms and losses."""
-    k = len(hp["class_ids"])
-    if len(hp["class_names"]) != k:
-        raise DLParamError(f"class_names has {len(hp['class_names'])} entries but there are {k} class_ids; "
-                           "give one name per class id")
-    if hp.get("class_weights") is not None and len(hp["class_weights"]) != k:
-        raise DLParamError(f"class_weights has {len(hp['class_weights'])} entries but there are {k} "
-                           "class_ids; give one weight per class id")
-    losses = hp.get("losses") or {}
-    terms = {t.name for t in model_type.loss_terms(meta)}
-    for term, loss_name in losses.items():
-        if term not in terms:
-            raise DLParamError(f"losses: {term!r} is not a loss term of a {model_type.name} model; "
-                               f"its terms are {sorted(terms)}")
-        if not isinstance(loss_name, str):
-            raise DLParamError(f"losses[{term!r}] must be the name of a registered loss")
-        try:
-            manager.loss(loss_name)
-        except DLPluginError as exc:
-            raise DLParamError(f"losses[{term!r}]: {exc}") from None
 
 
 def _map_state(state: Mapping, fn) -> dict:

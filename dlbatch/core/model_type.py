@@ -1,7 +1,10 @@
 """The model-type interface: what a classification, detection or segmentation plugin provides.
 
-A model type builds the default graph, turns samples into input and target arrays (numpy),
-names its loss terms, and decodes network outputs into HALCON-style result dicts.
+A model type builds the default graph, prepares raw samples (image and labels together), turns
+samples into input and target arrays (numpy), names its loss terms with their normalisers,
+decodes network outputs into HALCON-style result dicts, and says what it can make of an ONNX
+network made elsewhere. Built-in and third-party model types use exactly this interface and
+the public state API of `DLModel` (core/model.py).
 """
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .errors import DLModelFileError
 from .graph import Graph
 from .params import ParamSpec
+from .preprocess import SampleContext, preprocess_image
 
 
 @dataclass(frozen=True)
@@ -28,11 +33,41 @@ class LossTerm:
 
 
 @dataclass
+class TermTarget:
+    """What one loss term needs for one micro-batch.
+
+    `target` and `weights` go to the loss as they are (numpy here, moved to the backend by the
+    train step). The loss returns an unnormalised sum; the train step divides it by
+    `normalizer`, which the model type chooses: the sum of the weights for a weighted mean
+    (multinomial logistic), max(1, number of positive anchors) for detection. A normaliser of
+    0 means nothing in the micro-batch counts for this term: its value is 0 and it sends no
+    gradient. Keeping the division out of the loss lets data-parallel training sum the count
+    over every rank's shard before dividing.
+    """
+
+    target: Any
+    weights: Any
+    normalizer: float
+
+
+@dataclass
 class Encoded:
-    """A micro-batch ready for a backend: graph inputs and, per loss term, (target, weights)."""
+    """A micro-batch ready for a backend: graph inputs and, per loss-term name, its target."""
 
     inputs: dict[str, np.ndarray]
-    targets: dict[str, tuple[Any, Any]]
+    targets: dict[str, TermTarget]
+
+
+@dataclass
+class ForeignModel:
+    """What a model type makes of an ONNX network read from elsewhere (`import_foreign`):
+    the graph and its values, the model type's metadata and the hyperparameters it derives
+    (class_ids, image size, ...), which the caller's parameters may then override."""
+
+    graph: Graph
+    values: dict[str, np.ndarray]
+    meta: dict[str, Any]
+    params: dict[str, Any]
 
 
 class ModelType(ABC):
@@ -67,12 +102,31 @@ class ModelType(ABC):
     @abstractmethod
     def encode(self, samples: Sequence[Mapping], hp: Mapping[str, Any], meta: Mapping[str, Any],
                *, labels: bool, dtype: str) -> Encoded:
-        ...
+        """Graph inputs and, with `labels`, one TermTarget per loss term (numpy arrays)."""
 
     @abstractmethod
-    def decode(self, outputs: Mapping[str, np.ndarray], hp: Mapping[str, Any],
-               meta: Mapping[str, Any]) -> list[dict]:
-        ...
+    def decode(self, outputs: Mapping[str, np.ndarray], hp: Mapping[str, Any], meta: Mapping[str, Any],
+               contexts: Sequence[SampleContext]) -> list[dict]:
+        """One result dict per sample. `contexts[i]` says how sample i's image was prepared
+        (original size, scale), so results can be given in the original image's pixels."""
+
+    def preprocess_sample(self, sample: Mapping[str, Any], hp: Mapping[str, Any], index: int) -> dict:
+        """A raw sample (any image size and grey-value type) in the model's input format.
+        The default prepares the image and copies every other key; a model type whose labels
+        live in image coordinates (boxes, label images) overrides this and transforms them
+        with the image, using `SampleContext.of(new_sample, hp)` for the scale."""
+        new = dict(sample)
+        new["image"] = preprocess_image(sample["image"], hp, index)
+        new.setdefault("original_image_size", list(np.shape(sample["image"])[:2]))
+        return new
+
+    def import_foreign(self, network, params: Mapping[str, Any]) -> ForeignModel:
+        """Make a model of this type from an ONNX network made elsewhere (`network` is a
+        core.onnx_foreign.ForeignNetwork: the imported graph, values, shapes, image input).
+        Model types that cannot say so; the error tells the user what to do instead."""
+        raise DLModelFileError(f"{network.path}: a {self.name} model cannot be read from an ONNX file made "
+                               f"elsewhere; create one with create_dl_model({self.name!r}, "
+                               "backbone=...) instead")
 
     def inference_outputs(self, meta: Mapping[str, Any]) -> tuple[str, ...]:
         """Graph outputs that apply_dl_model needs."""
@@ -82,8 +136,9 @@ class ModelType(ABC):
         raise NotImplementedError(f"evaluate is not implemented for {self.name} models")
 
     def on_param_changed(self, model, name: str, old: Any, new: Any) -> None:
-        """React to a changed hyperparameter (e.g. resize the head when class_ids changes).
-        Called before the change is committed; raise to refuse it."""
+        """React to a changed hyperparameter (e.g. resize the head when class_ids changes)
+        through the model's public state API (`model.replace_params`). Called before the
+        change is committed; raise to refuse it."""
 
     def loss_options(self, term: LossTerm, hp: Mapping[str, Any]) -> dict[str, Any]:
         return {}

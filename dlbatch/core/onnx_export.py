@@ -21,20 +21,22 @@ No pickle anywhere: every value is an ONNX tensor or JSON text.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Mapping
 
 import numpy as np
 import onnx
 from onnx import AttributeProto, helper, numpy_helper
 
-from .errors import DLModelFileError
+from .atomic_file import atomic_write
+from .errors import DLError, DLModelFileError
 from .graph import Graph, Node, ValueInfo
+from .hyperparameters import RUNTIME_PARAMS
 
 FORMAT_VERSION = "1"
 PREFIX = "dlbatch."
 SOLVER_PREFIX = "dlbatch.solver."
 SOLVER_GRAPH_NAME = "dlbatch_solver_state"
-RUNTIME_KEYS = ("backend", "device", "runtime", "precision")
 
 _SCHEMA_ATTR_TYPES = {
     "FLOAT": AttributeProto.FLOAT, "INT": AttributeProto.INT, "STRING": AttributeProto.STRING,
@@ -191,7 +193,7 @@ def _io_json(graph: Graph) -> dict:
 
 def model_input_shapes(model) -> dict[str, tuple]:
     """The image input with the model's image size filled in (N stays free)."""
-    hp, meta = model._hp, model.meta
+    hp, meta = model.hyperparameters, model.meta
     shapes = {}
     name = meta.get("input")
     for v in model.graph.inputs:
@@ -204,8 +206,8 @@ def model_input_shapes(model) -> dict[str, tuple]:
 def export_model(model) -> onnx.ModelProto:
     """A DLModel as one self-contained ModelProto (see the module docstring for the layout)."""
     graph: Graph = model.graph
-    precision = model._precision
-    values = model._numpy_values()
+    precision = model.precision
+    values = model.numpy_values()
     proto_graph = graph_to_proto(graph, values, precision=precision, input_shapes=model_input_shapes(model),
                                  name=f"dlbatch_{model.model_type.name}")
     model_proto = helper.make_model(proto_graph, opset_imports=opset_imports(graph),
@@ -221,7 +223,7 @@ def export_model(model) -> onnx.ModelProto:
     info = model_proto.training_info.add()
     info.algorithm.CopyFrom(algorithm)
 
-    hp = {k: v for k, v in model._hp.items() if k not in RUNTIME_KEYS}
+    hp = {k: v for k, v in model.hyperparameters.items() if k not in RUNTIME_PARAMS}
     meta = {
         "format_version": FORMAT_VERSION,
         "model_type": model.model_type.name,
@@ -238,6 +240,25 @@ def export_model(model) -> onnx.ModelProto:
         meta["exact_float_attributes"] = _json(exact)
     helper.set_model_props(model_proto, {PREFIX + k: v for k, v in meta.items()})
     return model_proto
+
+
+def serialize(proto: onnx.ModelProto) -> bytes:
+    """The file's bytes (one function, so a test can make serialization fail)."""
+    return proto.SerializeToString()
+
+
+def write_model_file(model, path) -> None:
+    """Write `model` to one self-contained .onnx file, atomically: an error at any point
+    leaves an existing file as it was."""
+    proto = export_model(model)
+    try:
+        atomic_write(path, lambda: serialize(proto))
+    except DLError:
+        raise
+    except ValueError as exc:  # protobuf refuses messages over 2 GiB
+        raise DLModelFileError(f"cannot write {os.fspath(path)}: {exc}") from exc
+    except OSError as exc:
+        raise DLModelFileError(f"cannot write {os.fspath(path)}: {exc}") from exc
 
 
 def _version() -> str:

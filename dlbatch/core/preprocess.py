@@ -1,12 +1,56 @@
-"""preprocess_dl_samples: raw images of any size and type -> the model's input format."""
+"""preprocess_dl_samples: raw images of any size and type -> the model's input format.
+
+The image is resized and rescaled here; labels that live in image coordinates follow it in the
+model type's `preprocess_sample` hook (masks with `resize_nearest`, boxes scaled by the
+`SampleContext`). Each prepared sample records `original_image_size`, so that results can be
+mapped back to the raw image.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
 from .errors import DLSampleError
 from .samples import as_sample_list, require_key
+
+
+@dataclass(frozen=True)
+class SampleContext:
+    """How one sample's image was prepared: the size fed to the network and the size of the
+    raw image it came from (the same when the sample was not preprocessed by dlbatch).
+    `scale_row`/`scale_col` map raw-image pixel coordinates to network-input coordinates."""
+
+    index: int
+    image_height: int
+    image_width: int
+    original_height: int
+    original_width: int
+
+    @property
+    def scale_row(self) -> float:
+        return self.image_height / self.original_height
+
+    @property
+    def scale_col(self) -> float:
+        return self.image_width / self.original_width
+
+    @classmethod
+    def of(cls, sample: Mapping[str, Any], hp: Mapping[str, Any], index: int = 0) -> "SampleContext":
+        h, w = int(hp["image_height"]), int(hp["image_width"])
+        size = sample.get("original_image_size")
+        oh, ow = (h, w) if size is None else (int(size[0]), int(size[1]))
+        if oh < 1 or ow < 1:
+            raise DLSampleError(f"sample {index}: 'original_image_size' must be [height, width] >= 1, "
+                                f"got {size!r}")
+        return cls(index, h, w, oh, ow)
+
+
+def _sample_coords(n_out: int, n_in: int) -> np.ndarray:
+    """Input coordinate of each output pixel centre (half-pixel centres, as cv2/HALCON/ONNX
+    Resize with coordinate_transformation_mode='half_pixel')."""
+    return (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
 
 
 def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -16,8 +60,7 @@ def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
         return image
 
     def coords(n_out, n_in):
-        x = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
-        x = np.clip(x, 0, n_in - 1)
+        x = np.clip(_sample_coords(n_out, n_in), 0, n_in - 1)
         lo = np.floor(x).astype(int)
         hi = np.minimum(lo + 1, n_in - 1)
         return lo, hi, (x - lo)
@@ -29,6 +72,21 @@ def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     top = image[y0][:, x0] * (1 - fx) + image[y0][:, x1] * fx
     bottom = image[y1][:, x0] * (1 - fx) + image[y1][:, x1] * fx
     return top * (1 - fy) + bottom * fy
+
+
+def resize_nearest(label: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of an H x W (x ...) array: label images and weight images keep
+    their values (class ids are never blended). Each output pixel centre takes the input pixel
+    whose area contains it (half-pixel centres, PyTorch's 'nearest-exact')."""
+    label = np.asarray(label)
+    h, w = label.shape[:2]
+    if (h, w) == (height, width):
+        return label.copy()
+
+    def index(n_out, n_in):
+        return np.clip(np.floor(_sample_coords(n_out, n_in) + 0.5).astype(int), 0, n_in - 1)
+
+    return label[index(height, h)][:, index(width, w)]
 
 
 def preprocess_image(image, hp: Mapping[str, Any], index: int = 0) -> np.ndarray:
@@ -58,11 +116,11 @@ def preprocess_image(image, hp: Mapping[str, Any], index: int = 0) -> np.ndarray
 
 
 def preprocess_dl_samples(samples, model) -> list[dict]:
-    """New sample dicts whose images fit `model`; label keys are copied unchanged."""
+    """New sample dicts that fit `model`: the image prepared, labels transformed with it by
+    the model type (`ModelType.preprocess_sample`)."""
     out = []
+    hp = model.hyperparameters
     for i, s in enumerate(as_sample_list(samples)):
-        image = require_key(s, i, "image", "preprocessing needs")
-        new = dict(s)
-        new["image"] = preprocess_image(image, model._hp, i)
-        out.append(new)
+        require_key(s, i, "image", "preprocessing needs")
+        out.append(model.model_type.preprocess_sample(s, hp, i))
     return out

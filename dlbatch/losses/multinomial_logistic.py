@@ -2,8 +2,9 @@
 
     L = - sum_n a_n log softmax(z_n)[y_n] / sum_n a_n      (0 when sum_n a_n = 0)
 
-z has classes on axis 1: (N, K) for classification, (N, K, H, W) for segmentation; y and a
-have z's shape without axis 1.
+The loss returns the numerator and its gradient; the model type encodes the normaliser
+sum_n a_n with the targets and the train step divides. z has classes on axis 1: (N, K) for
+classification, (N, K, H, W) for segmentation; y and a have z's shape without axis 1.
 """
 from __future__ import annotations
 
@@ -26,13 +27,6 @@ def one_hot(xp, target, z):
     return xp.astype(xp.expand_dims(target, axis=1) == classes, z.dtype)
 
 
-def weighted_mean_parts(xp, weights, z):
-    """(a, 1 / max-guarded sum a): a sum of 0 gives a loss of 0 instead of 0/0."""
-    a = xp.astype(weights, z.dtype)
-    total = xp.sum(a)
-    return a, xp.where(total > 0, total, xp.ones_like(total))
-
-
 class MultinomialLogistic(Loss):
     name = "multinomial_logistic"
 
@@ -40,9 +34,9 @@ class MultinomialLogistic(Loss):
         z = prediction
         p, log_p = softmax_parts(xp, z)
         onehot = one_hot(xp, target, z)
-        a, denom = weighted_mean_parts(xp, weights, z)
-        value = xp.sum(a * -xp.sum(onehot * log_p, axis=1)) / denom
-        grad = (p - onehot) * (xp.expand_dims(a, axis=1) / denom)
+        a = xp.astype(weights, z.dtype)
+        value = xp.sum(a * -xp.sum(onehot * log_p, axis=1))
+        grad = (p - onehot) * xp.expand_dims(a, axis=1)
         return value, grad
 
 

@@ -6,13 +6,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..core.errors import DLParamError, DLSampleError
+from ..core.errors import DLParamError
 from ..core.graph import ValueInfo
 from ..core.hookspecs import hookimpl
-from ..core.model_type import Encoded, LossTerm, ModelType
+from ..core.model_type import Encoded, LossTerm, ModelType, TermTarget
 from ..core.samples import check_image, class_index, images_to_nchw
 from .backbones import BACKBONES
 from .builder import GraphBuilder
+from .classifier_import import classifier_from_network
 
 MIN_SIDE = {"compact": 4, "resnet18": 1}
 
@@ -70,10 +71,12 @@ class Classification(ModelType):
         if labels:
             ids = {cid: i for i, cid in enumerate(hp["class_ids"])}
             y = np.array([class_index(s, i, "image_label_id", ids) for i, s in enumerate(samples)], dtype=np.int64)
-            targets["classification"] = (y, class_weight_array(hp)[y].astype(dtype))
+            weights = class_weight_array(hp)[y].astype(dtype)
+            # a weighted mean over the images (SPEC section 4): normalised by the weight sum
+            targets["classification"] = TermTarget(y, weights, float(weights.sum(dtype=np.float64)))
         return Encoded(inputs, targets)
 
-    def decode(self, outputs, hp, meta):
+    def decode(self, outputs, hp, meta, contexts):
         out = outputs[meta.get("output", meta["logits"])]
         probs = out if meta.get("output_is_probability") else softmax(out.astype(np.float64), axis=1)
         ids, names = hp["class_ids"], hp["class_names"]
@@ -124,21 +127,18 @@ class Classification(ModelType):
         """New class count: re-initialise the last fully connected layer (HALCON behaviour);
         its solver state is dropped, everything else is kept."""
         wname, bname = model.meta.get("head_weight"), model.meta.get("head_bias")
-        if not wname or wname not in model._values:
+        if not wname or wname not in model.values:
             raise DLParamError("this model's head cannot be resized automatically; it has no known "
                                "final fully connected layer")
-        fin = int(model._values[wname].shape[1])
-        rng = np.random.default_rng(model._hp["seed"] + k)
+        fin = int(model.values[wname].shape[1])
+        rng = np.random.default_rng(model.hyperparameters["seed"] + k)
         weight, bias = GraphBuilder(rng).dense_init(fin, k)
-        backend = model.backend
-        model._values[wname] = backend.asarray(weight.astype(model._precision), device=model._device)
-        if bname:
-            model._values[bname] = backend.asarray(bias.astype(model._precision), device=model._device)
-        for slot in ("velocity", "adam_m", "adam_v"):
-            for n in (wname, bname):
-                model._solver_state[slot].pop(n, None)
+        model.replace_params({wname: weight, **({bname: bias} if bname else {})})
         model.graph.outputs = [ValueInfo(v.name, (None, k)) if v.name == model.meta["logits"] else v
                                for v in model.graph.outputs]
+
+    def import_foreign(self, network, params):
+        return classifier_from_network(network)
 
 
 @hookimpl

@@ -1052,8 +1052,8 @@ def test_program_fuses_and_falls_back_when_an_intermediate_is_wanted():
     hidden = sorted(prog._hidden)[0]
     logits = model.graph.outputs[0].name
     for training in (False, True):
-        both = prog.forward(model._values, {name: x}, training=training, wanted=(hidden, logits))
-        only = prog.forward(model._values, {name: x}, training=training, wanted=(logits,))
+        both = prog.forward(model.values, {name: x}, training=training, wanted=(hidden, logits))
+        only = prog.forward(model.values, {name: x}, training=training, wanted=(logits,))
         assert both.outputs[hidden].shape[0] == 2
         np.testing.assert_allclose(both.outputs[logits], only.outputs[logits], rtol=1e-5, atol=1e-6)
 

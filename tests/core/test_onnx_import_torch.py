@@ -208,7 +208,7 @@ def test_export_with_a_fixed_batch_size_takes_any_batch_size(tmp_path, fold):
     (tmp_path / "b1.onnx").write_bytes(buf.getvalue())
     model = dlbatch.read_dl_model(tmp_path / "b1.onnx", batch_size=N)
     reshape = next(n for n in model.graph.nodes if n.op_type == "Reshape")
-    assert list(model._values[reshape.inputs[1]]) == [0, -1]
+    assert list(model.values[reshape.inputs[1]]) == [0, -1]
     x, _, samples = batch(10)
     with torch.no_grad():
         want = net(x).numpy()

@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import dlbatch
-from dlbatch.core import onnx_io
+from dlbatch.core import onnx_export, onnx_io
 from dlbatch.core.errors import DLModelFileError, DLParamError
 from dlbatch.core.hookspecs import hookimpl
 from dlbatch.core.infer import raw_outputs
@@ -52,7 +52,7 @@ def test_roundtrip_restores_weights_hyperparameters_meta_and_solver_state(tmp_pa
     assert_same_arrays(model.state_dict(), back.state_dict())
     assert_same_arrays(model.solver_state_dict(), back.solver_state_dict())
     assert int(back.solver_state_dict()["step"]) == 3
-    assert back._hp == model._hp
+    assert dict(back.hyperparameters) == dict(model.hyperparameters)
     assert back.meta == model.meta
     for name in ("learning_rate", "weight_prior", "class_ids", "class_names", "class_weights", "solver_type",
                  "image_dimensions", "num_trainable_params", "batch_size", "seed", "momentum"):
@@ -137,7 +137,7 @@ def test_failed_serialization_leaves_existing_file_intact(tmp_path, monkeypatch)
 
     def boom(proto):
         raise RuntimeError("serialization failed")
-    monkeypatch.setattr(onnx_io, "_serialize", boom)
+    monkeypatch.setattr(onnx_export, "serialize", boom)
     with pytest.raises(RuntimeError, match="serialization failed"):
         dlbatch.write_dl_model(trained("sgd", steps=1), path)
     assert path.read_bytes() == before

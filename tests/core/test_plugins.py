@@ -77,13 +77,13 @@ def test_entry_point_plugin_loss_replaces_builtin_and_matches_torch(example_inst
     assert model.get_param("losses") == {"classification": "label_smoothing_logistic"}
     out = model.train_batch(make_samples(4))
     assert set(out) == {"total_loss", "loss_label_smoothing_logistic", "loss_regularization"}
-    # the plugin loss against torch's own label smoothing
+    # the plugin loss (a weighted sum, like every loss) against torch's own label smoothing
     loss = manager.loss("label_smoothing_logistic")
     rng = np.random.default_rng(0)
     z, y = rng.standard_normal((5, 3)), rng.integers(0, 3, 5)
     value, grad = loss.value_and_grad(np, z, y, np.ones(5))
     zt = torch.tensor(z, requires_grad=True)
-    ref = torch.nn.functional.cross_entropy(zt, torch.tensor(y), label_smoothing=0.1)
+    ref = torch.nn.functional.cross_entropy(zt, torch.tensor(y), label_smoothing=0.1, reduction="sum")
     ref.backward()
     assert float(value) == pytest.approx(float(ref), rel=1e-12)
     np.testing.assert_allclose(grad, zt.grad.numpy(), rtol=1e-10)

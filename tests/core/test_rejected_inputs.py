@@ -78,13 +78,13 @@ def test_wrong_count_names_both_numbers(trained):
 ])
 def test_bad_params_raise_and_leave_model_untouched(trained, name, value, fragment):
     before = snapshot(trained)
-    hp_before = dict(trained._hp)
+    hp_before = dict(trained.hyperparameters)
     with pytest.raises(dlbatch.DLError) as err:
         dlbatch.set_dl_model_param(trained, name, value)
     assert fragment.lower() in str(err.value).lower()
     assert isinstance(err.value, (DLParamError, dlbatch.DLPluginError, dlbatch.DLBackendError))
     assert_same_snapshot(before, snapshot(trained))
-    assert trained._hp == hp_before
+    assert dict(trained.hyperparameters) == hp_before
 
 
 def test_non_finite_loss_aborts_the_step_and_changes_nothing(trained):

@@ -168,7 +168,7 @@ def test_steps_never_write_into_arrays_the_model_or_caller_holds(backbone, side)
     samples = make_samples(4, height=side, width=side)
     images = [s["image"].copy() for s in samples]
     for _ in range(2):
-        held = dict(model._values)
+        held = dict(model.values)
         copies = {n: np.array(v, copy=True) for n, v in held.items()}
         out1 = raw_outputs(model, samples[:2])
         out1_copy = {n: v.copy() for n, v in out1.items()}

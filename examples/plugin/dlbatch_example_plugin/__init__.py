@@ -6,12 +6,14 @@ import numpy as np
 from dlbatch.backends.numpy_cpu.kernel import NumpyKernel
 from dlbatch.core.hookspecs import hookimpl
 from dlbatch.core.loss import Loss
-from dlbatch.losses.multinomial_logistic import one_hot, softmax_parts, weighted_mean_parts
+from dlbatch.losses.multinomial_logistic import one_hot, softmax_parts
 
 
 class LabelSmoothingLogistic(Loss):
     """Cross-entropy against smoothed targets (1 - eps) * onehot + eps / K, weighted per
-    sample like the built-in multinomial logistic loss."""
+    sample like the built-in multinomial logistic loss. Like every loss it returns the
+    weighted sum; the train step divides by the normaliser the model type encodes (the sum
+    of the weights for classification)."""
 
     name = "label_smoothing_logistic"
     epsilon = 0.1
@@ -20,9 +22,9 @@ class LabelSmoothingLogistic(Loss):
         z = prediction
         p, log_p = softmax_parts(xp, z)
         smooth = (1 - self.epsilon) * one_hot(xp, target, z) + self.epsilon / z.shape[1]
-        a, denom = weighted_mean_parts(xp, weights, z)
-        value = xp.sum(a * -xp.sum(smooth * log_p, axis=1)) / denom
-        grad = (p - smooth) * (xp.expand_dims(a, axis=1) / denom)
+        a = xp.astype(weights, z.dtype)
+        value = xp.sum(a * -xp.sum(smooth * log_p, axis=1))
+        grad = (p - smooth) * xp.expand_dims(a, axis=1)
         return value, grad
 
 
