@@ -634,6 +634,19 @@ def test_maxpool_ties_route_each_gradient_to_one_window_maximum():
         assert x[0, c, h, w] == y[0, c, ho, wo]
 
 
+
+@pytest.mark.parametrize("op,torch_pool", [("MaxPool", F.max_pool2d), ("AveragePool", F.avg_pool2d)])
+def test_valid_pools_in_ceil_mode_drop_a_window_starting_past_the_input(op, torch_pool):
+    """Windows of 1 with stride 3 over 5 rows start at 0 and 3; ceil mode must not add one at
+    6 (the numpy kernels used to, with -inf or 0/0 there); over 7 columns the partial window at
+    6 stays. torch pools with no padding are the reference."""
+    x = np.random.default_rng(0).standard_normal((1, 2, 5, 7))
+    attrs = {"kernel_shape": [1, 2], "strides": [3, 3], "auto_pad": "VALID", "ceil_mode": 1}
+    y = run(op, [x], attrs)[0][0]
+    want = torch_pool(torch.from_numpy(x), (1, 2), (3, 3), ceil_mode=True).numpy()
+    assert y.shape == want.shape == (1, 2, 2, 3)
+    np.testing.assert_allclose(y, want, rtol=1e-12)
+
 @pytest.mark.parametrize("groups", [1, 3])
 def test_conv_skips_input_gradient_when_not_needed(groups):
     r = np.random.default_rng(0)

@@ -1,6 +1,7 @@
-"""Helpers shared by the numpy kernels: errors, attribute-or-input reading, layout tricks and
-broadcast-gradient reduction. Sums are always taken along a contiguous last axis, where numpy
-uses pairwise summation (accurate in float32) and runs fastest."""
+"""Helpers shared by the numpy kernels: errors, layout tricks and broadcast-gradient reduction.
+Sums are always taken along a contiguous last axis, where numpy uses pairwise summation
+(accurate in float32) and runs fastest. What attributes mean (pads, output sizes, operands that
+moved to inputs) is not here but in ....core.onnx_attributes, shared with the other backends."""
 from __future__ import annotations
 
 import threading
@@ -15,12 +16,6 @@ def unsupported(op: str, what: str, value, supported: str) -> DLPluginError:
                          f"supported: {supported}")
 
 
-def as_str(v, default: str = "") -> str:
-    if v is None:
-        return default
-    return v.decode() if isinstance(v, (bytes, bytearray)) else str(v)
-
-
 def needs(ctx, i: int) -> bool:
     """Whether input i needs a gradient (an empty needs_input_grad means all do)."""
     n = ctx.needs_input_grad
@@ -29,21 +24,6 @@ def needs(ctx, i: int) -> bool:
 
 def is_float(a) -> bool:
     return a is not None and np.issubdtype(np.asarray(a).dtype, np.floating)
-
-
-def int_list(v) -> list[int] | None:
-    if v is None:
-        return None
-    return [int(t) for t in np.asarray(v).reshape(-1)]
-
-
-def attr_or_input(ctx, attrs, inputs, name: str, index: int, input_since: int, default=None):
-    """An operand that moved from an attribute to an input at opset `input_since`."""
-    if ctx.opset >= input_since:
-        if index < len(inputs) and inputs[index] is not None:
-            return inputs[index]
-        return default
-    return attrs.get(name, default)
 
 
 def cm(x: np.ndarray) -> np.ndarray:
@@ -79,47 +59,6 @@ def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
     axes = tuple(i for i, s in enumerate(full) if s == 1 and g.shape[i] != 1)
     out = g.sum(axis=axes, keepdims=True) if axes else g
     return out.reshape(shape)
-
-
-def spatial_pads(op: str, attrs, in_sp, k, s, d, *, ceil_mode: bool = False):
-    """Begin/end pads and output sizes for NOTSET/VALID/SAME_* auto_pad (Conv and pools).
-    With ceil_mode the last window must start inside the input or its left padding (ONNX and
-    PyTorch agree on this)."""
-    nd = len(in_sp)
-    auto_pad = as_str(attrs.get("auto_pad"), "NOTSET")
-    if auto_pad in ("NOTSET", ""):
-        pads = int_list(attrs.get("pads")) or [0] * (2 * nd)
-        pb, pe = pads[:nd], pads[nd:]
-        out = []
-        for i in range(nd):
-            span = in_sp[i] + pb[i] + pe[i] - ((k[i] - 1) * d[i] + 1)
-            if ceil_mode:
-                o = -(-span // s[i]) + 1
-                if (o - 1) * s[i] >= in_sp[i] + pb[i]:
-                    o -= 1
-            else:
-                o = span // s[i] + 1
-            out.append(o)
-        return list(pb), list(pe), out
-    if auto_pad == "VALID":
-        out = []
-        for i in range(nd):
-            span = in_sp[i] - ((k[i] - 1) * d[i] + 1)
-            out.append((-(-span // s[i]) if ceil_mode else span // s[i]) + 1)
-        return [0] * nd, [0] * nd, out
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        pb, pe, out = [], [], []
-        for i in range(nd):
-            o = -(-in_sp[i] // s[i])
-            total = max(0, (o - 1) * s[i] + (k[i] - 1) * d[i] + 1 - in_sp[i])
-            small = total // 2
-            if auto_pad == "SAME_UPPER":
-                pb.append(small); pe.append(total - small)
-            else:
-                pb.append(total - small); pe.append(small)
-            out.append(o)
-        return pb, pe, out
-    raise unsupported(op, "auto_pad", auto_pad, "NOTSET, VALID, SAME_UPPER, SAME_LOWER")
 
 
 def check_4d(op: str, x: np.ndarray):

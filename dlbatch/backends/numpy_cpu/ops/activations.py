@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ....core.onnx_attributes import clip_bounds
 from .. import buffers
 from ..kernel import NumpyKernel
-from ._util import attr_or_input, needs, parallel_ew, relu_, scratch
+from ._util import needs, parallel_ew, relu_, scratch
 
 
 def relu_mask_grad(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -61,14 +62,9 @@ class Clip(NumpyKernel):
 
     op_type = "Clip"
 
-    def _bounds(self, ctx, inputs, attrs):
-        lo = attr_or_input(ctx, attrs, inputs, "min", 1, 11)
-        hi = attr_or_input(ctx, attrs, inputs, "max", 2, 11)
-        return lo, hi
-
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
-        lo, hi = self._bounds(ctx, inputs, attrs)
+        lo, hi = clip_bounds(ctx.opset, attrs, inputs)
         y = x
         if lo is not None:
             y = np.maximum(y, np.asarray(lo, dtype=x.dtype))

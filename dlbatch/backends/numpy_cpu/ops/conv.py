@@ -24,10 +24,11 @@ from __future__ import annotations
 import numpy as np
 
 from ....core.backend import OpContext
+from ....core.onnx_attributes import conv_kernel_shape, conv_transpose_windows, sliding_windows, spatial_ints
 from .. import buffers, parallel
 from ..kernel import NumpyKernel
-from ._util import (as_str, channel_blocks, check_4d, channel_sum, cm, int_list, needs, pad_cm, relu_, scratch,
-                    spatial_pads, tap, tap_range, unsupported)
+from ._util import (channel_blocks, check_4d, channel_sum, cm, needs, pad_cm, relu_, scratch, tap, tap_range,
+                    unsupported)
 
 COLS_BUDGET = 8 << 20  # bytes of im2col matrix per chunk (L3-sized; also bounds peak memory)
 MIN_CHUNKS = 4  # a groups == 1 Conv is split into at least this many chunks where it can be,
@@ -37,11 +38,6 @@ FULL_COLS_BUDGET = 16 << 20  # dW of a Conv whose whole column matrix fits this 
 DW_TRANSPOSED_BELOW = 64  # output channels below which dW is computed transposed
 DW_BLOCKS = 4  # row blocks (parallel GEMMs) of a full-K dW
 SHARED_COLUMNS = True  # stride-1 backward: dW from the columns of dy that dx gathers anyway
-
-
-def _ints(attrs, name, default):
-    v = int_list(attrs.get(name))
-    return v if v else list(default)
 
 
 def _chunks(n: int, per_sample_bytes: int):
@@ -74,17 +70,15 @@ def _kernel_geom(op, attrs, w_shape) -> _Geom:
     """Kernel size (must match the weight), strides and dilations: shared by Conv and
     ConvTranspose."""
     g = _Geom()
-    g.k = _ints(attrs, "kernel_shape", w_shape[2:])
-    if list(g.k) != list(w_shape[2:]):
-        raise unsupported(op, "kernel_shape", g.k, f"the weight's spatial shape {list(w_shape[2:])}")
-    g.s = _ints(attrs, "strides", (1, 1))
-    g.d = _ints(attrs, "dilations", (1, 1))
+    g.k = conv_kernel_shape(op, attrs, w_shape[2:])
+    g.s = spatial_ints(op, attrs, "strides", 2, 1)
+    g.d = spatial_ints(op, attrs, "dilations", 2, 1)
     return g
 
 
 def _conv_geom(op, attrs, x_shape, w_shape) -> _Geom:
     g = _kernel_geom(op, attrs, w_shape)
-    g.pb, g.pe, g.out = spatial_pads(op, attrs, x_shape[2:], g.k, g.s, g.d)
+    g.pb, g.pe, g.out = sliding_windows(op, attrs, x_shape[2:], g.k, g.s, g.d)
     if min(g.pb + g.pe) < 0:
         raise unsupported(op, "pads", g.pb + g.pe, "non-negative pads")
     g.hp = x_shape[2] + g.pb[0] + g.pe[0]
@@ -679,32 +673,10 @@ class ConvTranspose(NumpyKernel):
     def _geom(self, attrs, x_shape, w_shape, groups):
         op = self.op_type
         g = _kernel_geom(op, attrs, w_shape)
-        opad = _ints(attrs, "output_padding", (0, 0))
         in_sp = x_shape[2:]
-        full = [g.s[i] * (in_sp[i] - 1) + opad[i] + (g.k[i] - 1) * g.d[i] + 1 for i in range(2)]
-        out_shape = int_list(attrs.get("output_shape"))
-        auto_pad = as_str(attrs.get("auto_pad"), "NOTSET")
-        if auto_pad not in ("NOTSET", "", "VALID", "SAME_UPPER", "SAME_LOWER"):
-            raise unsupported(op, "auto_pad", auto_pad, "NOTSET, VALID, SAME_UPPER, SAME_LOWER")
-        if out_shape is None and auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-            out_shape = [in_sp[i] * g.s[i] for i in range(2)]
-        if out_shape is not None:
-            out_shape = out_shape[-2:]
-            g.pb, g.pe = [], []
-            for i in range(2):
-                total = full[i] - out_shape[i]
-                if auto_pad == "SAME_UPPER":
-                    g.pb.append(total // 2); g.pe.append(total - total // 2)
-                else:
-                    g.pb.append(total - total // 2); g.pe.append(total // 2)
-        elif auto_pad == "VALID":
-            g.pb, g.pe = [0, 0], [0, 0]
-        else:
-            pads = int_list(attrs.get("pads")) or [0, 0, 0, 0]
-            g.pb, g.pe = pads[:2], pads[2:]
+        g.pb, g.pe, g.out, _ = conv_transpose_windows(op, attrs, in_sp, g.k, g.s, g.d)
         if min(g.pb + g.pe) < 0:
             raise unsupported(op, "pads", g.pb + g.pe, "non-negative pads")
-        g.out = [full[i] - g.pb[i] - g.pe[i] for i in range(2)]
         # the buffer the taps scatter into: covers every tap and the cropped output window
         g.hp = max(g.s[0] * (in_sp[0] - 1) + (g.k[0] - 1) * g.d[0] + 1, g.pb[0] + g.out[0])
         g.wp = max(g.s[1] * (in_sp[1] - 1) + (g.k[1] - 1) * g.d[1] + 1, g.pb[1] + g.out[1])

@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 from ....core.errors import DLPluginError
+from ....core.onnx_attributes import dropout_ratio
 from ..kernel import NumpyKernel
-from ._util import attr_or_input, needs, unsupported
+from ._util import needs, unsupported
 
 
 class Dropout(NumpyKernel):
@@ -16,8 +17,7 @@ class Dropout(NumpyKernel):
 
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
-        r = attr_or_input(ctx, attrs, inputs, "ratio", 1, 12)
-        ratio = 0.5 if r is None else float(np.asarray(r).reshape(-1)[0])
+        ratio = dropout_ratio(ctx.opset, attrs, inputs)
         if not ctx.training or ratio == 0.0:
             return [x], None
         if not 0.0 <= ratio < 1.0:

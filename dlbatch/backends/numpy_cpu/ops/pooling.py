@@ -9,20 +9,20 @@ from __future__ import annotations
 import numpy as np
 
 from ....core.errors import DLPluginError
+from ....core.onnx_attributes import pool_kernel_shape, sliding_windows, spatial_ints
 from .. import buffers, parallel
 from ..kernel import NumpyKernel
-from ._util import (check_4d, cm, cm_rows, int_list, needs, pad_cm, scratch, spatial_pads, tap, tap_range,
-                    unsupported)
+from ._util import check_4d, cm, cm_rows, needs, pad_cm, scratch, tap, tap_range, unsupported
 
 
 def _geom(op, attrs, shape):
-    k = int_list(attrs.get("kernel_shape"))
-    if not k or len(k) != 2:
+    k = pool_kernel_shape(op, attrs)
+    if len(k) != 2:
         raise unsupported(op, "kernel_shape", k, "two spatial sizes (2-D pooling)")
-    s = int_list(attrs.get("strides")) or [1, 1]
-    d = int_list(attrs.get("dilations")) or [1, 1]
+    s = spatial_ints(op, attrs, "strides", 2, 1)
+    d = spatial_ints(op, attrs, "dilations", 2, 1)
     ceil = bool(int(attrs.get("ceil_mode", 0)))
-    pb, pe, out = spatial_pads(op, attrs, shape[2:], k, s, d, ceil_mode=ceil)
+    pb, pe, out = sliding_windows(op, attrs, shape[2:], k, s, d, ceil)
     if min(pb + pe) < 0:
         raise unsupported(op, "pads", pb + pe, "non-negative pads")
     # padded extent: the declared pads, extended when ceil_mode windows run past the end

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ....core.onnx_attributes import reduce_axes
 from ..kernel import NumpyKernel
-from ._util import attr_or_input, int_list, needs
+from ._util import needs
 
 
 class ReduceMean(NumpyKernel):
@@ -13,13 +14,10 @@ class ReduceMean(NumpyKernel):
 
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
-        axes = int_list(attr_or_input(ctx, attrs, inputs, "axes", 1, 18))
+        axes = reduce_axes(self.op_type, ctx.opset, attrs, inputs, x.ndim)
         keep = bool(int(attrs.get("keepdims", 1)))
-        if not axes:
-            if ctx.opset >= 18 and int(attrs.get("noop_with_empty_axes", 0)):
-                return [x], None
-            axes = list(range(x.ndim))
-        axes = tuple(sorted(a % x.ndim for a in axes))
+        if axes is None:  # noop_with_empty_axes
+            return [x], None
         cnt = int(np.prod([x.shape[a] for a in axes]))
         y = x.sum(axis=axes, keepdims=keep) / x.dtype.type(cnt)
         return [y], (x.shape, axes, cnt)

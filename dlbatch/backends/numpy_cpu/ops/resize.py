@@ -10,27 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ....core.onnx_attributes import resize_axes, resize_operands, resize_shape, source_coordinates, text
 from ..kernel import NumpyKernel
-from ._util import as_str, int_list, needs, unsupported
+from ._util import needs, unsupported
 
+# the coordinate_transformation_modes implemented here (not tf_crop_and_resize)
 _CTM = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "half_pixel_symmetric")
-_NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
-
-
-def _source_coords(ctm, in_n, out_n, scale):
-    o = np.arange(out_n, dtype=np.float64)
-    out_f = scale * in_n
-    if ctm == "align_corners":
-        return np.zeros(out_n) if out_f == 1 else o * (in_n - 1) / (out_f - 1)
-    if ctm == "asymmetric":
-        return o / scale
-    if ctm == "pytorch_half_pixel":
-        return np.full(out_n, -0.5) if out_f == 1 else (o + 0.5) / scale - 0.5
-    if ctm == "half_pixel":
-        return (o + 0.5) / scale - 0.5
-    # half_pixel_symmetric
-    offset = in_n / 2 * (1 - out_n / out_f)
-    return offset + (o + 0.5) / scale - 0.5
 
 
 def _nearest_index(x, mode, in_n):
@@ -75,46 +60,26 @@ class Resize(NumpyKernel):
 
     def _plan(self, ctx, inputs, attrs, x):
         op = self.op_type
-        mode = as_str(attrs.get("mode"), "nearest")
+        mode = text(attrs.get("mode"), "nearest")
         if mode not in ("nearest", "linear"):
             raise unsupported(op, "mode", mode, "nearest, linear")
-        if ctx.opset < 11:
-            ctm, nmode = "asymmetric", "floor"
-            scales, sizes = inputs[1], None
-        else:
-            ctm = as_str(attrs.get("coordinate_transformation_mode"), "half_pixel")
-            nmode = as_str(attrs.get("nearest_mode"), "round_prefer_floor")
-            scales = inputs[2] if len(inputs) > 2 else None
-            sizes = inputs[3] if len(inputs) > 3 else None
+        operands = resize_operands(ctx.opset, attrs, inputs)
+        ctm, nmode = operands.coordinate_mode, operands.nearest_mode
         if ctm not in _CTM:
             raise unsupported(op, "coordinate_transformation_mode", ctm, ", ".join(_CTM))
-        if nmode not in _NEAREST:
-            raise unsupported(op, "nearest_mode", nmode, ", ".join(_NEAREST))
         if int(attrs.get("antialias", 0)):
             raise unsupported(op, "antialias", 1, "0")
-        policy = as_str(attrs.get("keep_aspect_ratio_policy"), "stretch")
+        policy = text(attrs.get("keep_aspect_ratio_policy"), "stretch")
         if policy != "stretch":
             raise unsupported(op, "keep_aspect_ratio_policy", policy, "stretch")
         nd = x.ndim
-        axes = [a % nd for a in (int_list(attrs.get("axes")) or range(nd))]
-        scale = [1.0] * nd
-        out = list(x.shape)
-        if sizes is not None and np.asarray(sizes).size:
-            for a, s in zip(axes, int_list(sizes)):
-                out[a] = s
-                scale[a] = s / x.shape[a]
-        elif scales is not None and np.asarray(scales).size:
-            for a, s in zip(axes, np.asarray(scales, dtype=np.float64).reshape(-1)):
-                scale[a] = float(s)
-                out[a] = int(np.floor(s * x.shape[a]))
-        else:
-            raise unsupported(op, "scales/sizes", None, "one of the two inputs, non-empty")
+        scale, out = resize_shape(x.shape, resize_axes(attrs, nd), operands.scales, operands.sizes)
         steps = []
         for a in range(nd):
             n_in, n_out = x.shape[a], out[a]
             if n_in == n_out and scale[a] == 1.0:
                 continue
-            src = _source_coords(ctm, n_in, n_out, scale[a])
+            src = source_coordinates(ctm, np.arange(n_out, dtype=np.float64), scale[a], n_in, n_out)
             if mode == "nearest":
                 idx = _nearest_index(src, nmode, n_in)
                 f = n_out // n_in if n_in and n_out % n_in == 0 else 0

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ....core.onnx_attributes import int_list, pad_spec, reshape_target, squeeze_axes, unsqueeze_axes
 from ..kernel import NumpyKernel
-from ._util import as_str, attr_or_input, int_list, is_float, needs, unsupported
+from ._util import is_float, needs
 
 
 class Identity(NumpyKernel):
@@ -66,10 +67,7 @@ class Reshape(NumpyKernel):
 
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
-        shape = int_list(attrs.get("shape") if ctx.opset < 5 else inputs[1])
-        allowzero = int(attrs.get("allowzero", 0))
-        if not allowzero:
-            shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+        shape = reshape_target(ctx.opset, attrs, inputs, x.shape)
         return [x.reshape(shape)], x.shape
 
     def backward(self, ctx, saved, grads, attrs):
@@ -95,10 +93,8 @@ class Squeeze(NumpyKernel):
 
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
-        axes = int_list(attr_or_input(ctx, attrs, inputs, "axes", 1, 13))
-        if axes is None:
-            axes = [i for i, s in enumerate(x.shape) if s == 1]
-        return [np.squeeze(x, axis=tuple(a % x.ndim for a in axes))], x.shape
+        axes = squeeze_axes(ctx.opset, attrs, inputs, x.shape)
+        return [np.squeeze(x, axis=tuple(axes))], x.shape
 
     def backward(self, ctx, saved, grads, attrs):
         return [grads[0].reshape(saved) if needs(ctx, 0) else None, None]
@@ -111,48 +107,23 @@ class Unsqueeze(NumpyKernel):
 
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
-        axes = int_list(attr_or_input(ctx, attrs, inputs, "axes", 1, 13))
-        if not axes:
-            raise unsupported(self.op_type, "axes", axes, "a non-empty list of axes")
-        rank = x.ndim + len(axes)
-        return [np.expand_dims(x, tuple(sorted(a % rank for a in axes)))], x.shape
+        axes = unsqueeze_axes(ctx.opset, attrs, inputs, x.ndim)
+        return [np.expand_dims(x, tuple(axes))], x.shape
 
     def backward(self, ctx, saved, grads, attrs):
         return [grads[0].reshape(saved) if needs(ctx, 0) else None, None]
 
 
 class Pad(NumpyKernel):
-    """Modes constant, reflect, edge (and wrap); negative pads crop. pads/value are attributes
-    before opset 11, inputs from 11 (with optional `axes` from 18). Backward folds every padded
+    """Modes constant, reflect, edge (and wrap); negative pads crop (operands: see
+    core.onnx_attributes.pad_spec). Backward folds every padded
     position back onto the source element it copies, via np.pad of an index ramp."""
 
     op_type = "Pad"
-    MODES = ("constant", "reflect", "edge", "wrap")
-
-    def _config(self, ctx, inputs, attrs, ndim):
-        mode = as_str(attrs.get("mode"), "constant")
-        if mode not in self.MODES:
-            raise unsupported(self.op_type, "mode", mode, ", ".join(self.MODES))
-        if ctx.opset < 11:
-            pads = int_list(attrs.get("pads", attrs.get("paddings")))
-            value = float(attrs.get("value", 0.0))
-            axes = None
-        else:
-            pads = int_list(inputs[1])
-            cv = inputs[2] if len(inputs) > 2 else None
-            value = float(np.asarray(cv).reshape(-1)[0]) if cv is not None and np.asarray(cv).size else 0.0
-            axes = int_list(inputs[3]) if len(inputs) > 3 and inputs[3] is not None else None
-        if axes is None:
-            axes = list(range(ndim))
-        axes = [a % ndim for a in axes]
-        pb, pe = [0] * ndim, [0] * ndim
-        for k, a in enumerate(axes):
-            pb[a], pe[a] = pads[k], pads[k + len(axes)]
-        return mode, value, pb, pe
 
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
-        mode, value, pb, pe = self._config(ctx, inputs, attrs, x.ndim)
+        mode, pb, pe, value = pad_spec(ctx.opset, attrs, inputs, x.ndim)
         # crop first (negative pads), then pad
         crop = tuple(slice(max(0, -b), x.shape[i] - max(0, -e)) for i, (b, e) in enumerate(zip(pb, pe)))
         xc = x[crop]

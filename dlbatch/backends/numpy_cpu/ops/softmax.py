@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ....core.onnx_attributes import softmax_axis
 from ..kernel import NumpyKernel
 from ._util import needs
 
@@ -13,11 +14,11 @@ class Softmax(NumpyKernel):
 
     def _view(self, ctx, attrs, x):
         """(array to normalize along `ax`, ax)."""
-        if ctx.opset < 13:
-            axis = int(attrs.get("axis", 1)) % max(x.ndim, 1)
+        axis, as_2d = softmax_axis(ctx.opset, attrs, x.ndim)
+        if as_2d:
             lead = int(np.prod(x.shape[:axis])) if axis else 1
             return x.reshape(lead, -1), 1
-        return x, int(attrs.get("axis", -1)) % max(x.ndim, 1)
+        return x, axis
 
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ....core.onnx_attributes import clip_bounds
 from ..kernel import TorchKernel
 
 
@@ -28,13 +29,7 @@ class Clip(TorchKernel):
 
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
-        if ctx.opset < 11:
-            lo, hi = attrs.get("min"), attrs.get("max")
-        else:
-            lo = inputs[1] if len(inputs) > 1 else None
-            hi = inputs[2] if len(inputs) > 2 else None
-            lo = None if lo is None or lo.numel() == 0 else lo.reshape(())
-            hi = None if hi is None or hi.numel() == 0 else hi.reshape(())
+        lo, hi = (v.reshape(()) if torch.is_tensor(v) else v for v in clip_bounds(ctx.opset, attrs, inputs))
         if lo is None and hi is None:
             return [x]
         return [torch.clamp(x, lo, hi)]

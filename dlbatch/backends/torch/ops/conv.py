@@ -2,11 +2,11 @@
 output_padding, output_shape)."""
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
+from ....core.onnx_attributes import conv_kernel_shape, conv_transpose_windows, sliding_windows, spatial_ints
 from ..kernel import TorchKernel
-from ._util import spatial_pads, text, torch_pads, unsupported
+from ._util import torch_pads, unsupported
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -19,6 +19,13 @@ def _spatial(op: str, x) -> int:
     return n
 
 
+def _kernel_strides_dilations(op: str, attrs, w, n: int):
+    kernel = tuple(conv_kernel_shape(op, attrs, w.shape[2:]))
+    strides = tuple(spatial_ints(op, attrs, "strides", n, 1))
+    dilations = tuple(spatial_ints(op, attrs, "dilations", n, 1))
+    return kernel, strides, dilations
+
+
 class Conv(TorchKernel):
     op_type = "Conv"
 
@@ -26,11 +33,9 @@ class Conv(TorchKernel):
         x, w = inputs[0], inputs[1]
         b = inputs[2] if len(inputs) > 2 else None
         n = _spatial("Conv", x)
-        kernel = tuple(w.shape[2:])
-        strides = tuple(attrs.get("strides", (1,) * n))
-        dilations = tuple(attrs.get("dilations", (1,) * n))
+        kernel, strides, dilations = _kernel_strides_dilations("Conv", attrs, w, n)
         group = int(attrs.get("group", 1))
-        begins, ends = spatial_pads("Conv", attrs, x.shape[2:], kernel, strides, dilations)
+        begins, ends, _ = sliding_windows("Conv", attrs, x.shape[2:], kernel, strides, dilations)
         if begins == ends:
             padding = tuple(begins)
         else:
@@ -46,29 +51,10 @@ class ConvTranspose(TorchKernel):
         x, w = inputs[0], inputs[1]
         b = inputs[2] if len(inputs) > 2 else None
         n = _spatial("ConvTranspose", x)
-        kernel = tuple(w.shape[2:])
-        strides = tuple(attrs.get("strides", (1,) * n))
-        dilations = tuple(attrs.get("dilations", (1,) * n))
+        kernel, strides, dilations = _kernel_strides_dilations("ConvTranspose", attrs, w, n)
         group = int(attrs.get("group", 1))
-        out_pad = list(attrs.get("output_padding", (0,) * n))[-n:]
-        auto_pad = text(attrs.get("auto_pad", "NOTSET"))
-        in_sp = x.shape[2:]
-        full = [s * (i - 1) + (k - 1) * d + 1 for i, k, s, d in zip(in_sp, kernel, strides, dilations)]
-        output_shape = attrs.get("output_shape")
-        if output_shape is not None or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-            target = list(output_shape)[-n:] if output_shape is not None else [i * s for i, s in zip(in_sp, strides)]
-            begins, ends = [], []
-            for f, op, t in zip(full, out_pad, target):
-                total = f + op - t
-                small = total // 2
-                begin = small if auto_pad == "SAME_UPPER" else total - small
-                begins.append(begin)
-                ends.append(total - begin)
-        elif auto_pad in ("NOTSET", "", "VALID"):
-            pads = list(attrs.get("pads", (0,) * (2 * n))) if auto_pad != "VALID" else [0] * (2 * n)
-            begins, ends = pads[:n], pads[n:]
-        else:
-            raise unsupported("ConvTranspose", f"auto_pad={auto_pad!r}", "NOTSET, VALID, SAME_UPPER, SAME_LOWER")
+        begins, ends, _, out_pad = conv_transpose_windows("ConvTranspose", attrs, x.shape[2:], kernel, strides,
+                                                         dilations)
         simple = (begins == ends and min(begins, default=0) >= 0
                   and all(op < max(s, d) for op, s, d in zip(out_pad, strides, dilations)))
         if simple:

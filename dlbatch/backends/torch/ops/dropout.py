@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from ....core.onnx_attributes import dropout_ratio
 from ..kernel import TorchKernel
-from ._util import floats
 
 
 class Dropout(TorchKernel):
@@ -15,11 +15,7 @@ class Dropout(TorchKernel):
 
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
-        if ctx.opset >= 12:
-            r = inputs[1] if len(inputs) > 1 else None
-            ratio = floats(r)[0] if r is not None and r.numel() else 0.5
-        else:
-            ratio = float(attrs.get("ratio", 0.5))
+        ratio = dropout_ratio(ctx.opset, attrs, inputs)
         want_mask = ctx.num_outputs > 1
         if not ctx.training or ratio == 0.0:
             return [x, torch.ones(x.shape, dtype=torch.bool, device=x.device)] if want_mask else [x]

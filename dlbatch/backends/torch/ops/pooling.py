@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ....core.onnx_attributes import effective_kernel, pool_kernel_shape, sliding_windows, spatial_ints
 from ..kernel import TorchKernel
-from ._util import pool_out_size, spatial_pads, torch_pads, unsupported
+from ._util import torch_pads, unsupported
 
 _MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 _AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
@@ -17,16 +18,14 @@ def _geometry(op, x, attrs):
     n = x.dim() - 2
     if n not in _MAX:
         raise unsupported(op, f"a rank-{x.dim()} input", "rank 3, 4 or 5 (N, C, 1 to 3 spatial axes)")
-    if "kernel_shape" not in attrs:
-        raise unsupported(op, "a node without kernel_shape", "kernel_shape is required")
-    kernel = tuple(int(k) for k in attrs["kernel_shape"])
-    strides = tuple(int(s) for s in attrs.get("strides", (1,) * n))
-    dilations = tuple(int(d) for d in attrs.get("dilations", (1,) * n))
+    kernel = tuple(pool_kernel_shape(op, attrs))
+    if len(kernel) != n:
+        raise unsupported(op, f"kernel_shape={list(kernel)} for {n} spatial axes", "one size per spatial axis")
+    strides = tuple(spatial_ints(op, attrs, "strides", n, 1))
+    dilations = tuple(spatial_ints(op, attrs, "dilations", n, 1))
     ceil_mode = bool(int(attrs.get("ceil_mode", 0)))
-    begins, ends = spatial_pads(op, attrs, x.shape[2:], kernel, strides, dilations)
-    k_eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
-    outs = [pool_out_size(size, ke, s, b, e, ceil_mode)
-            for size, ke, s, b, e in zip(x.shape[2:], k_eff, strides, begins, ends)]
+    begins, ends, outs = sliding_windows(op, attrs, x.shape[2:], kernel, strides, dilations, ceil_mode)
+    k_eff = [effective_kernel(k, d) for k, d in zip(kernel, dilations)]
     # extra room at the end so that every output window lies inside the padded input
     extra = [max(0, (o - 1) * s + ke - (size + b + e))
              for o, s, ke, size, b, e in zip(outs, strides, k_eff, x.shape[2:], begins, ends)]

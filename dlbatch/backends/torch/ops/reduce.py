@@ -2,8 +2,8 @@
 noop_with_empty_axes (opset 18)."""
 from __future__ import annotations
 
+from ....core.onnx_attributes import reduce_axes
 from ..kernel import TorchKernel
-from ._util import ints, norm_axis
 
 
 class ReduceMean(TorchKernel):
@@ -13,13 +13,7 @@ class ReduceMean(TorchKernel):
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
         keep = bool(int(attrs.get("keepdims", 1)))
-        if ctx.opset < 18:
-            axes = ints(attrs.get("axes")) if attrs.get("axes") is not None else []
-        else:
-            axes = ints(inputs[1]) if len(inputs) > 1 and inputs[1] is not None else []
-            if not axes and int(attrs.get("noop_with_empty_axes", 0)):
-                return [x]
-        dims = tuple(sorted({norm_axis(a, x.dim(), "ReduceMean") for a in axes})) if axes else tuple(range(x.dim()))
-        if not dims:
+        dims = reduce_axes("ReduceMean", ctx.opset, attrs, inputs, x.dim())
+        if not dims:  # noop_with_empty_axes, or a scalar
             return [x]
         return [x.mean(dim=dims, keepdim=keep)]

@@ -14,34 +14,9 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from ....core.onnx_attributes import resize_axes, resize_operands, resize_shape, source_coordinates, text
 from ..kernel import TorchKernel
-from ._util import floats, ints, norm_axis, text, unsupported
-
-_CTM = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
-        "tf_crop_and_resize")
-_NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
-
-
-def _x_original(ctm: str, y: np.ndarray, scale: float, size: int, out: int, roi):
-    width = scale * size
-    extrapolated = None
-    if ctm == "align_corners":
-        x = np.zeros(out) if width == 1 else y * (size - 1) / (width - 1)
-    elif ctm == "asymmetric":
-        x = y / scale
-    elif ctm == "tf_crop_and_resize":
-        lo, hi = roi
-        x = np.full(out, (hi - lo) * (size - 1) / 2) if width == 1 else y * (hi - lo) * (size - 1) / (width - 1)
-        x = x + lo * (size - 1)
-        extrapolated = (x < 0) | (x > size - 1)
-    elif ctm == "pytorch_half_pixel":
-        x = np.full(out, -0.5) if width == 1 else (y + 0.5) / scale - 0.5
-    elif ctm == "half_pixel":
-        x = (y + 0.5) / scale - 0.5
-    else:  # half_pixel_symmetric
-        offset = size / 2 * (1 - out / width)
-        x = offset + (y + 0.5) / scale - 0.5
-    return x, extrapolated
+from ._util import unsupported
 
 
 def _coeffs(mode: str, ratio: float, nearest_mode: str, a: float) -> list[float]:
@@ -66,7 +41,9 @@ def _coeffs(mode: str, ratio: float, nearest_mode: str, a: float) -> list[float]
 def _axis_plan(mode, ctm, nearest_mode, a, exclude_outside, scale, size, out, roi):
     """(indices [out, n], weights [out, n], extrapolated mask or None) for one axis."""
     y = np.arange(out, dtype=np.float64)
-    x, extrapolated = _x_original(ctm, y, scale, size, out, roi)
+    x = source_coordinates(ctm, y, scale, size, out, roi)
+    # tf_crop_and_resize: positions outside the input take extrapolation_value
+    extrapolated = (x < 0) | (x > size - 1) if ctm == "tf_crop_and_resize" else None
     x_int = np.floor(x).astype(np.int64)
     ratios = np.where(x == x_int, 1.0, x - x_int)
     coeffs = np.array([_coeffs(mode, float(r), nearest_mode, a) for r in ratios], dtype=np.float64)
@@ -120,57 +97,18 @@ class Resize(TorchKernel):
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
         r = x.dim()
-        mode = text(attrs.get("mode", "nearest"))
+        mode = text(attrs.get("mode"), "nearest")
         if mode not in ("nearest", "linear", "cubic"):
             raise unsupported("Resize", f"mode={mode!r}", "nearest, linear, cubic")
         if int(attrs.get("antialias", 0)):
             raise unsupported("Resize", "antialias=1", "antialias=0")
-        if ctx.opset < 11:
-            ctm, nearest_mode = "asymmetric", "floor"
-            roi, scales, sizes = None, floats(inputs[1]), []
-        else:
-            ctm = text(attrs.get("coordinate_transformation_mode", "half_pixel"))
-            nearest_mode = text(attrs.get("nearest_mode", "round_prefer_floor"))
-            get = lambda i: inputs[i] if len(inputs) > i and inputs[i] is not None else None  # noqa: E731
-            roi = floats(get(1)) or None
-            scales = floats(get(2))
-            sizes = ints(get(3))
-        if ctm not in _CTM:
-            raise unsupported("Resize", f"coordinate_transformation_mode={ctm!r}", ", ".join(_CTM))
-        if nearest_mode not in _NEAREST:
-            raise unsupported("Resize", f"nearest_mode={nearest_mode!r}", ", ".join(_NEAREST))
+        ctm, nearest_mode, roi, scales, sizes = resize_operands(ctx.opset, attrs, inputs)
         a = float(attrs.get("cubic_coeff_a", -0.75))
         exclude = bool(int(attrs.get("exclude_outside", 0)))
         extrapolation = float(attrs.get("extrapolation_value", 0.0))
-        policy = text(attrs.get("keep_aspect_ratio_policy", "stretch"))
-        axes = attrs.get("axes")
-        axes = [norm_axis(int(v), r, "Resize") for v in axes] if axes is not None else list(range(r))
-        shape = list(x.shape)
-        if sizes:
-            if len(sizes) != len(axes):
-                raise unsupported("Resize", f"{len(sizes)} sizes for {len(axes)} axes", "one size per axis")
-            full_sizes = list(shape)
-            for ax, s in zip(axes, sizes):
-                full_sizes[ax] = s
-            scale_f = [full_sizes[i] / shape[i] for i in range(r)]
-            out = full_sizes
-            if policy != "stretch":
-                if policy not in ("not_larger", "not_smaller"):
-                    raise unsupported("Resize", f"keep_aspect_ratio_policy={policy!r}",
-                                      "stretch, not_larger, not_smaller")
-                pick = min if policy == "not_larger" else max
-                s = pick(scale_f[i] for i in axes)
-                scale_f = [s if i in axes else 1.0 for i in range(r)]
-                out = [int(s * shape[i] + 0.5) if i in axes else shape[i] for i in range(r)]
-        elif scales:
-            if len(scales) != len(axes):
-                raise unsupported("Resize", f"{len(scales)} scales for {len(axes)} axes", "one scale per axis")
-            scale_f = [1.0] * r
-            for ax, s in zip(axes, scales):
-                scale_f[ax] = s
-            out = [int(scale_f[i] * shape[i]) for i in range(r)]
-        else:
-            raise unsupported("Resize", "a node with neither scales nor sizes", "scales or sizes")
+        policy = text(attrs.get("keep_aspect_ratio_policy"), "stretch")
+        axes = resize_axes(attrs, r)
+        scale_f, out = resize_shape(list(x.shape), axes, scales, sizes, policy)
         full_roi = None
         if roi is not None:
             if len(roi) == 2 * len(axes) and len(axes) != r:

@@ -7,8 +7,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ....core.onnx_attributes import (int_list, normalize_axis, pad_spec, reshape_target, squeeze_axes,
+                                      unsqueeze_axes)
 from ..kernel import TorchKernel
-from ._util import floats, ints, norm_axis, text, torch_pads, unsupported
+from ._util import torch_pads, unsupported
 
 
 class Identity(TorchKernel):
@@ -25,7 +27,7 @@ class Concat(TorchKernel):
         ts = [t for t in inputs if t is not None]
         if "axis" not in attrs and ctx.opset >= 4:
             raise unsupported("Concat", "a node without axis", "axis is required from opset 4")
-        axis = norm_axis(int(attrs.get("axis", 1)), ts[0].dim(), "Concat")
+        axis = normalize_axis("Concat", int(attrs.get("axis", 1)), ts[0].dim())
         return [torch.cat(ts, dim=axis)]
 
 
@@ -52,10 +54,7 @@ class Reshape(TorchKernel):
 
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
-        shape = ints(attrs.get("shape")) if ctx.opset < 5 else ints(inputs[1])
-        if not int(attrs.get("allowzero", 0)):
-            shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
-        return [x.reshape(shape)]
+        return [x.reshape(reshape_target(ctx.opset, attrs, inputs, x.shape))]
 
 
 class Transpose(TorchKernel):
@@ -63,18 +62,8 @@ class Transpose(TorchKernel):
 
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
-        perm = attrs.get("perm")
-        perm = list(range(x.dim()))[::-1] if perm is None else [int(p) for p in perm]
+        perm = int_list(attrs.get("perm")) or list(range(x.dim()))[::-1]
         return [x.permute(perm)]
-
-
-def _axes(ctx, inputs, attrs, since: int = 13):
-    """Axes from the attribute (before `since`) or from input 1 (None when absent)."""
-    if ctx.opset < since:
-        return None if attrs.get("axes") is None else ints(attrs["axes"])
-    if len(inputs) > 1 and inputs[1] is not None:
-        return ints(inputs[1])
-    return None
 
 
 class Unsqueeze(TorchKernel):
@@ -83,11 +72,7 @@ class Unsqueeze(TorchKernel):
 
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
-        axes = _axes(ctx, inputs, attrs)
-        if not axes:
-            raise unsupported("Unsqueeze", "a node without axes", "axes is required")
-        rank = x.dim() + len(axes)
-        axes = sorted(norm_axis(a, rank, "Unsqueeze") for a in axes)
+        axes = unsqueeze_axes(ctx.opset, attrs, inputs, x.dim())
         shape = list(x.shape)
         for a in axes:
             shape.insert(a, 1)
@@ -100,13 +85,7 @@ class Squeeze(TorchKernel):
 
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
-        axes = _axes(ctx, inputs, attrs)
-        if axes is None:
-            return [x.reshape([s for s in x.shape if s != 1])]
-        axes = {norm_axis(a, x.dim(), "Squeeze") for a in axes}
-        for a in axes:
-            if x.shape[a] != 1:
-                raise unsupported("Squeeze", f"axis {a} of size {x.shape[a]}", "axes of size 1")
+        axes = squeeze_axes(ctx.opset, attrs, inputs, x.shape)
         return [x.reshape([s for i, s in enumerate(x.shape) if i not in axes])]
 
 
@@ -141,25 +120,7 @@ class Pad(TorchKernel):
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
         r = x.dim()
-        mode = text(attrs.get("mode", "constant"))
-        if mode not in ("constant", "reflect", "edge", "wrap"):
-            raise unsupported("Pad", f"mode={mode!r}", "constant, reflect, edge, wrap")
-        if ctx.opset < 11:
-            pads = ints(attrs.get("pads", attrs.get("paddings")))
-            value = float(attrs.get("value", 0.0))
-            axes = list(range(r))
-        else:
-            pads = ints(inputs[1])
-            cv = inputs[2] if len(inputs) > 2 else None
-            value = floats(cv)[0] if cv is not None and cv.numel() else 0.0
-            axes_in = inputs[3] if len(inputs) > 3 else None
-            axes = [norm_axis(a, r, "Pad") for a in ints(axes_in)] if axes_in is not None else list(range(r))
-        n = len(axes)
-        if len(pads) != 2 * n:
-            raise unsupported("Pad", f"{len(pads)} pad values for {n} axes", f"2 * {n} values")
-        begins, ends = [0] * r, [0] * r
-        for a, b, e in zip(axes, pads[:n], pads[n:]):
-            begins[a], ends[a] = b, e
+        mode, begins, ends, value = pad_spec(ctx.opset, attrs, inputs, r)
         if mode == "constant":
             if not any(begins) and not any(ends):
                 return [x]

@@ -6,8 +6,8 @@ import math
 
 import torch
 
+from ....core.onnx_attributes import softmax_axis
 from ..kernel import TorchKernel
-from ._util import norm_axis
 
 
 class Softmax(TorchKernel):
@@ -17,10 +17,9 @@ class Softmax(TorchKernel):
         x = inputs[0]
         if x.dim() == 0:
             return [torch.ones_like(x)]
-        if ctx.opset >= 13:
-            return [torch.softmax(x, dim=norm_axis(int(attrs.get("axis", -1)), x.dim(), "Softmax"))]
-        axis = int(attrs.get("axis", 1))
-        axis = axis + x.dim() if axis < 0 else axis
+        axis, as_2d = softmax_axis(ctx.opset, attrs, x.dim())
+        if not as_2d:
+            return [torch.softmax(x, dim=axis)]
         shape = tuple(x.shape)
         flat = x.reshape(math.prod(shape[:axis]), math.prod(shape[axis:]))
         return [torch.softmax(flat, dim=1).reshape(shape)]
