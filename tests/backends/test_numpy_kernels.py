@@ -21,7 +21,8 @@ from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
 import dlbatch.backends.numpy_cpu.ops._util as util_mod
-import dlbatch.backends.numpy_cpu.ops.conv as conv_mod
+import dlbatch.backends.numpy_cpu.ops.conv.gemm as conv_gemm
+import dlbatch.backends.numpy_cpu.ops.conv.plan as conv_plan
 from dlbatch.backends.numpy_cpu.ops import KERNELS
 from dlbatch.core.backend import OpContext
 from dlbatch.core.errors import DLPluginError
@@ -594,7 +595,7 @@ def test_conv_chunked_batch_equals_single_chunk(monkeypatch):
     o1, s1, c1 = run("Conv", xs, attrs)
     g = np.random.default_rng(1).standard_normal(o1[0].shape)
     d1 = KERNEL["Conv"].backward(c1, s1, [g], attrs)
-    monkeypatch.setattr(conv_mod, "COLS_BUDGET", 1)  # one sample per chunk
+    monkeypatch.setattr(conv_plan, "COLS_BUDGET", 1)  # one sample per chunk
     o2, s2, c2 = run("Conv", xs, attrs)
     d2 = KERNEL["Conv"].backward(c2, s2, [g], attrs)
     np.testing.assert_allclose(o2[0], o1[0], rtol=1e-12)
@@ -760,8 +761,8 @@ def test_results_are_bit_identical_for_any_thread_count(case, threads, monkeypat
     """Chunking depends on shapes only and partial sums are combined in chunk order, so 1, 2 or
     3 threads (and repeated runs) give the same bits."""
     op, make, attrs = THREAD_CASES[case]
-    monkeypatch.setattr(conv_mod, "COLS_BUDGET", 1 << 16)  # many chunks even for small test shapes
-    monkeypatch.setattr(conv_mod, "SPLIT_MIN_BYTES", 0)
+    monkeypatch.setattr(conv_plan, "COLS_BUDGET", 1 << 16)  # many chunks even for small test shapes
+    monkeypatch.setattr(conv_plan, "SPLIT_MIN_BYTES", 0)
     monkeypatch.setattr(util_mod, "TASK_ELEMS", 1 << 10)
     monkeypatch.setattr(util_mod, "FLAT_TASK_ELEMS", 1 << 12)
     xs = make(np.random.default_rng(0))
@@ -875,15 +876,16 @@ def test_conv_internal_paths_agree(case, switch, monkeypatch):
     xs = [r.standard_normal(xs_shape), r.standard_normal(w_shape)]
     y1, g1, _ = _fwd_bwd("Conv", xs, attrs)
     if switch == "flat_im2col":
-        monkeypatch.setattr(conv_mod, "FLAT_MAX", 0)
+        monkeypatch.setattr(conv_plan, "FLAT_MAX", 0)
     elif switch == "full_k_dw":
-        monkeypatch.setattr(conv_mod, "FULL_COLS_BUDGET", 0 if conv_mod.FULL_COLS_BUDGET else 1 << 30)
+        monkeypatch.setattr(conv_gemm, "FULL_COLS_BUDGET", 0 if conv_gemm.FULL_COLS_BUDGET else 1 << 30)
     elif switch == "dw_orientation":
-        monkeypatch.setattr(conv_mod, "DW_TRANSPOSED_BELOW", 0 if w_shape[0] < conv_mod.DW_TRANSPOSED_BELOW else 10 ** 6)
+        flipped = 0 if w_shape[0] < conv_gemm.DW_TRANSPOSED_BELOW else 10 ** 6
+        monkeypatch.setattr(conv_gemm, "DW_TRANSPOSED_BELOW", flipped)
     elif switch == "dw_from_x_columns":
-        monkeypatch.setattr(conv_mod, "SHARED_COLUMNS", False)
+        monkeypatch.setattr(conv_gemm, "SHARED_COLUMNS", False)
     else:
-        monkeypatch.setattr(conv_mod, "COLS_BUDGET", 1)
+        monkeypatch.setattr(conv_plan, "COLS_BUDGET", 1)
     y2, g2, _ = _fwd_bwd("Conv", xs, attrs)
     np.testing.assert_allclose(y2, y1, rtol=1e-12, atol=1e-12)
     for a, b in zip(g1, g2):
@@ -901,10 +903,10 @@ def test_conv_stride1_dw_from_dy_columns_matches_torch(shape, attrs, budget, lay
     """Stride-1 backward takes dW from the columns of dy that dx gathers (x @ cols.T, flipped);
     checked against torch autograd for both memory layouts of x."""
     called = []
-    real = conv_mod._backward_shared_columns
-    monkeypatch.setattr(conv_mod, "_backward_shared_columns", lambda *a: called.append(1) or real(*a))
+    real = conv_gemm._backward_shared_columns
+    monkeypatch.setattr(conv_gemm, "_backward_shared_columns", lambda *a: called.append(1) or real(*a))
     if budget is not None:
-        monkeypatch.setattr(conv_mod, "COLS_BUDGET", budget)
+        monkeypatch.setattr(conv_plan, "COLS_BUDGET", budget)
     r = np.random.default_rng(11)
     x, w = r.standard_normal(shape[0]), r.standard_normal(shape[1])
     x = cmajor(x) if layout == "channel_major" else x
@@ -915,9 +917,9 @@ def test_conv_stride1_dw_from_dy_columns_matches_torch(shape, attrs, budget, lay
 def test_conv_full_k_dw_is_used_and_matches_torch(monkeypatch):
     """Small maps with many channels take the whole-column dW (one K per GEMM)."""
     called = []
-    real = conv_mod._dw_full_k
-    monkeypatch.setattr(conv_mod, "_dw_full_k", lambda *a: called.append(1) or real(*a))
-    monkeypatch.setattr(conv_mod, "SPLIT_MIN_BYTES", 0)
+    real = conv_gemm._dw_full_k
+    monkeypatch.setattr(conv_gemm, "_dw_full_k", lambda *a: called.append(1) or real(*a))
+    monkeypatch.setattr(conv_plan, "SPLIT_MIN_BYTES", 0)
     r = np.random.default_rng(3)
     xs = [r.standard_normal((4, 96, 3, 3)), r.standard_normal((96, 96, 3, 3))]
     compare_with_torch("Conv", xs, {"pads": [1, 1, 1, 1]}, torch_conv({"pads": [1, 1, 1, 1]}), (0, 1))
@@ -1162,7 +1164,7 @@ def test_numpy_training_is_bit_identical_for_one_and_two_threads(threads):
 @pytest.mark.parametrize("pool", [{"kernel_shape": [2, 2], "strides": [2, 2]},
                                   {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}])
 def test_inference_conv_batchnorm_relu_maxpool_fusion(pool, monkeypatch):
-    monkeypatch.setattr(conv_mod, "SPLIT_MIN_BYTES", 0)  # several chunks, each pooled from cache
+    monkeypatch.setattr(conv_plan, "SPLIT_MIN_BYTES", 0)  # several chunks, each pooled from cache
     r = np.random.default_rng(2)
     x, w = r.standard_normal((3, 4, 10, 10)), r.standard_normal((6, 4, 3, 3))
     stats = [r.uniform(0.5, 1.5, 6), r.standard_normal(6), r.standard_normal(6), r.uniform(0.5, 2, 6)]
