@@ -450,6 +450,44 @@ def test_reshape_target_matches_the_reference(opset, attrs, extra):
     assert list(np.empty((3, 4, 2)).reshape(target).shape) == _reference_shape("Reshape", inputs, attrs, opset)
 
 
+@pytest.mark.parametrize("op,attrs,shape", [
+    ("Flatten", dict(axis=0), (2, 3, 4)),
+    ("Flatten", dict(axis=-1), (2, 3, 4)),
+    ("Flatten", dict(axis=3), (2, 3, 4)),
+    ("Flatten", {}, (2, 3, 4)),
+    ("Transpose", {}, (2, 3, 4)),
+    ("Transpose", dict(perm=[1, 2, 0]), (2, 3, 4)),
+])
+def test_flatten_axis_and_transpose_perm_match_the_reference(op, attrs, shape):
+    x = _rand(*shape)
+    if op == "Flatten":
+        axis = oa.flatten_axis(attrs, len(shape))
+        got = [int(np.prod(shape[:axis])), int(np.prod(shape[axis:]))]
+    else:
+        got = [shape[a] for a in oa.transpose_perm(attrs, len(shape))]
+    assert got == _reference_shape(op, {"x": x}, attrs, OPSET)
+
+
+def test_concat_axis_is_required_from_opset_4():
+    assert oa.concat_axis(1, {}, 3) == 1 and oa.concat_axis(13, dict(axis=-1), 3) == 2
+    with pytest.raises(DLPluginError, match="axis"):
+        oa.concat_axis(4, {}, 3)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5])
+def test_lrn_window_matches_the_reference(size):
+    """(The ReferenceEvaluator's LRN loops its channels over range(batch size), hence N == C;
+    onnxruntime accepts odd sizes only.)"""
+    attrs = dict(size=size, alpha=0.3, beta=0.6, bias=1.5)
+    x = _rand(6, 6, 3, 3)
+    w = oa.lrn_window(attrs)
+    assert w.before + 1 + w.after == size
+    sq = np.pad(x * x, ((0, 0), (w.before, w.after), (0, 0), (0, 0)))
+    window_sum = sum(sq[:, i:i + x.shape[1]] for i in range(size))
+    expected = x / (w.bias + w.alpha / w.size * window_sum) ** w.beta
+    np.testing.assert_allclose(expected, _reference(_model("LRN", {"x": x}, attrs), {"x": x}), rtol=1e-5)
+
+
 # -- Resize ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("extra,attrs", [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ....core.onnx_attributes import lrn_window
 from ..kernel import NumpyKernel
 from ._util import cm, needs
 
@@ -27,14 +28,9 @@ class LRN(NumpyKernel):
 
     op_type = "LRN"
 
-    def _params(self, attrs):
-        size = int(attrs["size"])
-        return (float(attrs.get("alpha", 1e-4)), float(attrs.get("beta", 0.75)),
-                float(attrs.get("bias", 1.0)), size, (size - 1) // 2, size - 1 - (size - 1) // 2)
-
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
-        alpha, beta, bias, size, lo, hi = self._params(attrs)
+        size, alpha, beta, bias, lo, hi = lrn_window(attrs)
         t = x.dtype.type
         xc = cm(x)
         d = _window_sum(np.square(xc), lo, hi)
@@ -47,7 +43,7 @@ class LRN(NumpyKernel):
         if not needs(ctx, 0):
             return [None]
         x, d = saved
-        alpha, beta, bias, size, lo, hi = self._params(attrs)
+        size, alpha, beta, bias, lo, hi = lrn_window(attrs)
         t = x.dtype.type
         xc, dyc = cm(x), cm(grads[0])
         p = np.power(d, t(-beta))

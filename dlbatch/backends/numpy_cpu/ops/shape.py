@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ....core.onnx_attributes import int_list, pad_spec, reshape_target, squeeze_axes, unsqueeze_axes
+from ....core.onnx_attributes import (concat_axis, flatten_axis, pad_spec, reshape_target, squeeze_axes,
+                                      transpose_perm, unsqueeze_axes)
 from ..kernel import NumpyKernel
 from ._util import is_float, needs
 
@@ -24,9 +25,8 @@ class Concat(NumpyKernel):
     op_type = "Concat"
 
     def forward(self, ctx, inputs, attrs):
-        axis = int(attrs.get("axis", 1))
         xs = [v for v in inputs if v is not None]
-        axis = axis % xs[0].ndim
+        axis = concat_axis(ctx.opset, attrs, xs[0].ndim)
         return [np.concatenate(xs, axis=axis)], (axis, [v.shape[axis] if v is not None else None for v in inputs],
                                                     [is_float(v) for v in inputs])
 
@@ -50,9 +50,7 @@ class Flatten(NumpyKernel):
 
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
-        axis = int(attrs.get("axis", 1))
-        if axis < 0:
-            axis += x.ndim
+        axis = flatten_axis(attrs, x.ndim)
         lead = int(np.prod(x.shape[:axis])) if axis else 1
         return [x.reshape(lead, -1) if x.size else x.reshape(lead, int(np.prod(x.shape[axis:])))], x.shape
 
@@ -79,7 +77,7 @@ class Transpose(NumpyKernel):
 
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
-        perm = int_list(attrs.get("perm")) or list(range(x.ndim))[::-1]
+        perm = transpose_perm(attrs, x.ndim)
         return [x.transpose(perm)], perm
 
     def backward(self, ctx, saved, grads, attrs):

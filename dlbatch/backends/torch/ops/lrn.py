@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
+from ....core.onnx_attributes import lrn_window
 from ..kernel import TorchKernel
 from ._util import unsupported
 
@@ -13,15 +14,11 @@ class LRN(TorchKernel):
 
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
-        if "size" not in attrs:
-            raise unsupported("LRN", "a node without size", "size is required")
         if x.dim() < 3:
             raise unsupported("LRN", f"a rank-{x.dim()} input", "rank >= 3 (N, C, spatial...)")
-        size = int(attrs["size"])
-        alpha, beta, bias = float(attrs.get("alpha", 1e-4)), float(attrs.get("beta", 0.75)), float(attrs.get("bias", 1.0))
+        size, alpha, beta, bias, front, back = lrn_window(attrs)
         n, c = x.shape[0], x.shape[1]
         sq = (x * x).reshape(n, 1, c, -1)
-        front, back = (size - 1) // 2, size - 1 - (size - 1) // 2
         sq = F.pad(sq, (0, 0, front, back))
         avg = F.avg_pool2d(sq, (size, 1), stride=1).reshape(x.shape)  # window sum / size
         return [x / (avg * alpha + bias) ** beta]

@@ -7,10 +7,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ....core.onnx_attributes import (int_list, normalize_axis, pad_spec, reshape_target, squeeze_axes,
-                                      unsqueeze_axes)
+from ....core.onnx_attributes import (concat_axis, flatten_axis, pad_spec, reshape_target, squeeze_axes,
+                                      transpose_perm, unsqueeze_axes)
 from ..kernel import TorchKernel
-from ._util import torch_pads, unsupported
+from ._util import torch_pads
 
 
 class Identity(TorchKernel):
@@ -25,9 +25,7 @@ class Concat(TorchKernel):
 
     def forward(self, ctx, inputs, attrs):
         ts = [t for t in inputs if t is not None]
-        if "axis" not in attrs and ctx.opset >= 4:
-            raise unsupported("Concat", "a node without axis", "axis is required from opset 4")
-        axis = normalize_axis("Concat", int(attrs.get("axis", 1)), ts[0].dim())
+        axis = concat_axis(ctx.opset, attrs, ts[0].dim())
         return [torch.cat(ts, dim=axis)]
 
 
@@ -36,11 +34,7 @@ class Flatten(TorchKernel):
 
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
-        r = x.dim()
-        axis = int(attrs.get("axis", 1))
-        axis = axis + r if axis < 0 else axis
-        if not 0 <= axis <= r:
-            raise unsupported("Flatten", f"axis={attrs.get('axis')} for a rank-{r} input", f"-{r} <= axis <= {r}")
+        axis = flatten_axis(attrs, x.dim())
         shape = tuple(x.shape)
         return [x.reshape(math.prod(shape[:axis]), math.prod(shape[axis:]))]
 
@@ -62,7 +56,7 @@ class Transpose(TorchKernel):
 
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
-        perm = int_list(attrs.get("perm")) or list(range(x.dim()))[::-1]
+        perm = transpose_perm(attrs, x.dim())
         return [x.permute(perm)]
 
 
