@@ -1,6 +1,7 @@
 """create_dl_model: a new model of a registered type with its default graph."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -31,9 +32,13 @@ def create_dl_model(type: str, backbone: str | None = None, *, backend: str | No
     hp = initial_hyperparameters(table, model_type, params)
     names = list(model_type.backbones())
     backbone = backbone or names[0]
-    if backbone not in names:
+    is_file = isinstance(backbone, (str, os.PathLike)) and os.fspath(backbone).lower().endswith(".onnx")
+    if backbone not in names and not (is_file and model_type.reads_backbone_files):
+        files = ", or the path of an ONNX classifier file (.onnx)" if model_type.reads_backbone_files else ""
         raise DLParamError(f"unknown backbone {backbone!r} for {model_type.name}; available: "
-                           f"{', '.join(names)}")
+                           f"{', '.join(names)}{files}")
+    if is_file:
+        backbone = os.fspath(backbone)
     hp["backbone"] = backbone if "backbone" in table.specs else hp.get("backbone")
     rng = np.random.default_rng(hp["seed"])
     graph, values, meta = model_type.build(hp, backbone, rng)

@@ -20,8 +20,12 @@ def raw_outputs(model, samples, names=None) -> dict:
 
 def apply_model(model, samples) -> list[dict]:
     samples = as_sample_list(samples)
+    model.model_type.check_samples(samples, model.hyperparameters, labels=False)
+    return _apply_checked(model, samples)
+
+
+def _apply_checked(model, samples) -> list[dict]:
     hp = model.hyperparameters
-    model.model_type.check_samples(samples, hp, labels=False)
     contexts = [SampleContext.of(s, hp, i) for i, s in enumerate(samples)]
     bs = max(1, hp["batch_size"])
     chunks = [raw_outputs(model, samples[i:i + bs]) for i in range(0, len(samples), bs)]
@@ -32,8 +36,13 @@ def apply_model(model, samples) -> list[dict]:
 
 
 def evaluate_model(model, samples) -> dict:
+    """Apply the model batch by batch and let the model type accumulate its measures."""
     samples = as_sample_list(samples)
     hp = model.hyperparameters
     model.model_type.check_samples(samples, hp, labels=True)
-    results = apply_model(model, samples)
-    return model.model_type.evaluate(results, samples, hp)
+    evaluation = model.model_type.evaluation(hp)
+    bs = max(1, hp["batch_size"])
+    for i in range(0, len(samples), bs):
+        chunk = samples[i:i + bs]
+        evaluation.add(_apply_checked(model, chunk), chunk)
+    return evaluation.summary()

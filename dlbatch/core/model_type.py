@@ -70,8 +70,28 @@ class ForeignModel:
     params: dict[str, Any]
 
 
+class Evaluation:
+    """Measures accumulated batch by batch (`evaluate_dl_model` feeds it the results and
+    samples of one batch at a time), so that a model type can evaluate a large set without
+    holding every prediction in memory. This default keeps everything and calls the model
+    type's `evaluate` once at the end."""
+
+    def __init__(self, model_type: "ModelType", hp: Mapping[str, Any]):
+        self._model_type, self._hp = model_type, hp
+        self._results: list[dict] = []
+        self._samples: list[Mapping] = []
+
+    def add(self, results: Sequence[dict], samples: Sequence[Mapping]) -> None:
+        self._results.extend(results)
+        self._samples.extend(samples)
+
+    def summary(self) -> dict:
+        return self._model_type.evaluate(self._results, self._samples, self._hp)
+
+
 class ModelType(ABC):
     name: str = ""
+    reads_backbone_files: bool = False  # create_dl_model(..., backbone="classifier.onnx") accepted
 
     def param_specs(self) -> list[ParamSpec]:
         """Parameters specific to this model type (added to the generic table)."""
@@ -134,6 +154,10 @@ class ModelType(ABC):
 
     def evaluate(self, results: list[dict], samples: Sequence[Mapping], hp: Mapping[str, Any]) -> dict:
         raise NotImplementedError(f"evaluate is not implemented for {self.name} models")
+
+    def evaluation(self, hp: Mapping[str, Any]) -> Evaluation:
+        """A fresh accumulator for evaluate_dl_model; override to measure batch by batch."""
+        return Evaluation(self, hp)
 
     def on_param_changed(self, model, name: str, old: Any, new: Any) -> None:
         """React to a changed hyperparameter (e.g. resize the head when class_ids changes)

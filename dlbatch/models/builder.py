@@ -32,15 +32,16 @@ class GraphBuilder:
         return outputs[0]
 
     def conv(self, x: str, cin: int, cout: int, k: int, name: str, stride: int = 1, pad: int | None = None,
-             bias: bool = False, groups: int = 1) -> str:
+             bias: bool = False, groups: int = 1, output: str | None = None, std: float | None = None) -> str:
+        """A convolution, He-normal initialised (fan_out) unless `std` is given."""
         pad = k // 2 if pad is None else pad
-        std = math.sqrt(2.0 / (cout * k * k / groups))
+        std = math.sqrt(2.0 / (cout * k * k / groups)) if std is None else std
         w = self._param(f"{name}.weight", self.rng.normal(0.0, std, (cout, cin // groups, k, k)))
         inputs = [x, w]
         if bias:
             inputs.append(self._param(f"{name}.bias", np.zeros(cout)))
-        return self.node("Conv", inputs, name, kernel_shape=[k, k], strides=[stride, stride],
-                         pads=[pad] * 4, group=groups)
+        return self.node("Conv", inputs, name, outputs=[output or name], kernel_shape=[k, k],
+                         strides=[stride, stride], pads=[pad] * 4, group=groups)
 
     def batchnorm(self, x: str, c: int, name: str) -> str:
         inputs = [x,
@@ -82,3 +83,19 @@ class GraphBuilder:
     def graph(self, inputs: list[ValueInfo], outputs: list[ValueInfo]) -> Graph:
         return Graph(nodes=self.nodes, inputs=inputs, outputs=outputs, trainable=self.trainable,
                      statistics=self.statistics, constants=self.constants)
+
+    def adopt(self, graph: Graph, values) -> None:
+        """Continue an existing graph (e.g. a classifier cut before its head): its nodes,
+        values (kept as they are, trained weights included) and initializer roles."""
+        self.nodes.extend(graph.nodes)
+        self.values.update(values)
+        self.trainable.extend(graph.trainable)
+        self.statistics.extend(graph.statistics)
+        self.constants.extend(graph.constants)
+
+    def resize(self, x: str, factor: int, name: str, output: str | None = None) -> str:
+        """Bilinear upsampling by an integer factor (ONNX Resize, half-pixel centres: the
+        convention of torch's interpolate(align_corners=False) and of cv2)."""
+        scales = self._param(f"{name}.scales", np.array([1, 1, factor, factor], np.float32), "constants")
+        return self.node("Resize", [x, "", scales], name, outputs=[output or name], mode="linear",
+                         coordinate_transformation_mode="half_pixel")

@@ -45,9 +45,9 @@ class Classification(ModelType):
                                f"pixels per side; got {hp['image_width']}x{hp['image_height']}")
         b = GraphBuilder(rng)
         c, k = hp["image_num_channels"], len(hp["class_ids"])
-        features, width = BACKBONES[backbone](b, "image", c)
-        pooled = b.global_avgpool_flatten(features, "head")
-        logits = b.dense(pooled, width, k, "fc", output="logits")
+        features = BACKBONES[backbone](b, "image", c).last
+        pooled = b.global_avgpool_flatten(features.name, "head")
+        logits = b.dense(pooled, features.channels, k, "fc", output="logits")
         graph = b.graph([ValueInfo("image", (None, c, None, None))], [ValueInfo(logits, (None, k))])
         meta = {"input": "image", "logits": logits, "head_weight": "fc.weight", "head_bias": "fc.bias"}
         return graph, b.values, meta

@@ -1,0 +1,175 @@
+"""The segmentation model type: a backbone (built-in, or a classifier read from an ONNX file)
+with a top-down decoder giving per-pixel class logits at full input resolution, trained with
+the `segmentation` loss term (multinomial logistic per pixel, SPEC section 4)."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..core.errors import DLModelFileError, DLParamError
+from ..core.graph import ValueInfo
+from ..core.hookspecs import hookimpl
+from ..core.model_type import Encoded, Evaluation, LossTerm, ModelType, TermTarget
+from ..core.params import ParamSpec
+from ..core.preprocess import resize_nearest
+from ..core.samples import check_image, images_to_nchw
+from .backbones import BACKBONES
+from .builder import GraphBuilder
+from .classification import class_weight_array
+from .decoder import CLASSIFIER, PREFIX as DECODER_PREFIX, build_decoder
+from .file_backbone import read_backbone_file
+from .label_images import LabelMap, label_image, weight_image
+from .segmentation_metrics import PixelConfusion, segmentation_measures
+
+NAME = "segmentation"
+LOGITS = "segmentation_logits"
+# the levels the decoder reads from each built-in backbone (at least three, SPEC/issue)
+BUILTIN_STRIDES = {"compact": (1, 2, 4), "resnet18": (4, 8, 16, 32)}
+LABEL_KEYS = ("segmentation_image", "weight_image")
+
+
+def _check_size(hp: Mapping[str, Any], multiple: int, backbone: str) -> None:
+    """Image sides must be multiples of the deepest stride, so every upsampling by 2 lands
+    exactly on the shallower map's size (HALCON has the same rule)."""
+    w, h = hp["image_width"], hp["image_height"]
+    if w % multiple or h % multiple:
+        def near(x):
+            return max(multiple, round(x / multiple) * multiple)
+        raise DLParamError(f"a segmentation model with the {backbone} backbone needs image_width and image_height "
+                           f"that are multiples of {multiple}; got {w} x {h}. Use e.g. {near(w)} x {near(h)}")
+
+
+def softmax_confidence(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(winning class index, its softmax probability) per pixel of N x K x H x W logits."""
+    z = logits.astype(np.float64, copy=False)
+    winner = z.argmax(axis=1)
+    top = np.take_along_axis(z, winner[:, None], axis=1)[:, 0]
+    confidence = 1.0 / np.exp(z - top[:, None]).sum(axis=1)
+    return winner, confidence.astype(np.float32)
+
+
+class Segmentation(ModelType):
+    name = NAME
+    reads_backbone_files = True
+
+    def param_specs(self) -> list[ParamSpec]:
+        return [ParamSpec("ignore_class_ids", "int_list", [], "label ids whose pixels are not trained on or "
+                          "evaluated", model_types=(NAME,)),
+                ParamSpec("backbone", "str", readonly=True, doc="the backbone the model was built on",
+                          model_types=(NAME,))]
+
+    def backbones(self) -> Sequence[str]:
+        return list(BACKBONES)
+
+    def build(self, hp, backbone, rng):
+        b = GraphBuilder(rng)
+        c, k = hp["image_num_channels"], len(hp["class_ids"])
+        if backbone in BACKBONES:
+            features = BACKBONES[backbone](b, "image", c)
+            maps = tuple(features.at(s) for s in BUILTIN_STRIDES[backbone])
+            input_name, opset = "image", None
+        else:
+            _check_size(hp, 32, "an ONNX classifier")
+            features, input_name, opset = read_backbone_file(b, backbone, hp)
+            maps = features.maps
+        _check_size(hp, maps[-1].stride, backbone)
+        clash = sorted({o for n in b.nodes for o in n.outputs} | set(b.values)) if opset is not None else []
+        clash = [t for t in clash if t == LOGITS or t.startswith(DECODER_PREFIX + ".")]
+        if clash:
+            raise DLModelFileError(f"{backbone}: the classifier already has tensors named {clash[:3]}, which the "
+                                   "segmentation decoder adds; rename them in the network before exporting it")
+        logits = build_decoder(b, maps, k, LOGITS)
+        graph = b.graph([ValueInfo(input_name, (None, c, None, None))], [ValueInfo(logits, (None, k, None, None))])
+        if opset is not None:
+            graph.opset = opset  # the backbone's nodes keep the semantics of the file's opset
+        meta = {"input": input_name, "logits": logits, "size_multiple": maps[-1].stride,
+                "head_weight": f"{CLASSIFIER}.weight", "head_bias": f"{CLASSIFIER}.bias"}
+        return graph, b.values, meta
+
+    def loss_terms(self, meta):
+        return [LossTerm("segmentation", meta["logits"], "multinomial_logistic")]
+
+    def _labels(self, hp) -> LabelMap:
+        return LabelMap(hp["class_ids"], hp.get("ignore_class_ids") or ())
+
+    def check_samples(self, samples, hp, *, labels):
+        label_map = self._labels(hp) if labels else None
+        for i, s in enumerate(samples):
+            check_image(s, i, hp)
+            if labels:
+                label_image(s, i, hp, label_map)
+                weight_image(s, i, hp)
+
+    def encode(self, samples, hp, meta, *, labels, dtype):
+        inputs = {meta["input"]: images_to_nchw(samples, hp, dtype)}
+        targets = {}
+        if labels:
+            label_map, class_weights = self._labels(hp), class_weight_array(hp)
+            y = np.empty((len(samples), hp["image_height"], hp["image_width"]), dtype=np.int64)
+            a = np.empty(y.shape, dtype=np.float64)
+            for i, s in enumerate(samples):
+                y[i], counted = label_map.encode(label_image(s, i, hp, label_map))
+                a[i] = class_weights[y[i]] * counted
+                w = weight_image(s, i, hp)
+                if w is not None:
+                    a[i] *= w
+            # a weighted mean over the pixels (SPEC section 4): normalised by the weight sum
+            targets["segmentation"] = TermTarget(y, a.astype(dtype), float(a.sum()))
+        return Encoded(inputs, targets)
+
+    def decode(self, outputs, hp, meta, contexts):
+        winner, confidence = softmax_confidence(outputs[meta["logits"]])
+        ids = np.asarray(hp["class_ids"])
+        return [{"segmentation_image": ids[w], "segmentation_confidence": c} for w, c in zip(winner, confidence)]
+
+    def preprocess_sample(self, sample, hp, index):
+        new = super().preprocess_sample(sample, hp, index)
+        for key in LABEL_KEYS:
+            if new.get(key) is not None:
+                new[key] = resize_nearest(np.asarray(new[key]), hp["image_height"], hp["image_width"])
+        return new
+
+    def evaluation(self, hp) -> Evaluation:
+        return PixelEvaluation(self._labels(hp), hp["class_ids"])
+
+    def on_param_changed(self, model, name, old, new):
+        if name == "class_ids" and len(old) != len(new):
+            self._resize_head(model, len(new))
+        if name in ("image_width", "image_height"):
+            _check_size(dict(model.hyperparameters, **{name: new}), model.meta["size_multiple"],
+                        model.meta.get("backbone", "this"))
+
+    def _resize_head(self, model, k: int) -> None:
+        """New class count: a fresh final 1x1 classifier (HALCON behaviour); its solver state is
+        dropped, the backbone and decoder keep their weights."""
+        weight = model.values[model.meta["head_weight"]]
+        rng = np.random.default_rng(model.hyperparameters["seed"] + k)
+        model.replace_params({model.meta["head_weight"]: rng.normal(0.0, 0.01, (k, *weight.shape[1:])),
+                              model.meta["head_bias"]: np.zeros(k)})
+        model.graph.outputs = [ValueInfo(v.name, (None, k, None, None)) if v.name == model.meta["logits"] else v
+                               for v in model.graph.outputs]
+
+
+class PixelEvaluation(Evaluation):
+    """One confusion matrix over every counted pixel, accumulated batch by batch."""
+
+    def __init__(self, labels: LabelMap, class_ids: Sequence[int]):
+        self._labels, self._class_ids = labels, list(class_ids)
+        self._index = {c: i for i, c in enumerate(self._class_ids)}
+        self._confusion = PixelConfusion(len(self._class_ids))
+
+    def add(self, results, samples) -> None:
+        for r, s in zip(results, samples):
+            truth, counted = self._labels.encode(np.asarray(s["segmentation_image"]).reshape(
+                r["segmentation_image"].shape).astype(np.int64))
+            predicted, _ = self._labels.encode(r["segmentation_image"])
+            self._confusion.add(truth, predicted, counted)
+
+    def summary(self) -> dict:
+        return segmentation_measures(self._confusion.matrix, self._class_ids)
+
+
+@hookimpl
+def dlbatch_register_model_types(register):
+    register(Segmentation())
