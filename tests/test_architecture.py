@@ -28,15 +28,22 @@ def test_no_module_outside_core_model_touches_dlmodel_private_state():
     assert not offenders, "use DLModel's public state API instead:\n" + "\n".join(offenders)
 
 
-def _core_imports(path: Path) -> set[str]:
-    """Modules of dlbatch that `path` (in dlbatch/core) imports, as dotted names."""
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Modules of dlbatch that `path` imports (relative imports resolved), as dotted names."""
+    package = _module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.level:
-            base = ["dlbatch", "core"][:3 - node.level] if node.level <= 2 else []
+            base = package[:len(package) - node.level + 1]
             module = ".".join(base + ([node.module] if node.module else []))
-            names = [module] if node.module else [f"{module}.{a.name}" for a in node.names]
-            found.update(names)
+            found.update([module] if node.module else [f"{module}.{a.name}" for a in node.names])
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dlbatch"):
             found.add(node.module)
         elif isinstance(node, ast.Import):
@@ -44,18 +51,24 @@ def _core_imports(path: Path) -> set[str]:
     return found
 
 
+CORE = sorted((PACKAGE / "core").rglob("*.py"))
+
+
 def test_core_imports_no_backend_model_or_loss():
-    for path in (PACKAGE / "core").glob("*.py"):
-        bad = [m for m in _core_imports(path) if m.startswith(("dlbatch.backends", "dlbatch.models",
-                                                                "dlbatch.losses"))]
+    for path in CORE:
+        bad = [m for m in _imports(path) if m.startswith(("dlbatch.backends", "dlbatch.models", "dlbatch.losses",
+                                                           "dlbatch.data"))]
         assert not bad, f"{path.name} imports {bad}"
 
 
 def test_core_modules_import_each_other_without_a_circle():
     graph = {}
-    for path in (PACKAGE / "core").glob("*.py"):
-        name = f"dlbatch.core.{path.stem}"
-        graph[name] = {m for m in _core_imports(path) if m.startswith("dlbatch.core.") and m != name}
+    modules = {_module_name(p) for p in CORE}
+    for path in CORE:
+        name = _module_name(path)
+        # "from . import x" names a module; "from .x import y" names x (y may be a function)
+        deps = {m if m in modules else m.rpartition(".")[0] for m in _imports(path)}
+        graph[name] = {m for m in deps if m in modules and m != name}
     state: dict[str, str] = {}
 
     def visit(node, trail):
