@@ -1,0 +1,1 @@
+"""The detection model type (RetinaNet-style), split the torchvision way into small units."""
