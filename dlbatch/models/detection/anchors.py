@@ -1,0 +1,115 @@
+"""Anchor boxes on the feature pyramid (SPEC section 5), pure numpy, rectangle1 form.
+
+Level l (min_level <= l <= max_level) has stride s = 2^l and a feature map of
+ceil(H / s) x ceil(W / s) cells. Cell (y, x) covers the input pixels y*s .. y*s+s-1 (rows) and
+x*s .. x*s+s-1 (cols), so its anchors are centred at row (y + 0.5)*s - 0.5, col (x + 0.5)*s - 0.5.
+
+Each cell has num_subscales * len(aspect_ratios) anchors: size = 4 * s * 2^(i / num_subscales)
+for i = 0 .. num_subscales-1, and for an aspect ratio r = height / width
+height = size * sqrt(r), width = size / sqrt(r) (the area stays size^2).
+
+Order (binding: the head's outputs are flattened the same way): level, then y, then x, then the
+anchor index a = subscale * len(aspect_ratios) + ratio_index.
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ...core.errors import DLParamError
+
+BASE_SIZE_PER_STRIDE = 4  # the anchor base size is 4 * stride (RetinaNet's anchor_scale)
+
+
+@dataclass(frozen=True)
+class Anchors:
+    """All anchors of one input size: `boxes` (A, 4) rectangle1, `level` (A,) int64 their
+    pyramid level, `per_level` one (level, feature height, feature width, anchor count) per level."""
+
+    boxes: np.ndarray
+    level: np.ndarray
+    per_level: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+
+def _int(name: str, value, least: int) -> int:
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise DLParamError(f"{name} must be an integer, got {value!r}") from None
+    if number < least:
+        raise DLParamError(f"{name} must be >= {least}, got {number}")
+    return number
+
+
+def _ratios(aspect_ratios) -> np.ndarray:
+    ratios = np.asarray(aspect_ratios, dtype=np.float64).reshape(-1) if np.ndim(aspect_ratios) <= 1 else None
+    if ratios is None or ratios.size == 0 or not np.all(np.isfinite(ratios)) or np.any(ratios <= 0):
+        raise DLParamError(f"anchor_aspect_ratios must be a non-empty list of positive numbers (height / width), "
+                           f"got {aspect_ratios!r}")
+    return ratios
+
+
+def anchors_per_location(num_subscales: int, aspect_ratios: Sequence[float]) -> int:
+    """How many anchors each feature-map cell has: num_subscales * len(aspect_ratios)."""
+    return _int("anchor_num_subscales", num_subscales, 1) * len(_ratios(aspect_ratios))
+
+
+def anchor_shapes(level: int, num_subscales: int, aspect_ratios: Sequence[float]) -> np.ndarray:
+    """(K, 2) (height, width) of the K anchors of one cell of `level`, in anchor-index order
+    a = subscale * len(aspect_ratios) + ratio_index."""
+    level = _int("level", level, 0)
+    n = _int("anchor_num_subscales", num_subscales, 1)
+    ratios = _ratios(aspect_ratios)
+    size = BASE_SIZE_PER_STRIDE * 2.0 ** level * 2.0 ** (np.arange(n) / n)  # (n,)
+    root = np.sqrt(ratios)  # (R,)
+    heights = (size[:, None] * root[None, :]).reshape(-1)
+    widths = (size[:, None] / root[None, :]).reshape(-1)
+    return np.stack([heights, widths], axis=1)
+
+
+def feature_size(image_height: int, image_width: int, level: int) -> tuple[int, int]:
+    """(ceil(H / 2^level), ceil(W / 2^level))."""
+    stride = 2 ** level
+    return -(-image_height // stride), -(-image_width // stride)
+
+
+def generate_anchors(image_height: int, image_width: int, min_level: int, max_level: int, num_subscales: int,
+                     aspect_ratios: Sequence[float]) -> Anchors:
+    """The anchors of an image_height x image_width input on levels min_level .. max_level."""
+    height = _int("image_height", image_height, 1)
+    width = _int("image_width", image_width, 1)
+    low = _int("min_level", min_level, 0)
+    high = _int("max_level", max_level, 0)
+    if high < low:
+        raise DLParamError(f"max_level ({high}) must be >= min_level ({low})")
+    boxes, levels, per_level = [], [], []
+    for level in range(low, high + 1):  # a few levels; every anchor of a level in one array op
+        stride = 2 ** level
+        rows, cols = feature_size(height, width, level)
+        shapes = anchor_shapes(level, num_subscales, aspect_ratios)  # (K, 2)
+        centre_row = (np.arange(rows) + 0.5) * stride - 0.5
+        centre_col = (np.arange(cols) + 0.5) * stride - 0.5
+        half = shapes / 2  # (K, 2)
+        # (rows, cols, K, 4) in the binding order level, y, x, a
+        grid = np.empty((rows, cols, len(shapes), 4))
+        grid[..., 0] = centre_row[:, None, None] - half[None, None, :, 0]
+        grid[..., 1] = centre_col[None, :, None] - half[None, None, :, 1]
+        grid[..., 2] = centre_row[:, None, None] + half[None, None, :, 0]
+        grid[..., 3] = centre_col[None, :, None] + half[None, None, :, 1]
+        count = rows * cols * len(shapes)
+        boxes.append(grid.reshape(count, 4))
+        levels.append(np.full(count, level, dtype=np.int64))
+        per_level.append((level, rows, cols, count))
+    return Anchors(np.concatenate(boxes), np.concatenate(levels), per_level)
+
+
+def max_level_for(image_height: int, image_width: int) -> int:
+    """The deepest level whose stride still fits the image: 2^level <= min(H, W)."""
+    side = min(_int("image_height", image_height, 1), _int("image_width", image_width, 1))
+    return side.bit_length() - 1
