@@ -1,7 +1,13 @@
 """`make bench`: every case in its own process, one JSON object per case, then ratios, the
 scaling sweep and Markdown summary tables. Options: --quick (fewer steps, no scaling sweep),
 --device cuda, --threads N (default 2: numpy backend threads, torch threads, onnxruntime
-intra-op threads alike).
+intra-op threads alike), --model classification|segmentation|all (default all: the
+classification cases, then the segmentation cases).
+
+Segmentation cases train and run the segmentation model type (backbone + top-down decoder,
+per-pixel loss) on dlbatch.data.segmentation_samples; the hand-written reference is the same
+network in plain PyTorch (handwritten_torch.Segmenter). Their table keys start with
+"segmentation"; classification keys and output are as before.
 
 Train steps are compared with a plain hand-written PyTorch loop of the same network and
 solver (handwritten_torch.py); inference with onnxruntime running the file write_dl_model
@@ -26,26 +32,49 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SIZES = [("compact", 16, 64), ("resnet18", 8, 224)]
+SIZES = [("compact", 16, 64), ("resnet18", 8, 224)]  # classification
+SEGMENTATION_SIZES = [("compact", 16, 64), ("resnet18", 4, 256)]
+MODELS = {"classification": SIZES, "segmentation": SEGMENTATION_SIZES}
+# timed steps per process where a full run uses fewer than 20: a numpy segmentation step of
+# resnet18 at 4x3x256x256 takes over a second on the 2-core machine (3 rounds x 3 trainers)
+FULL_STEPS = {("segmentation", "resnet18"): 10}
 TRAIN_IMPLS = ["numpy_train", "torch_train", "handwritten_train"]
 INFER_IMPLS = ["numpy_infer", "ort_infer"]
-# the issue's targets: ratio keys -> {size key: bound}
+
+
+def case_key(model, backbone, batch, side):
+    """The name of a case in the tables, the ratios and TARGETS."""
+    size = f"{backbone} {batch}x3x{side}x{side}"
+    return size if model == "classification" else f"{model} {size}"
+
+
+# the issues' targets: ratio keys -> {case key: bound}; segmentation has the classification
+# targets (numpy train <= 1.2 x hand-written torch, torch backend <= 1.05 x)
+SEGMENTATION_TARGETS = {"numpy_train / handwritten_torch_train": 1.2, "numpy_infer / onnxruntime_infer": 1.5,
+                        "numpy_train_mem / handwritten_torch_train_mem": 1.5,
+                        "torch_backend_train / handwritten_torch_train": 1.05}
 TARGETS = {
     "numpy_train / handwritten_torch_train": {"compact 16x3x64x64": 1.0, "resnet18 8x3x224x224": 1.2},
     "numpy_infer / onnxruntime_infer": {"compact 16x3x64x64": 1.5, "resnet18 8x3x224x224": 1.5},
     "numpy_train_mem / handwritten_torch_train_mem": {"compact 16x3x64x64": 1.5, "resnet18 8x3x224x224": 1.5},
     "torch_backend_train / handwritten_torch_train": {"compact 16x3x64x64": 1.05, "resnet18 8x3x224x224": 1.05},
 }
+for name, bound in SEGMENTATION_TARGETS.items():
+    TARGETS[name].update({case_key("segmentation", *size): bound for size in SEGMENTATION_SIZES})
 
 
-def run_case(impl, backbone, batch, side, steps, device="cpu", threads=2):
+def run_case(impl, backbone, batch, side, steps, device="cpu", threads=2, model="classification"):
     cmd = [sys.executable, str(HERE / "step_case.py"), "--impl", impl, "--backbone", backbone,
            "--batch", str(batch), "--side", str(side), "--steps", str(steps), "--device", device,
            "--threads", str(threads)]
+    if model != "classification":
+        cmd += ["--model", model]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         rec = {"impl": impl, "backbone": backbone, "batch": batch, "side": side, "device": device,
                "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+        if model != "classification":
+            rec = {"model": model, **rec}
     else:
         rec = json.loads(proc.stdout.strip().splitlines()[-1])
     print(json.dumps(rec), flush=True)
@@ -77,22 +106,28 @@ def main() -> None:
                     help="run every main case this many times, implementations alternating within a "
                          "round; a ratio is the median of the per-round ratios (default 3, --quick 1): "
                          "other load on the machine then distorts a ratio less")
+    ap.add_argument("--model", default="all", choices=["all", *MODELS],
+                    help="which cases to run (the scaling sweep belongs to classification)")
     args = ap.parse_args()
     t_start = time.perf_counter()
     steps = 5 if args.quick else 20
     rounds = args.rounds or (1 if args.quick else 3)
+    cases = [(m, *size) for m in MODELS if args.model in ("all", m) for size in MODELS[m]]
+    case_steps = {c: min(steps, FULL_STEPS.get(c[:2], steps)) for c in cases}
     state = {"before": machine_state()}
-    results = {}  # (impl, backbone) -> best round's record
-    per_round = {}  # (impl, backbone) -> every round's record
-    for backbone, batch, side in SIZES:
+    results = {}  # (impl, case key) -> best round's record
+    per_round = {}  # (impl, case key) -> every round's record
+    for model, backbone, batch, side in cases:
+        key = case_key(model, backbone, batch, side)
         for _ in range(rounds):
             for impl in TRAIN_IMPLS + INFER_IMPLS:
                 device = args.device if impl in ("torch_train", "handwritten_train") else "cpu"
-                rec = run_case(impl, backbone, batch, side, steps, device, args.threads)
-                per_round.setdefault((impl, backbone), []).append(rec)
-                best = results.get((impl, backbone))
+                rec = run_case(impl, backbone, batch, side, case_steps[(model, backbone, batch, side)], device,
+                               args.threads, model)
+                per_round.setdefault((impl, key), []).append(rec)
+                best = results.get((impl, key))
                 if best is None or "median_s" not in best or rec.get("median_s", float("inf")) < best["median_s"]:
-                    results[(impl, backbone)] = rec
+                    results[(impl, key)] = rec
 
     state["after"] = machine_state()
     summary = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
@@ -103,19 +138,18 @@ def main() -> None:
              "numpy_infer / onnxruntime_infer": ("numpy_infer", "ort_infer", "median_s"),
              "numpy_train_mem / handwritten_torch_train_mem": ("numpy_train", "handwritten_train",
                                                                "peak_step_mem_mb")}
-    for backbone, batch, side in SIZES:
-        key = f"{backbone} {batch}x3x{side}x{side}"
+    for case in cases:
+        key = case_key(*case)
         for part in ("ratios", "ratio_ranges", "best_round_ratios"):
             summary[part][key] = {}
         for name, (a, b, field) in pairs.items():
-            paired = [v for v in (ratio(x, y, field) for x, y in zip(per_round[(a, backbone)],
-                                                                       per_round[(b, backbone)]))
+            paired = [v for v in (ratio(x, y, field) for x, y in zip(per_round[(a, key)], per_round[(b, key)]))
                       if v is not None]
             summary["ratios"][key][name] = round(statistics.median(paired), 3) if paired else None
             summary["ratio_ranges"][key][name] = [min(paired), max(paired)] if paired else None
-            summary["best_round_ratios"][key][name] = ratio(results[(a, backbone)], results[(b, backbone)], field)
+            summary["best_round_ratios"][key][name] = ratio(results[(a, key)], results[(b, key)], field)
     scaling = []
-    if not args.quick:
+    if not args.quick and args.model in ("all", "classification"):
         for batch in (1, 4, 16, 64):
             for impl in ("numpy_train", "handwritten_train"):
                 scaling.append(run_case(impl, "compact", batch, 64, 10, threads=args.threads))
@@ -126,18 +160,19 @@ def main() -> None:
     summary["elapsed_s"] = round(time.perf_counter() - t_start, 1)
     print(json.dumps(summary, indent=1))
 
-    print(f"\n### Step times and peak step memory ({args.threads} threads, median of {steps} steps, "
+    fewer = sorted({(case_key(*c), n) for c, n in case_steps.items() if n != steps})
+    fewer = "".join(f"; {key}: {n} steps" for key, n in fewer)
+    print(f"\n### Step times and peak step memory ({args.threads} threads, median of {steps} steps{fewer}, "
           f"best of {rounds} round(s))\n")
     print(f"Machine state (single-thread sgemm GFLOP/s, copy GB/s): before {state['before']}, "
           f"after {state['after']}\n")
     print("| case | impl | median step (ms) | min step (ms) | peak step memory (MB) |")
     print("|---|---|---|---|---|")
-    for (impl, backbone), rec in results.items():
-        size = next(f"{b}x3x{s}x{s}" for bb, b, s in SIZES if bb == backbone)
+    for (impl, key), rec in results.items():
         ms = f"{rec['median_s'] * 1000:.1f}" if "median_s" in rec else rec.get("error", "?")
         mn = f"{rec['min_s'] * 1000:.1f}" if "min_s" in rec else "-"
         mem = f"{rec['peak_step_mem_mb']:.0f}" if "peak_step_mem_mb" in rec else "-"
-        print(f"| {backbone} {size} | {impl} | {ms} | {mn} | {mem} |")
+        print(f"| {key} | {impl} | {ms} | {mn} | {mem} |")
 
     print(f"\n### Ratios (dlbatch / reference, this run: median over {rounds} paired round(s))\n")
     print("| case | ratio | value | range over rounds | best round / best round | target |")

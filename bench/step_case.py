@@ -12,6 +12,12 @@ method (ru_maxrss minus the RSS before the first step) is used and named in the 
 Both the numpy backend and torch run with --threads threads; onnxruntime with that many
 intra-op threads. dlbatch inference and onnxruntime inference both include dlbatch's encoding
 of the samples into the network input.
+
+--model classification (default): random float images with image_label_id, --classes 10.
+--model segmentation: dlbatch.data.segmentation_samples (background 0 + --classes - 1 shapes,
+default 4 classes), preprocessed by preprocess_dl_samples; every implementation trains on the
+same images and label images (the hand-written loop on the label images as N x H x W class
+indices). Inference (numpy_infer, ort_infer) returns the N x K x H x W logits, without decoding.
 """
 from __future__ import annotations
 
@@ -64,6 +70,18 @@ def samples(n, side, channels, k, seed=0):
              "image_label_id": int(i % k)} for i in range(n)]
 
 
+def segmentation_data(n, side, channels, k, seed=0):
+    """Synthetic shapes (class ids 0..k-1, 0 the background), preprocessed for a model of that
+    size (a throw-away numpy-backend model: preprocessing depends only on its image parameters)."""
+    import dlbatch
+    import dlbatch.data
+    raw = dlbatch.data.segmentation_samples(n, height=side, width=side, channels=channels,
+                                            class_ids=range(1, k), background_id=0, seed=seed)
+    model = dlbatch.create_dl_model("segmentation", backbone="compact", class_ids=list(range(k)),
+                                    image_dimensions=[side, side, channels], batch_size=n)
+    return dlbatch.preprocess_dl_samples(raw, model)
+
+
 def timed(fn, steps, warmup):
     for _ in range(warmup):
         fn()
@@ -80,11 +98,12 @@ def main() -> None:
     ap.add_argument("--impl", required=True, choices=["numpy_train", "torch_train", "handwritten_train",
                                                       "numpy_infer", "torch_infer", "handwritten_infer",
                                                       "ort_infer"])
+    ap.add_argument("--model", default="classification", choices=["classification", "segmentation"])
     ap.add_argument("--backbone", default="compact")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--side", type=int, default=64)
     ap.add_argument("--channels", type=int, default=3)
-    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--classes", type=int, default=None, help="default 10 (classification), 4 (segmentation)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default="cpu")
@@ -92,20 +111,30 @@ def main() -> None:
     a = ap.parse_args()
     os.environ.setdefault("DLBATCH_NUM_THREADS", str(a.threads))  # before dlbatch is imported
 
-    data = samples(a.batch, a.side, a.channels, a.classes)
+    segmentation = a.model == "segmentation"
+    if a.classes is None:
+        a.classes = 4 if segmentation else 10
+    if segmentation:
+        data = segmentation_data(a.batch, a.side, a.channels, a.classes)
+        label_key = "segmentation_image"
+    else:
+        data = samples(a.batch, a.side, a.channels, a.classes)
+        label_key = "image_label_id"
     impl = a.impl
     record = {"impl": impl, "backbone": a.backbone, "batch": a.batch, "side": a.side, "device": a.device,
               "threads": a.threads}
+    if segmentation:  # classification records keep their earlier form
+        record = {"model": a.model, **record}
     if impl.startswith("handwritten"):
         import torch
         torch.set_num_threads(a.threads)
         from handwritten_torch import HandwrittenLoop
-        loop = HandwrittenLoop(a.backbone, a.channels, a.classes, device=a.device)
+        loop = HandwrittenLoop(a.backbone, a.channels, a.classes, device=a.device, model=a.model)
         # np.stack keeps the HWC memory of the images: x is NCHW with channels_last strides, so
         # oneDNN runs the whole network channels_last (its fastest CPU layout: 77 against 90 ms
         # for compact's training step in contiguous NCHW)
         x = torch.tensor(np.stack([s["image"].transpose(2, 0, 1) for s in data]), device=a.device)
-        y = torch.tensor([s["image_label_id"] for s in data], device=a.device)
+        y = torch.tensor(np.stack([np.asarray(s[label_key], dtype=np.int64) for s in data]), device=a.device)
         sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
         fn = (lambda: (loop.step(x, y), sync())) if impl.endswith("train") else (lambda: (loop.infer(x), sync()))
     else:
@@ -114,7 +143,7 @@ def main() -> None:
         if backend == "torch":
             import torch
             torch.set_num_threads(a.threads)
-        model = dlbatch.create_dl_model("classification", backbone=a.backbone, backend=backend,
+        model = dlbatch.create_dl_model(a.model, backbone=a.backbone, backend=backend,
                                         device=a.device if backend == "torch" else "cpu",
                                         class_ids=list(range(a.classes)),
                                         image_dimensions=[a.side, a.side, a.channels], batch_size=a.batch,
@@ -130,10 +159,11 @@ def main() -> None:
             opts.inter_op_num_threads = 1
             sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
             name = sess.get_inputs()[0].name
+            outputs = [model.meta["logits"]] if segmentation else None
 
             def fn():  # the same encoding of the samples that dlbatch's own inference does
                 enc = model.model_type.encode(data, model.hyperparameters, model.meta, labels=False, dtype="float32")
-                return sess.run(None, {name: next(iter(enc.inputs.values()))})
+                return sess.run(outputs, {name: next(iter(enc.inputs.values()))})
         else:
             from dlbatch.core.infer import raw_outputs
             fn = lambda: raw_outputs(model, data)

@@ -34,3 +34,111 @@ def test_step_case_prints_one_timed_record(impl):
     assert rec["impl"] == impl and rec["steps"] == 2
     assert 0 < rec["min_s"] <= rec["median_s"]
     assert rec["peak_step_mem_mb"] >= 0
+
+
+@pytest.mark.parametrize("impl", ["numpy_train", "numpy_infer", "ort_infer", "torch_train", "handwritten_train"])
+def test_segmentation_step_case_prints_one_timed_record(impl):
+    if impl in ("torch_train", "handwritten_train"):
+        pytest.importorskip("torch")
+    if impl == "ort_infer":
+        pytest.importorskip("onnxruntime")
+    rec = run_json(BENCH / "step_case.py", "--model", "segmentation", "--impl", impl, "--backbone", "compact",
+                   "--batch", 2, "--side", 16, "--steps", 2, "--warmup", 1, "--threads", 1)
+    assert rec["model"] == "segmentation" and rec["impl"] == impl and rec["steps"] == 2
+    assert 0 < rec["min_s"] <= rec["median_s"]
+    assert rec["peak_step_mem_mb"] >= 0
+
+
+def _load_dlbatch_values(net, model, backbone):
+    """Copy a dlbatch segmentation model's weights and statistics into handwritten_torch's
+    Segmenter: backbone tensors in order, decoder tensors by the stride in their name."""
+    import re
+
+    import numpy as np
+    import torch
+    from handwritten_torch import SEGMENTATION_STRIDES
+
+    state = net.state_dict()
+    taps = SEGMENTATION_STRIDES[backbone]
+    trainable = iter(n for n in model.graph.trainable if not n.startswith("decoder."))
+    stats = iter(n for n in model.graph.statistics if not n.startswith("decoder."))
+    mapping = {}
+    for name in state:
+        if name.endswith("num_batches_tracked"):
+            continue
+        if name.startswith("stages."):
+            mapping[name] = next(stats if name.endswith(("running_mean", "running_var")) else trainable)
+        elif m := re.fullmatch(r"laterals\.(\d+)\.(weight|bias)", name):
+            mapping[name] = f"decoder.lateral{taps[int(m[1])]}.{m[2]}"
+        elif m := re.fullmatch(r"refines\.(\d+)\.([01])\.(\w+)", name):
+            part = "conv" if m[2] == "0" else "bn"
+            leaf = "scale" if (part, m[3]) == ("bn", "weight") else m[3]
+            mapping[name] = f"decoder.refine{taps[int(m[1])]}.{part}.{leaf}"
+        else:
+            mapping[name] = f"decoder.{name}"
+    assert sorted(mapping.values()) == sorted(model.graph.trainable + model.graph.statistics)
+    for name, source in mapping.items():
+        state[name] = torch.tensor(np.asarray(model.values[source]))
+    net.load_state_dict(state)
+    return mapping
+
+
+@pytest.mark.parametrize("backbone,side", [("compact", 16), ("resnet18", 64)])
+def test_handwritten_segmenter_is_the_dlbatch_network(backbone, side):
+    """Given dlbatch's weights, the hand-written reference gives the same logits, losses and
+    weights after two SGD steps: the bench compares the same network and solver."""
+    torch = pytest.importorskip("torch")
+    import numpy as np
+
+    import dlbatch
+    from dlbatch.core.infer import raw_outputs
+    sys.path.insert(0, str(BENCH))
+    from handwritten_torch import HandwrittenLoop
+    from step_case import segmentation_data
+
+    torch.set_num_threads(1)
+    data = segmentation_data(2, side, 3, 4, seed=1)
+    model = dlbatch.create_dl_model("segmentation", backbone=backbone, class_ids=[0, 1, 2, 3],
+                                    image_dimensions=[side, side, 3], batch_size=2, learning_rate=0.01,
+                                    momentum=0.9, weight_prior=1e-4)
+    loop = HandwrittenLoop(backbone, 3, 4, model="segmentation")
+    mapping = _load_dlbatch_values(loop.net, model, backbone)
+    initial = {name: np.array(model.values[source], dtype=np.float64) for name, source in mapping.items()}
+    x = torch.tensor(np.stack([s["image"].transpose(2, 0, 1) for s in data]))
+    y = torch.tensor(np.stack([s["segmentation_image"] for s in data]).astype(np.int64))
+    expected = raw_outputs(model, data)[model.meta["logits"]]
+    np.testing.assert_allclose(loop.infer(x).numpy(), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    for _ in range(2):
+        loss = dlbatch.train_dl_model_batch(model, data)["loss_multinomial_logistic"]
+        assert loop.step(x, y) == pytest.approx(loss, rel=1e-5)
+    state = loop.net.state_dict()
+    for name, source in mapping.items():  # every tensor's change agrees to 1% (in norm; float32 rounding)
+        want = np.asarray(model.values[source], dtype=np.float64) - initial[name]
+        got = state[name].numpy().astype(np.float64) - initial[name]
+        ulp = np.finfo(np.float32).eps * np.linalg.norm(initial[name])
+        assert np.linalg.norm(want) > 0, name
+        assert np.linalg.norm(got - want) <= 1e-2 * np.linalg.norm(want) + 2 * ulp, name
+
+
+def test_run_all_tables_segmentation_cases(monkeypatch, capsys):
+    """run_all --model segmentation: the segmentation keys, ratios and targets, from fake records."""
+    sys.path.insert(0, str(BENCH))
+    import run_all
+
+    def fake_case(impl, backbone, batch, side, steps, device="cpu", threads=2, model="classification"):
+        assert model == "segmentation"
+        ms = {"numpy_train": 1.1, "torch_train": 1.0, "handwritten_train": 1.0, "numpy_infer": 2.0, "ort_infer": 1.0}
+        return {"model": model, "impl": impl, "backbone": backbone, "batch": batch, "side": side,
+                "median_s": ms[impl], "min_s": ms[impl], "steps": steps, "peak_step_mem_mb": 100.0}
+
+    monkeypatch.setattr(run_all, "run_case", fake_case)
+    monkeypatch.setattr(run_all, "machine_state", lambda: {})
+    monkeypatch.setattr(sys, "argv", ["run_all.py", "--quick", "--model", "segmentation"])
+    run_all.main()
+    out = capsys.readouterr().out
+    for size in ("compact 16x3x64x64", "resnet18 4x3x256x256"):
+        assert f"| segmentation {size} | numpy_train / handwritten_torch_train | 1.100 | 1.100-1.100 | 1.100 " \
+               f"| <= 1.2 (met) |" in out
+        assert f"| segmentation {size} | numpy_infer / onnxruntime_infer | 2.000 | 2.000-2.000 | 2.000 " \
+               f"| <= 1.5 (missed) |" in out
+    assert "| compact 16x3x64x64 |" not in out  # no classification case
