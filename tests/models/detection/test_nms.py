@@ -15,7 +15,9 @@ def rect1_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     rows = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
     cols = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
     inter = rows * cols
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
+    out = np.zeros(inter.shape)  # 0 where the boxes do not overlap (degenerate ones included)
+    np.divide(inter, area_a[:, None] + area_b[None, :] - inter, out=out, where=inter > 0)
+    return out
 
 
 def scalar_iou(a, b) -> float:
