@@ -113,3 +113,31 @@ def max_level_for(image_height: int, image_width: int) -> int:
     """The deepest level whose stride still fits the image: 2^level <= min(H, W)."""
     side = min(_int("image_height", image_height, 1), _int("image_width", image_width, 1))
     return side.bit_length() - 1
+
+
+def anchors_near(anchors: Anchors, boxes: np.ndarray) -> np.ndarray:
+    """Sorted indices (int64) of a subset of `anchors` that holds every anchor overlapping one
+    of the rectangle1 `boxes` (N, 4) with positive area: per level, the cells whose centre lies
+    within a box grown by the level's largest anchor half height and width (and a cell's width
+    of margin). Matching a few boxes against these alone gives the same result for the boxes,
+    as every other anchor has IoU 0 with all of them."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    found, offset = [], 0
+    for level, rows, cols, count in anchors.per_level:  # a few levels, boxes and cells in array ops
+        per_cell = count // (rows * cols)
+        first = anchors.boxes[offset:offset + per_cell]  # every cell has the same anchor shapes
+        half_h = float((first[:, 2] - first[:, 0]).max()) / 2
+        half_w = float((first[:, 3] - first[:, 1]).max()) / 2
+        stride = 2 ** level
+        y0 = np.floor((boxes[:, 0] - half_h + 0.5) / stride - 0.5)
+        y1 = np.ceil((boxes[:, 2] + half_h + 0.5) / stride - 0.5)
+        x0 = np.floor((boxes[:, 1] - half_w + 0.5) / stride - 0.5)
+        x1 = np.ceil((boxes[:, 3] + half_w + 0.5) / stride - 0.5)
+        y, x = np.arange(rows), np.arange(cols)
+        in_rows = (y[None, :] >= y0[:, None]) & (y[None, :] <= y1[:, None])
+        in_cols = (x[None, :] >= x0[:, None]) & (x[None, :] <= x1[:, None])
+        cells = np.flatnonzero((in_rows[:, :, None] & in_cols[:, None, :]).any(axis=0))
+        found.append((offset + cells[:, None] * per_cell + np.arange(per_cell)[None, :]).reshape(-1))
+        offset += count
+    return np.concatenate(found).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
+

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dlbatch.core.errors import DLParamError
-from dlbatch.models.detection.anchors import (Anchors, anchor_shapes, anchors_per_location, feature_size,
+from dlbatch.models.detection.anchors import (Anchors, anchor_shapes, anchors_near, anchors_per_location, feature_size,
                                               generate_anchors, max_level_for)
 
 
@@ -83,6 +83,31 @@ def test_sizes_areas_and_centres():
     centre = (b[:, 0] + b[:, 2]) / 2
     cell = (centre + 0.5) / stride - 0.5
     np.testing.assert_allclose(cell, np.round(cell), atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_anchors_near_holds_every_anchor_that_overlaps_a_box(seed):
+    rng = np.random.default_rng(seed)
+    height, width = int(rng.integers(8, 80)), int(rng.integers(8, 80))
+    low = int(rng.integers(0, 3))
+    anchors = generate_anchors(height, width, low, low + int(rng.integers(0, 3)), int(rng.integers(1, 4)),
+                               rng.uniform(0.2, 5.0, int(rng.integers(1, 4))))
+    corner = rng.uniform(-0.5, [height - 0.5, width - 0.5], (int(rng.integers(1, 6)), 2))
+    boxes = np.concatenate([corner, corner + rng.uniform(0.2, 30, corner.shape)], axis=1)
+    near = anchors_near(anchors, boxes)
+    assert near.dtype == np.int64 and np.all(np.diff(near) > 0)
+    a = anchors.boxes
+    overlap_h = np.minimum(a[None, :, 2], boxes[:, None, 2]) - np.maximum(a[None, :, 0], boxes[:, None, 0])
+    overlap_w = np.minimum(a[None, :, 3], boxes[:, None, 3]) - np.maximum(a[None, :, 1], boxes[:, None, 1])
+    touching = np.flatnonzero(((overlap_h > 0) & (overlap_w > 0)).any(axis=0))
+    assert np.isin(touching, near).all()
+    assert len(anchors_near(anchors, np.zeros((0, 4)))) == 0
+
+
+def test_anchors_near_leaves_out_far_anchors():
+    anchors = generate_anchors(256, 256, 2, 4, 3, [0.5, 1.0, 2.0])
+    near = anchors_near(anchors, np.array([[10.0, 10.0, 30.0, 30.0]]))
+    assert 0 < len(near) < len(anchors) / 10
 
 
 def test_helpers():
