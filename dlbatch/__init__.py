@@ -56,6 +56,13 @@ def read_dl_model(path, backend: str | None = None, device: str = "cpu", **kwarg
     return _read(path, backend=backend, device=device, **kwargs)
 
 
+def detection_params_from_samples(samples, image_width: int, image_height: int, **options) -> dict:
+    """Anchor parameters (min_level, max_level, anchor_num_subscales, anchor_aspect_ratios)
+    suggested from the samples' boxes (HALCON's determine_dl_model_detection_param)."""
+    from .models.detection.detection_params import detection_params_from_samples as _suggest
+    return _suggest(samples, image_width, image_height, **options)
+
+
 def plugins():
     """Every loaded plugin: name, source, distribution, version and what it registered."""
     return plugin_manager.plugins()
@@ -64,7 +71,7 @@ def plugins():
 __all__ = [
     "DLModel", "create_dl_model", "read_dl_model", "write_dl_model", "train_dl_model_batch",
     "apply_dl_model", "evaluate_dl_model", "get_dl_model_param", "set_dl_model_param",
-    "preprocess_dl_samples", "set_system", "get_system", "plugins", "plugin_manager",
+    "preprocess_dl_samples", "detection_params_from_samples", "set_system", "get_system", "plugins", "plugin_manager",
     "DLError", "DLParamError", "DLSampleError", "DLPluginError", "DLBackendError", "DLNumericError",
     "DLModelFileError",
 ]

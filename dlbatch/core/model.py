@@ -167,6 +167,15 @@ class DLModel:
         self._values = {**self._values, **new}
         self._solver_state = state
 
+    def replace_constants(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Replace constant tensors (shapes, scales) that describe the network's structure,
+        e.g. a head's output shape after a class-count change."""
+        unknown = [n for n in arrays if n not in self.graph.constants]
+        if unknown:
+            raise DLParamError(f"replace_constants: {unknown[:5]} are not constants of this model")
+        new = {n: self.backend.asarray(np.asarray(a), device=self._device) for n, a in arrays.items()}
+        self._values = {**self._values, **new}
+
     # -- parameters ---------------------------------------------------------------------------
     def get_param(self, name: str) -> Any:
         spec = self._table.spec(name)
@@ -196,6 +205,9 @@ class DLModel:
         spec = self._table.spec(name)
         if spec.readonly:
             raise DLParamError(f"parameter {name!r} is read-only (derived from the model)")
+        if spec.fixed:
+            raise DLParamError(f"parameter {name!r} shapes the network and is fixed when the model is created; "
+                               f"create a new model with create_dl_model(..., {name}=...)")
         value = coerce(spec, value)
         if name == "backend":
             self._move(backend_name=value)

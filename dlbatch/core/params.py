@@ -18,7 +18,8 @@ Check = Callable[[Any], str | None]  # returns a description of the problem, or 
 class ParamSpec:
     """One model parameter. `kind` is one of: float, int, str, bool, int_list, float_list,
     str_list, dict, any. `model_types` None means every model type. Runtime parameters are
-    never written to model files; read-only ones are derived from the model."""
+    never written to model files; read-only ones are derived from the model; fixed ones are
+    given to create_dl_model and shape the network, so they cannot change afterwards."""
 
     name: str
     kind: str
@@ -30,6 +31,7 @@ class ParamSpec:
     runtime: bool = False
     readonly: bool = False
     nullable: bool = False
+    fixed: bool = False
 
 
 def positive(x) -> str | None:

@@ -99,3 +99,31 @@ class GraphBuilder:
         scales = self._param(f"{name}.scales", np.array([1, 1, factor, factor], np.float32), "constants")
         return self.node("Resize", [x, "", scales], name, outputs=[output or name], mode="linear",
                          coordinate_transformation_mode="half_pixel")
+
+    def upsample_nearest(self, x: str, factor: int, name: str) -> str:
+        """Nearest-neighbour upsampling by an integer factor (each pixel repeated; torch's
+        interpolate(mode='nearest')), as feature pyramids use."""
+        scales = self._param(f"{name}.scales", np.array([1, 1, factor, factor], np.float32), "constants")
+        return self.node("Resize", [x, "", scales], name, mode="nearest",
+                         coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+
+    def flatten_locations(self, x: str, per_location: int, name: str) -> str:
+        """N x (A*P) x H x W -> N x (H*W*A) x P: one row per anchor, ordered y, x, anchor."""
+        y = self.node("Transpose", [x], f"{name}.nhwc", perm=[0, 2, 3, 1])
+        shape = self._param(f"{name}.shape", np.array([0, -1, per_location], np.int64), "constants")
+        return self.node("Reshape", [y, shape], name)
+
+    def concat(self, xs: list[str], axis: int, name: str, output: str | None = None) -> str:
+        return self.node("Concat", list(xs), name, outputs=[output or name], axis=axis)
+
+    def conv_params(self, cin: int, cout: int, k: int, name: str, *, std: float, bias: float = 0.0
+                    ) -> tuple[str, str]:
+        """(weight, bias) of a k x k convolution, normal(0, std) and a constant bias, to be used
+        by several Conv nodes (weights shared across pyramid levels)."""
+        w = self._param(f"{name}.weight", self.rng.normal(0.0, std, (cout, cin, k, k)))
+        return w, self._param(f"{name}.bias", np.full(cout, bias))
+
+    def conv_with(self, x: str, params: tuple[str, str], k: int, name: str, stride: int = 1) -> str:
+        """A Conv node reading existing (weight, bias) initializers, 'same' padding."""
+        return self.node("Conv", [x, *params], name, kernel_shape=[k, k], strides=[stride, stride],
+                         pads=[k // 2] * 4)

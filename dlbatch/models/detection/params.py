@@ -1,0 +1,43 @@
+"""The detection model's parameters (SPEC section 7). Those that shape the network (levels,
+anchors, capacity, instance type) are fixed when the model is created."""
+from __future__ import annotations
+
+from ...core.params import ParamSpec, all_of, nonempty, non_negative, positive
+
+NAME = "detection"
+
+
+def _unit(x) -> str | None:
+    return None if 0 <= x <= 1 else "must be in [0, 1]"
+
+
+def _positive_list(v) -> str | None:
+    return None if all(x > 0 for x in v) else "every entry must be > 0"
+
+
+SPECS = [
+    ParamSpec("backbone", "str", readonly=True, doc="the backbone the model was built on", model_types=(NAME,)),
+    ParamSpec("instance_type", "str", "rectangle1", "box geometry", choices=("rectangle1",), fixed=True,
+              model_types=(NAME,)),
+    ParamSpec("min_level", "int", 2, "shallowest pyramid level (stride 2^level)", check=non_negative, fixed=True,
+              model_types=(NAME,)),
+    ParamSpec("max_level", "int", 4, "deepest pyramid level (stride 2^level)", check=non_negative, fixed=True,
+              model_types=(NAME,)),
+    ParamSpec("anchor_num_subscales", "int", 3, "anchor scales per octave", check=positive, fixed=True,
+              model_types=(NAME,)),
+    ParamSpec("anchor_aspect_ratios", "float_list", [1.0, 2.0, 0.5], "anchor height/width ratios",
+              check=all_of(nonempty, _positive_list), fixed=True, model_types=(NAME,)),
+    ParamSpec("capacity", "str", "medium", "width and depth of the pyramid and heads",
+              choices=("high", "medium", "low"), fixed=True, model_types=(NAME,)),
+    ParamSpec("class_heads_weight", "float", 1.0, "weight of the focal loss term", check=non_negative,
+              model_types=(NAME,)),
+    ParamSpec("bbox_heads_weight", "float", 1.0, "weight of the Huber loss term", check=non_negative,
+              model_types=(NAME,)),
+    ParamSpec("max_overlap", "float", 0.5, "IoU above which per-class NMS suppresses a box", check=_unit,
+              model_types=(NAME,)),
+    ParamSpec("max_overlap_class_agnostic", "float", 1.0, "IoU above which class-agnostic NMS suppresses a box "
+              "(1.0: off)", check=_unit, model_types=(NAME,)),
+    ParamSpec("min_confidence", "float", 0.5, "lowest confidence of a returned detection", check=_unit,
+              model_types=(NAME,)),
+    ParamSpec("max_num_detections", "int", 100, "most detections per image", check=positive, model_types=(NAME,)),
+]
