@@ -6,7 +6,8 @@ upper-left pixel at (0, 0), so an H x W image spans rows [-0.5, H-0.5] and cols 
 rectangle1 boxes are float64 arrays (N, 4) = (row1, col1, row2, col2), the upper-left and the
 lower-right corner; area = (row2-row1)*(col2-col1); row2 <= row1 or col2 <= col1 is degenerate.
 
-A geometry is a class with class-level methods (no instances), so the detection units
+A geometry is an object with this interface (Rectangle1: the class itself, static methods;
+Rectangle2: an instance, as it is configured), so the detection units
 (matcher, box coder, detection parameters) take a geometry instead of assuming 4 columns:
 
     name, num_params, keys                  what a box is and which sample keys hold it
@@ -19,7 +20,9 @@ A geometry is a class with class-level methods (no instances), so the detection 
     from_sample(sample, index)              the sample's boxes (N, num_params), validated
     to_centre(b), from_centre(c)            the box coder's centre form (cy, cx, h, w[, ...])
 
-rectangle2 (row, col, phi, length1, length2) joins GEOMETRIES in a later issue.
+rectangle2 (row, col, phi, length1, length2) lives in rectangle2.py: a configured instance
+(Rectangle2(ignore_direction=...)) with the same interface as instance methods. geometry_for()
+builds the geometry of an instance_type; GEOMETRIES holds the class-level geometries only.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ...core.errors import DLSampleError
+from ...core.errors import DLParamError, DLSampleError, did_you_mean
 
 RECTANGLE1_KEYS = ("bbox_row1", "bbox_col1", "bbox_row2", "bbox_col2")
 
@@ -166,6 +169,19 @@ class Rectangle1:
 
 
 GEOMETRIES = {"rectangle1": Rectangle1}
+INSTANCE_TYPES = ("rectangle1", "rectangle2")
+
+
+def geometry_for(instance_type: str, *, ignore_direction: bool = True):
+    """The geometry of `instance_type`: Rectangle1 (the class; it has no direction, so
+    `ignore_direction` does not apply) or Rectangle2(ignore_direction=ignore_direction)."""
+    if instance_type == "rectangle1":
+        return Rectangle1
+    if instance_type == "rectangle2":
+        from .rectangle2 import Rectangle2  # rectangle2 builds on this module
+        return Rectangle2(ignore_direction=ignore_direction)
+    raise DLParamError(f"unknown instance_type {instance_type!r}; {did_you_mean(instance_type, INSTANCE_TYPES)}")
+
 
 # the rectangle1 functions under short names
 pairwise_iou = Rectangle1.pairwise_iou

@@ -150,3 +150,18 @@ def test_scale_maps_the_image_extent_onto_the_new_extent():
 def test_geometry_registry():
     assert GEOMETRIES["rectangle1"] is Rectangle1
     assert Rectangle1.num_params == len(Rectangle1.keys) == 4
+
+
+def test_geometry_for_builds_the_configured_geometry():
+    from dlbatch.core.errors import DLParamError
+    from dlbatch.models.detection.boxes import geometry_for
+    from dlbatch.models.detection.rectangle2 import Rectangle2
+
+    assert geometry_for("rectangle1") is Rectangle1
+    assert geometry_for("rectangle1", ignore_direction=False) is Rectangle1  # no direction to ignore
+    undirected, directed = geometry_for("rectangle2"), geometry_for("rectangle2", ignore_direction=False)
+    assert isinstance(undirected, Rectangle2) and undirected.ignore_direction is True
+    assert isinstance(directed, Rectangle2) and directed.ignore_direction is False
+    assert undirected.num_params == len(undirected.keys) == 5
+    with pytest.raises(DLParamError, match="unknown instance_type 'rectangle3'.*rectangle1, rectangle2"):
+        geometry_for("rectangle3")
