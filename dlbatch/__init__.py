@@ -63,6 +63,14 @@ def detection_params_from_samples(samples, image_width: int, image_height: int, 
     return _suggest(samples, image_width, image_height, **options)
 
 
+def export_inference_onnx(model: DLModel, path) -> None:
+    """Write a detection model as an inference-only .onnx file whose graph also decodes the boxes
+    and runs NonMaxSuppression, so onnxruntime alone returns apply_dl_model's detections
+    (atomically; outputs in dlbatch.models.detection.inference_export). Other models: DLParamError."""
+    from .models.detection.inference_export import export_inference_onnx as _export
+    _export(model, path)
+
+
 def plugins():
     """Every loaded plugin: name, source, distribution, version and what it registered."""
     return plugin_manager.plugins()
@@ -71,7 +79,8 @@ def plugins():
 __all__ = [
     "DLModel", "create_dl_model", "read_dl_model", "write_dl_model", "train_dl_model_batch",
     "apply_dl_model", "evaluate_dl_model", "get_dl_model_param", "set_dl_model_param",
-    "preprocess_dl_samples", "detection_params_from_samples", "set_system", "get_system", "plugins", "plugin_manager",
+    "preprocess_dl_samples", "detection_params_from_samples", "export_inference_onnx", "set_system", "get_system",
+    "plugins", "plugin_manager",
     "DLError", "DLParamError", "DLSampleError", "DLPluginError", "DLBackendError", "DLNumericError",
     "DLModelFileError",
 ]
