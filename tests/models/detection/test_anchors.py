@@ -130,3 +130,120 @@ def test_helpers():
 def test_invalid_parameters(args, message):
     with pytest.raises(DLParamError, match=message):
         generate_anchors(*args)
+
+
+# --- oriented (rectangle2) anchors -----------------------------------------------------------------
+
+def spec_oriented_anchors(height, width, min_level, max_level, n, ratios, angles):
+    """Oriented anchors as nested loops: level, y, x, subscale, ratio, angle; r = length1 / length2."""
+    out, levels = [], []
+    for level in range(min_level, max_level + 1):
+        s = 2 ** level
+        for y in range(math.ceil(height / s)):
+            for x in range(math.ceil(width / s)):
+                cr, cc = sum(range(y * s, y * s + s)) / s, sum(range(x * s, x * s + s)) / s
+                for i in range(n):
+                    size = 4 * s * 2 ** (i / n)
+                    for r in ratios:
+                        for phi in angles:
+                            out.append((cr, cc, phi, size * math.sqrt(r) / 2, size / math.sqrt(r) / 2))
+                            levels.append(level)
+    return np.array(out), np.array(levels)
+
+
+def test_oriented_anchors_by_hand():
+    from dlbatch.models.detection.anchors import generate_oriented_anchors, oriented_anchor_shapes
+    # 8 x 12 image, levels 1 (4 x 6 cells) and 2 (2 x 3 cells), 2 subscales, 2 ratios, 3 angles: 12 per cell
+    angles = [0.0, math.pi / 3, -math.pi / 4]
+    anchors = generate_oriented_anchors(8, 12, 1, 2, 2, [1.0, 4.0], angles)
+    assert anchors.per_level == [(1, 4, 6, 288), (2, 2, 3, 72)]
+    assert anchors.boxes.shape == (360, 5) and anchors.level.dtype == np.int64
+    np.testing.assert_array_equal(anchors.level, [1] * 288 + [2] * 72)
+    b = anchors.boxes
+    # level 1, cell (0, 0): centre (0.5, 0.5), size 8; a = (subscale * 2 + ratio) * 3 + angle
+    np.testing.assert_allclose(b[0], [0.5, 0.5, 0.0, 4.0, 4.0])
+    np.testing.assert_allclose(b[1], [0.5, 0.5, math.pi / 3, 4.0, 4.0])
+    np.testing.assert_allclose(b[2], [0.5, 0.5, -math.pi / 4, 4.0, 4.0])
+    np.testing.assert_allclose(b[3], [0.5, 0.5, 0.0, 8.0, 2.0])  # ratio 4 = length1 / length2
+    half = 4 * math.sqrt(2)
+    np.testing.assert_allclose(b[7], [0.5, 0.5, math.pi / 3, half, half])  # subscale 1, ratio 1, angle 1
+    # level 1, cell (1, 2): first index (1 * 6 + 2) * 12 = 96, centre (2.5, 4.5)
+    np.testing.assert_allclose(b[96 + 5], [2.5, 4.5, -math.pi / 4, 8.0, 2.0])
+    # last anchor: level 2, cell (1, 2), centre (5.5, 9.5), size 16 sqrt 2, ratio 4, angle -pi/4
+    np.testing.assert_allclose(b[-1], [5.5, 9.5, -math.pi / 4, 16 * math.sqrt(2), 4 * math.sqrt(2)])
+    np.testing.assert_allclose(oriented_anchor_shapes(1, 2, [1.0, 4.0], angles), b[:12, 2:])
+    assert anchors_per_location(2, [1.0, 4.0], 3) == anchors_per_location(2, [1.0, 4.0], angles) == 12
+
+
+@pytest.mark.parametrize("height, width, low, high, n, ratios, angles", [
+    (8, 12, 1, 2, 2, [1.0, 4.0], [0.0, 1.0]),
+    (10, 7, 0, 3, 1, [1.0], [0.5]),
+    (32, 16, 2, 4, 3, [0.5, 2.0], [0.0, math.pi / 4, math.pi / 2, -math.pi / 4]),
+])
+def test_every_oriented_anchor_matches_the_spec_loop(height, width, low, high, n, ratios, angles):
+    from dlbatch.models.detection.anchors import generate_oriented_anchors
+    anchors = generate_oriented_anchors(height, width, low, high, n, ratios, angles)
+    want, levels = spec_oriented_anchors(height, width, low, high, n, ratios, angles)
+    np.testing.assert_allclose(anchors.boxes, want, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(anchors.level, levels)
+    plain = generate_anchors(height, width, low, high, n, ratios)
+    assert [p[:3] for p in plain.per_level] == [p[:3] for p in anchors.per_level]
+    for (*_, count), (*_, plain_count) in zip(anchors.per_level, plain.per_level):
+        assert count == plain_count * len(angles)
+    # at phi = pi/2 (length1 along the rows) an oriented anchor is the rectangle1 anchor of the same ratio
+    upright = generate_oriented_anchors(height, width, low, high, n, ratios, [math.pi / 2])
+    from dlbatch.models.detection.rotated_iou import bounding_boxes
+    np.testing.assert_allclose(bounding_boxes(upright.boxes), plain.boxes, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_anchors_near_holds_every_overlapping_oriented_anchor(seed):
+    from dlbatch.models.detection.anchors import generate_oriented_anchors
+    from dlbatch.models.detection.rotated_iou import rotated_pairwise_iou
+    rng = np.random.default_rng(seed)
+    height, width = int(rng.integers(8, 64)), int(rng.integers(8, 64))
+    low = int(rng.integers(0, 3))
+    anchors = generate_oriented_anchors(height, width, low, low + int(rng.integers(0, 2)), int(rng.integers(1, 3)),
+                                        rng.uniform(0.2, 5.0, int(rng.integers(1, 3))),
+                                        rng.uniform(-math.pi, math.pi, int(rng.integers(1, 4))))
+    n = int(rng.integers(1, 5))
+    boxes = np.stack([rng.uniform(-0.5, height - 0.5, n), rng.uniform(-0.5, width - 0.5, n),
+                      rng.uniform(-4, 4, n), rng.uniform(0.2, 20, n), rng.uniform(0.1, 3, n)], axis=1)
+    near = anchors_near(anchors, boxes)
+    assert near.dtype == np.int64 and np.all(np.diff(near) > 0)
+    overlapping = np.flatnonzero((rotated_pairwise_iou(boxes, anchors.boxes) > 0).any(axis=0))
+    assert len(overlapping) > 0
+    assert np.isin(overlapping, near).all()
+    assert len(near) < len(anchors) or len(anchors) < 200
+    # rectangle1 boxes against oriented anchors: the anchors' bounding boxes count
+    from dlbatch.models.detection.rotated_iou import bounding_boxes
+    assert np.isin(overlapping, anchors_near(anchors, bounding_boxes(boxes))).all()
+    assert len(anchors_near(anchors, np.zeros((0, 5)))) == 0
+
+
+def test_anchors_near_oriented_leaves_out_far_anchors():
+    from dlbatch.models.detection.anchors import generate_oriented_anchors
+    anchors = generate_oriented_anchors(256, 256, 2, 4, 2, [0.5, 2.0], [0.0, math.pi / 4])
+    near = anchors_near(anchors, np.array([[20.0, 20.0, 0.3, 10.0, 5.0]]))
+    assert 0 < len(near) < len(anchors) / 10
+
+
+@pytest.mark.parametrize("angles, message", [
+    ([], "anchor angles"),
+    ([0.0, float("nan")], "anchor angles"),
+    ([[0.0]], "anchor angles"),
+])
+def test_invalid_oriented_parameters(angles, message):
+    from dlbatch.models.detection.anchors import generate_oriented_anchors
+    with pytest.raises(DLParamError, match=message):
+        generate_oriented_anchors(8, 8, 1, 2, 1, [1.0], angles)
+
+
+def test_anchors_per_location_angle_count():
+    assert anchors_per_location(3, [0.5, 1.0, 2.0]) == 9  # existing callers: one angle
+    assert anchors_per_location(3, [0.5, 1.0, 2.0], 4) == 36
+    assert anchors_per_location(1, [1.0], np.array([0.0, 0.5])) == 2
+    with pytest.raises(DLParamError, match="must be >= 1"):
+        anchors_per_location(1, [1.0], 0)
+    with pytest.raises(DLParamError, match="must be an integer"):
+        anchors_per_location(1, [1.0], 2.5)
