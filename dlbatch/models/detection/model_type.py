@@ -18,8 +18,8 @@ from ..backbones import BACKBONES
 from ..builder import GraphBuilder
 from ..file_backbone import read_backbone_file
 from . import box_coder
-from .anchors import Anchors, anchors_per_location, generate_anchors
-from .boxes import GEOMETRIES
+from .anchors import Anchors, anchors_per_location, generate_anchors, generate_oriented_anchors
+from .boxes import geometry_for
 from .coco_eval import DetectionEvaluation
 from .network import CAPACITY, CLASS_HEAD, HeadLayout, build_heads, build_pyramid
 from .params import NAME, SPECS
@@ -33,7 +33,16 @@ FILE_STRIDES = (4, 8, 16, 32)
 
 
 def _geometry(hp: Mapping[str, Any]):
-    return GEOMETRIES[hp["instance_type"]]
+    return geometry_for(hp["instance_type"], ignore_direction=bool(hp.get("ignore_direction", True)))
+
+
+def _oriented(hp: Mapping[str, Any]) -> bool:
+    return hp["instance_type"] == "rectangle2"
+
+
+def _anchors_per_location(hp: Mapping[str, Any]) -> int:
+    angles = hp["anchor_angles"] if _oriented(hp) else 1
+    return anchors_per_location(hp["anchor_num_subscales"], hp["anchor_aspect_ratios"], angles)
 
 
 def _check_size(hp: Mapping[str, Any]) -> None:
@@ -53,19 +62,49 @@ def _class_index(hp: Mapping[str, Any]) -> dict[int, int]:
 
 
 @functools.lru_cache(maxsize=16)
-def _anchors(height: int, width: int, min_level: int, max_level: int, subscales: int, ratios: tuple) -> Anchors:
-    return generate_anchors(height, width, min_level, max_level, subscales, list(ratios))
+def _anchors(height: int, width: int, min_level: int, max_level: int, subscales: int, ratios: tuple,
+             angles: tuple | None) -> Anchors:
+    if angles is None:
+        return generate_anchors(height, width, min_level, max_level, subscales, list(ratios))
+    return generate_oriented_anchors(height, width, min_level, max_level, subscales, list(ratios), list(angles))
 
 
 def model_anchors(hp: Mapping[str, Any]) -> Anchors:
     """The anchors of the model's input size and anchor parameters (cached)."""
     return _anchors(hp["image_height"], hp["image_width"], hp["min_level"], hp["max_level"],
-                    hp["anchor_num_subscales"], tuple(hp["anchor_aspect_ratios"]))
+                    hp["anchor_num_subscales"], tuple(hp["anchor_aspect_ratios"]),
+                    tuple(hp["anchor_angles"]) if _oriented(hp) else None)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     z = z.astype(np.float64, copy=False)
     return np.exp(-np.logaddexp(0.0, -z))
+
+
+PHI = 2  # column of phi in rectangle2 boxes (row, col, phi, length1, length2)
+
+
+def _unoriented_indices(hp: Mapping[str, Any]) -> np.ndarray:
+    index = _class_index(hp)
+    return np.array([index[c] for c in hp.get("class_ids_no_orientation") or () if c in index], dtype=np.int64)
+
+
+def _axis_parallel_where_unoriented(boxes: np.ndarray, classes: np.ndarray, hp: Mapping[str, Any]):
+    """rectangle2 boxes of class_ids_no_orientation become their axis-parallel bounding
+    rectangle (phi = 0, length1 along the columns): those classes are learned, predicted and
+    evaluated without an orientation."""
+    if not _oriented(hp) or not len(boxes):
+        return boxes, classes
+    unoriented = np.isin(classes, _unoriented_indices(hp))
+    if unoriented.any():
+        b = boxes[unoriented]
+        c, s = np.abs(np.cos(b[:, PHI])), np.abs(np.sin(b[:, PHI]))
+        half_cols = b[:, 3] * c + b[:, 4] * s       # half extent along the columns
+        half_rows = b[:, 3] * s + b[:, 4] * c
+        boxes = boxes.copy()
+        boxes[unoriented, PHI] = 0.0
+        boxes[unoriented, 3], boxes[unoriented, 4] = half_cols, half_rows
+    return boxes, classes
 
 
 class Detection(ModelType):
@@ -85,6 +124,9 @@ class Detection(ModelType):
         if hp["max_level"] < hp["min_level"]:
             raise DLParamError(f"max_level ({hp['max_level']}) must be >= min_level ({hp['min_level']})")
         _check_size(hp)
+        unknown = sorted(set(hp.get("class_ids_no_orientation") or ()) - set(hp["class_ids"]))
+        if unknown:
+            raise DLParamError(f"class_ids_no_orientation has {unknown}, which are not class_ids {hp['class_ids']}")
         b = GraphBuilder(rng)
         c, k, geometry = hp["image_num_channels"], len(hp["class_ids"]), _geometry(hp)
         if backbone in BACKBONES:
@@ -92,8 +134,7 @@ class Detection(ModelType):
         else:
             features, input_name, opset = read_backbone_file(b, backbone, hp, strides=FILE_STRIDES, min_levels=1)
         pyramid = build_pyramid(b, features, hp["min_level"], hp["max_level"], CAPACITY[hp["capacity"]][0])
-        layout = HeadLayout(k, geometry.num_params, anchors_per_location(hp["anchor_num_subscales"],
-                                                                         hp["anchor_aspect_ratios"]))
+        layout = HeadLayout(k, geometry.num_params, _anchors_per_location(hp))
         logits, deltas = build_heads(b, pyramid, hp["capacity"], layout)
         graph = b.graph([ValueInfo(input_name, (None, c, None, None))],
                         [ValueInfo(logits, (None, None, k)), ValueInfo(deltas, (None, None, geometry.num_params))])
@@ -126,7 +167,8 @@ class Detection(ModelType):
         targets = {}
         if labels:
             index, geometry = _class_index(hp), _geometry(hp)
-            read = [read_boxes(s, i, geometry, hp, index) for i, s in enumerate(samples)]
+            read = [_axis_parallel_where_unoriented(*read_boxes(s, i, geometry, hp, index), hp)
+                    for i, s in enumerate(samples)]
             t = encode_targets(model_anchors(hp), [r[0] for r in read], [r[1] for r in read], geometry, dtype)
             targets["class"] = TermTarget(t.classes, np.ones(t.classes.shape, dtype=dtype), t.normalizer)
             targets["box"] = TermTarget(t.deltas, t.positive, t.normalizer)
@@ -146,7 +188,10 @@ class Detection(ModelType):
                                          max_num_detections=hp["max_num_detections"],
                                          max_overlap_class_agnostic=hp["max_overlap_class_agnostic"], clip=clip)
             keep = ~geometry.is_degenerate(det.boxes)  # boxes clipped away entirely
-            out.append(type(det)(det.boxes[keep], det.scores[keep], det.classes[keep]))
+            boxes = det.boxes[keep]
+            if _oriented(hp):
+                boxes[np.isin(det.classes[keep], _unoriented_indices(hp)), PHI] = 0.0
+            out.append(type(det)(boxes, det.scores[keep], det.classes[keep]))
         return out
 
     def decode(self, outputs, hp, meta, contexts):
@@ -178,7 +223,7 @@ class Detection(ModelType):
         """New class count: a fresh final class convolution with the prior bias (HALCON
         behaviour); the backbone, pyramid and box head keep their weights."""
         hp = model.hyperparameters
-        a = anchors_per_location(hp["anchor_num_subscales"], hp["anchor_aspect_ratios"])
+        a = _anchors_per_location(hp)
         w = model.values[model.meta["head_weight"]]
         bias = model.backend.to_numpy(model.values[model.meta["head_bias"]])
         rng = np.random.default_rng(hp["seed"] + k)
@@ -199,7 +244,8 @@ class BoxEvaluation(Evaluation):
 
     def add(self, results, samples) -> None:
         for i, (r, s) in enumerate(zip(results, samples)):
-            gt, gt_classes = read_boxes(s, i, self._geometry, self._hp, self._index)
+            gt, gt_classes = _axis_parallel_where_unoriented(
+                *read_boxes(s, i, self._geometry, self._hp, self._index), self._hp)
             boxes = np.stack([np.asarray(r[k], dtype=np.float64) for k in self._geometry.keys], axis=1) \
                 if len(r["bbox_confidence"]) else np.zeros((0, self._geometry.num_params))
             classes = np.array([self._index[int(c)] for c in r["bbox_class_id"]], dtype=np.int64)

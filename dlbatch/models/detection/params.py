@@ -17,8 +17,14 @@ def _positive_list(v) -> str | None:
 
 SPECS = [
     ParamSpec("backbone", "str", readonly=True, doc="the backbone the model was built on", model_types=(NAME,)),
-    ParamSpec("instance_type", "str", "rectangle1", "box geometry", choices=("rectangle1",), fixed=True,
+    ParamSpec("instance_type", "str", "rectangle1", "box geometry: axis-parallel rectangle1 or oriented rectangle2",
+              choices=("rectangle1", "rectangle2"), fixed=True, model_types=(NAME,)),
+    ParamSpec("anchor_angles", "float_list", [0.0], "anchor orientations in radians (rectangle2)", check=nonempty,
+              fixed=True, model_types=(NAME,)),
+    ParamSpec("ignore_direction", "bool", True, "rectangle2: phi and phi + pi are the same box", fixed=True,
               model_types=(NAME,)),
+    ParamSpec("class_ids_no_orientation", "int_list", [], "rectangle2: classes predicted and evaluated as "
+              "axis-parallel boxes (phi = 0)", fixed=True, model_types=(NAME,)),
     ParamSpec("min_level", "int", 2, "shallowest pyramid level (stride 2^level)", check=non_negative, fixed=True,
               model_types=(NAME,)),
     ParamSpec("max_level", "int", 4, "deepest pyramid level (stride 2^level)", check=non_negative, fixed=True,
