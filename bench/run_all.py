@@ -1,13 +1,22 @@
 """`make bench`: every case in its own process, one JSON object per case, then ratios, the
 scaling sweep and Markdown summary tables. Options: --quick (fewer steps, no scaling sweep),
 --device cuda, --threads N (default 2: numpy backend threads, torch threads, onnxruntime
-intra-op threads alike), --model classification|segmentation|all (default all: the
-classification cases, then the segmentation cases).
+intra-op threads alike), --model classification|segmentation|detection|all (default all: the
+classification cases, then the segmentation cases, then the detection cases).
 
 Segmentation cases train and run the segmentation model type (backbone + top-down decoder,
 per-pixel loss) on dlbatch.data.segmentation_samples; the hand-written reference is the same
 network in plain PyTorch (handwritten_torch.Segmenter). Their table keys start with
 "segmentation"; classification keys and output are as before.
+
+Detection cases train and run the detection model type (backbone + feature pyramid on levels
+2..4 + RetinaNet heads shared across levels, capacity medium, 9 anchors per location; focal +
+Huber losses) on dlbatch.data.detection_samples; the hand-written reference is the same network
+in plain PyTorch (handwritten_torch.Detector) with torchvision's sigmoid focal and smooth-L1
+losses. Every trainer's timed step includes the batch's anchor matching and box coding
+(dlbatch's numpy target code for all three). Inference is the raw heads; the model type's
+post-processing (decode + NMS, on stored raw outputs of a partly trained network) is timed on
+its own (impl "postprocess") and reported per image. Their keys start with "detection".
 
 Train steps are compared with a plain hand-written PyTorch loop of the same network and
 solver (handwritten_torch.py); inference with onnxruntime running the file write_dl_model
@@ -34,12 +43,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SIZES = [("compact", 16, 64), ("resnet18", 8, 224)]  # classification
 SEGMENTATION_SIZES = [("compact", 16, 64), ("resnet18", 4, 256)]
-MODELS = {"classification": SIZES, "segmentation": SEGMENTATION_SIZES}
+DETECTION_SIZES = [("compact", 8, 128), ("resnet18", 2, 512)]
+MODELS = {"classification": SIZES, "segmentation": SEGMENTATION_SIZES, "detection": DETECTION_SIZES}
 # timed steps per process where a full run uses fewer than 20: a numpy segmentation step of
 # resnet18 at 4x3x256x256 takes over a second on the 2-core machine (3 rounds x 3 trainers)
-FULL_STEPS = {("segmentation", "resnet18"): 10}
+# (a detection step of resnet18 at 2x3x512x512 is of the same order)
+FULL_STEPS = {("segmentation", "resnet18"): 10, ("detection", "resnet18"): 10}
 TRAIN_IMPLS = ["numpy_train", "torch_train", "handwritten_train"]
 INFER_IMPLS = ["numpy_infer", "ort_infer"]
+EXTRA_IMPLS = {"detection": ["postprocess"]}  # timed once per round, no reference to compare with
 
 
 def case_key(model, backbone, batch, side):
@@ -61,6 +73,8 @@ TARGETS = {
 }
 for name, bound in SEGMENTATION_TARGETS.items():
     TARGETS[name].update({case_key("segmentation", *size): bound for size in SEGMENTATION_SIZES})
+    # detection has the same targets
+    TARGETS[name].update({case_key("detection", *size): bound for size in DETECTION_SIZES})
 
 
 def run_case(impl, backbone, batch, side, steps, device="cpu", threads=2, model="classification"):
@@ -120,7 +134,7 @@ def main() -> None:
     for model, backbone, batch, side in cases:
         key = case_key(model, backbone, batch, side)
         for _ in range(rounds):
-            for impl in TRAIN_IMPLS + INFER_IMPLS:
+            for impl in TRAIN_IMPLS + INFER_IMPLS + EXTRA_IMPLS.get(model, []):
                 device = args.device if impl in ("torch_train", "handwritten_train") else "cpu"
                 rec = run_case(impl, backbone, batch, side, case_steps[(model, backbone, batch, side)], device,
                                args.threads, model)
@@ -157,6 +171,9 @@ def main() -> None:
             for impl in ("numpy_train", "handwritten_train"):
                 scaling.append(run_case(impl, "compact", 8, side, 10, threads=args.threads))
         summary["scaling"] = [{k: s.get(k) for k in ("impl", "batch", "side", "median_s")} for s in scaling]
+    post = {key: rec.get("per_image_s") for (impl, key), rec in results.items() if impl == "postprocess"}
+    if post:
+        summary["postprocess_per_image_s"] = post
     summary["elapsed_s"] = round(time.perf_counter() - t_start, 1)
     print(json.dumps(summary, indent=1))
 
@@ -188,6 +205,16 @@ def main() -> None:
             best = summary["best_round_ratios"][key][name]
             print(f"| {key} | {name} | {fmt(value, '.3f')} | {spread} | {fmt(best, '.3f')} "
                   f"| {'-' if bound is None else f'<= {bound}'}{verdict} |")
+
+    if post:
+        print("\n### Detection post-processing (decode + NMS of stored raw outputs, numpy, best round)\n")
+        print("| case | ms per image | candidates per image | detections per image |")
+        print("|---|---|---|---|")
+        for key in post:
+            rec = results[("postprocess", key)]
+            ms = f"{rec['per_image_s'] * 1000:.2f}" if "per_image_s" in rec else rec.get("error", "?")
+            print(f"| {key} | {ms} | {fmt(rec.get('candidates_per_image'), '.0f')} "
+                  f"| {fmt(rec.get('detections_per_image'), '.1f')} |")
 
     if scaling:
         print("\n### Scaling (compact backbone, train step, median of 10 steps)\n")

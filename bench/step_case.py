@@ -18,6 +18,16 @@ of the samples into the network input.
 default 4 classes), preprocessed by preprocess_dl_samples; every implementation trains on the
 same images and label images (the hand-written loop on the label images as N x H x W class
 indices). Inference (numpy_infer, ort_infer) returns the N x K x H x W logits, without decoding.
+--model detection: dlbatch.data.detection_samples (rectangle1 boxes of --classes shape classes,
+default 3, class ids 1..K), preprocessed; the detection model type with capacity medium, levels
+2..4, 9 anchors per location. Every training step includes the anchor matching and box coding
+of the batch (dlbatch's numpy target code, handwritten_torch.DetectionTargets for the
+hand-written loop: the same code and the same targets for all three trainers). Inference
+(numpy_infer, ort_infer) returns the raw heads (class logits N x anchors x K, box deltas
+N x anchors x 4) without decoding. --impl postprocess times the model type's decode (sigmoid,
+box decoding, per-level top-k, clipping, per-class NMS, best max_num_detections) of the
+batch's stored raw outputs, those of a partly trained network (detection_outputs); the record
+adds per_image_s and the mean candidates and detections per image.
 """
 from __future__ import annotations
 
@@ -82,6 +92,46 @@ def segmentation_data(n, side, channels, k, seed=0):
     return dlbatch.preprocess_dl_samples(raw, model)
 
 
+def detection_data(n, side, channels, k, seed=0):
+    """Synthetic scenes with 0-4 boxes of classes 1..k each, preprocessed for a model of that
+    size (a throw-away compact detection model: preprocessing depends only on the image
+    parameters)."""
+    import dlbatch
+    import dlbatch.data
+    raw = dlbatch.data.detection_samples(n, height=side, width=side, channels=channels,
+                                         class_ids=range(1, k + 1), seed=seed)
+    model = dlbatch.create_dl_model("detection", backbone="compact", class_ids=list(range(1, k + 1)),
+                                    image_dimensions=[side, side, channels], batch_size=n)
+    return dlbatch.preprocess_dl_samples(raw, model)
+
+
+def detection_boxes(data, model):
+    """Per image the (n_i, 4) boxes in input pixels and their class indices, as dlbatch reads them."""
+    from dlbatch.models.detection.model_type import _class_index, _geometry
+    from dlbatch.models.detection.sample_boxes import read_boxes
+    hp = model.hyperparameters
+    read = [read_boxes(s, i, _geometry(hp), hp, _class_index(hp)) for i, s in enumerate(data)]
+    return [r[0] for r in read], [r[1] for r in read]
+
+
+def detection_outputs(model, data, seed=0) -> dict:
+    """Raw head outputs as a partly trained network gives them: from the batch's targets, each
+    positive anchor's class logit ~ N(2, 1) (probability ~0.88), every other (anchor, class)
+    logit ~ N(-4.6, 1.5) (probability ~0.01; about 0.1% pass min_confidence 0.5, a few dozen
+    false candidates per 128x128 image, a few hundred per 512x512 image); box deltas the target
+    deltas + N(0, 0.1) noise (background anchors: the noise around the anchor)."""
+    hp, meta = model.hyperparameters, model.meta
+    enc = model.model_type.encode(data, hp, meta, labels=True, dtype="float32")
+    classes, deltas = enc.targets["class"].target, enc.targets["box"].target
+    rng = np.random.default_rng(seed)
+    k = len(hp["class_ids"])
+    logits = rng.normal(-4.6, 1.5, (*classes.shape, k))
+    n, a = np.nonzero(classes >= 0)
+    logits[n, a, classes[n, a]] = rng.normal(2.0, 1.0, len(n))
+    deltas = deltas + rng.normal(0.0, 0.1, deltas.shape)
+    return {meta["class_logits"]: logits.astype(np.float32), meta["box_deltas"]: deltas.astype(np.float32)}
+
+
 def timed(fn, steps, warmup):
     for _ in range(warmup):
         fn()
@@ -97,13 +147,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--impl", required=True, choices=["numpy_train", "torch_train", "handwritten_train",
                                                       "numpy_infer", "torch_infer", "handwritten_infer",
-                                                      "ort_infer"])
-    ap.add_argument("--model", default="classification", choices=["classification", "segmentation"])
+                                                      "ort_infer", "postprocess"])
+    ap.add_argument("--model", default="classification", choices=["classification", "segmentation", "detection"])
     ap.add_argument("--backbone", default="compact")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--side", type=int, default=64)
     ap.add_argument("--channels", type=int, default=3)
-    ap.add_argument("--classes", type=int, default=None, help="default 10 (classification), 4 (segmentation)")
+    ap.add_argument("--classes", type=int, default=None,
+                    help="default 10 (classification), 4 (segmentation, background included), 3 (detection)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default="cpu")
@@ -111,21 +162,44 @@ def main() -> None:
     a = ap.parse_args()
     os.environ.setdefault("DLBATCH_NUM_THREADS", str(a.threads))  # before dlbatch is imported
 
-    segmentation = a.model == "segmentation"
+    segmentation, detection = a.model == "segmentation", a.model == "detection"
     if a.classes is None:
-        a.classes = 4 if segmentation else 10
+        a.classes = {"segmentation": 4, "detection": 3}.get(a.model, 10)
+    if a.impl == "postprocess" and not detection:
+        ap.error("--impl postprocess needs --model detection")
+    class_ids = list(range(1, a.classes + 1)) if detection else list(range(a.classes))
+    extra = {"capacity": "medium", "min_level": 2, "max_level": 4} if detection else {}
     if segmentation:
         data = segmentation_data(a.batch, a.side, a.channels, a.classes)
         label_key = "segmentation_image"
+    elif detection:
+        data = detection_data(a.batch, a.side, a.channels, a.classes)
+        label_key = None
     else:
         data = samples(a.batch, a.side, a.channels, a.classes)
         label_key = "image_label_id"
     impl = a.impl
     record = {"impl": impl, "backbone": a.backbone, "batch": a.batch, "side": a.side, "device": a.device,
               "threads": a.threads}
-    if segmentation:  # classification records keep their earlier form
+    if segmentation or detection:  # classification records keep their earlier form
         record = {"model": a.model, **record}
-    if impl.startswith("handwritten"):
+    if impl.startswith("handwritten") and detection:
+        import torch
+        torch.set_num_threads(a.threads)
+        import dlbatch
+        from handwritten_torch import DetectionLoop, DetectionTargets
+        loop = DetectionLoop(a.backbone, a.channels, a.classes, device=a.device, **extra)
+        x = torch.tensor(np.stack([s["image"].transpose(2, 0, 1) for s in data]), device=a.device)
+        reader = dlbatch.create_dl_model("detection", backbone="compact", class_ids=class_ids,
+                                         image_dimensions=[a.side, a.side, a.channels], batch_size=a.batch, **extra)
+        boxes, labels = detection_boxes(data, reader)  # parsing the sample dicts is not timed
+        targets = DetectionTargets(a.side, a.side, device=a.device)
+        sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
+        if impl.endswith("train"):  # matching and box coding inside the step, as dlbatch's step does
+            fn = lambda: (loop.step(x, targets(boxes, labels)), sync())
+        else:
+            fn = lambda: (loop.infer(x), sync())
+    elif impl.startswith("handwritten"):
         import torch
         torch.set_num_threads(a.threads)
         from handwritten_torch import HandwrittenLoop
@@ -139,15 +213,15 @@ def main() -> None:
         fn = (lambda: (loop.step(x, y), sync())) if impl.endswith("train") else (lambda: (loop.infer(x), sync()))
     else:
         import dlbatch
-        backend = "numpy" if impl.startswith("numpy") or impl == "ort_infer" else "torch"
+        backend = "numpy" if impl.startswith("numpy") or impl in ("ort_infer", "postprocess") else "torch"
         if backend == "torch":
             import torch
             torch.set_num_threads(a.threads)
         model = dlbatch.create_dl_model(a.model, backbone=a.backbone, backend=backend,
                                         device=a.device if backend == "torch" else "cpu",
-                                        class_ids=list(range(a.classes)),
+                                        class_ids=class_ids,
                                         image_dimensions=[a.side, a.side, a.channels], batch_size=a.batch,
-                                        learning_rate=0.01, momentum=0.9, weight_prior=1e-4)
+                                        learning_rate=0.01, momentum=0.9, weight_prior=1e-4, **extra)
         if impl.endswith("train"):
             fn = lambda: dlbatch.train_dl_model_batch(model, data)
         elif impl == "ort_infer":
@@ -164,6 +238,16 @@ def main() -> None:
             def fn():  # the same encoding of the samples that dlbatch's own inference does
                 enc = model.model_type.encode(data, model.hyperparameters, model.meta, labels=False, dtype="float32")
                 return sess.run(outputs, {name: next(iter(enc.inputs.values()))})
+        elif impl == "postprocess":
+            from dlbatch.core.preprocess import SampleContext
+            hp = model.hyperparameters
+            outputs = detection_outputs(model, data)
+            contexts = [SampleContext.of(s, hp, i) for i, s in enumerate(data)]
+            fn = lambda: model.model_type.decode(outputs, hp, model.meta, contexts)
+            scores = outputs[model.meta["class_logits"]]
+            found = fn()
+            record.update(candidates_per_image=float((scores > 0).sum() / a.batch),  # probability > 0.5
+                          detections_per_image=sum(len(r["bbox_confidence"]) for r in found) / a.batch)
         else:
             from dlbatch.core.infer import raw_outputs
             fn = lambda: raw_outputs(model, data)
@@ -174,6 +258,8 @@ def main() -> None:
     record.update(median_s=statistics.median(times), min_s=min(times), steps=len(times),
                   peak_step_mem_mb=max(0.0, peak_mb() - before),
                   resident_growth_mb=rss_mb() - before, mem_method=method)
+    if impl == "postprocess":
+        record.update(per_image_s=record["median_s"] / a.batch)
     print(json.dumps(record))
 
 

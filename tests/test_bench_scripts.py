@@ -49,6 +49,23 @@ def test_segmentation_step_case_prints_one_timed_record(impl):
     assert rec["peak_step_mem_mb"] >= 0
 
 
+@pytest.mark.parametrize("impl", ["numpy_train", "numpy_infer", "ort_infer", "torch_train", "handwritten_train",
+                                  "postprocess"])
+def test_detection_step_case_prints_one_timed_record(impl):
+    if impl in ("torch_train", "handwritten_train"):
+        pytest.importorskip("torch")
+    if impl == "ort_infer":
+        pytest.importorskip("onnxruntime")
+    rec = run_json(BENCH / "step_case.py", "--model", "detection", "--impl", impl, "--backbone", "compact",
+                   "--batch", 2, "--side", 32, "--steps", 2, "--warmup", 1, "--threads", 1)
+    assert rec["model"] == "detection" and rec["impl"] == impl and rec["steps"] == 2
+    assert 0 < rec["min_s"] <= rec["median_s"]
+    assert rec["peak_step_mem_mb"] >= 0
+    if impl == "postprocess":
+        assert rec["per_image_s"] == pytest.approx(rec["median_s"] / 2)
+        assert rec["candidates_per_image"] > 0 and rec["detections_per_image"] > 0
+
+
 def _load_dlbatch_values(net, model, backbone):
     """Copy a dlbatch segmentation model's weights and statistics into handwritten_torch's
     Segmenter: backbone tensors in order, decoder tensors by the stride in their name."""
@@ -142,3 +159,116 @@ def test_run_all_tables_segmentation_cases(monkeypatch, capsys):
         assert f"| segmentation {size} | numpy_infer / onnxruntime_infer | 2.000 | 2.000-2.000 | 2.000 " \
                f"| <= 1.5 (missed) |" in out
     assert "| compact 16x3x64x64 |" not in out  # no classification case
+
+
+def _load_dlbatch_detector(net, model):
+    """Copy a dlbatch detection model's weights and statistics into handwritten_torch's
+    Detector: backbone tensors in order (the Detector has no stage the pyramid does not read,
+    so a trailing stage of dlbatch's backbone is left out), pyramid and heads by name."""
+    import re
+
+    import numpy as np
+    import torch
+
+    state = net.state_dict()
+    head = ("fpn.", "class_head.", "box_head.")
+    trainable = iter(n for n in model.graph.trainable if not n.startswith(head))
+    stats = iter(n for n in model.graph.statistics if not n.startswith(head))
+    mapping = {}
+    for name in state:
+        if name.endswith("num_batches_tracked"):
+            continue
+        if name.startswith("stages."):
+            mapping[name] = next(stats if name.endswith(("running_mean", "running_var")) else trainable)
+        elif m := re.fullmatch(r"(lateral|out|extra)\.(\d+)\.(weight|bias)", name):
+            mapping[name] = f"fpn.{m[1]}{m[2]}.{m[3]}"
+        elif m := re.fullmatch(r"(class|box)_convs\.(\d+)\.(weight|bias)", name):
+            mapping[name] = f"{m[1]}_head.conv{m[2]}.{m[3]}"
+        else:
+            m = re.fullmatch(r"(class|box)_out\.(weight|bias)", name)
+            mapping[name] = f"{m[1]}_head.out.{m[2]}"
+    left_out = set(model.graph.trainable + model.graph.statistics) - set(mapping.values())
+    assert len(set(mapping.values())) == len(mapping)
+    assert all(n.startswith("layer4.") for n in left_out), sorted(left_out)
+    for name, source in mapping.items():
+        assert tuple(state[name].shape) == tuple(np.shape(model.values[source])), (name, source)
+        state[name] = torch.tensor(np.asarray(model.values[source]))
+    net.load_state_dict(state)
+    return mapping
+
+
+@pytest.mark.parametrize("backbone,side,batch", [("compact", 32, 2), ("resnet18", 64, 2)])
+def test_handwritten_detector_is_the_dlbatch_network(backbone, side, batch):
+    """Given dlbatch's weights, the hand-written detector gives the same class logits and box
+    deltas, the same focal and smooth-L1 values on the same targets, and the same weights after
+    two SGD steps."""
+    torch = pytest.importorskip("torch")
+    import numpy as np
+
+    import dlbatch
+    from dlbatch.core.infer import raw_outputs
+    sys.path.insert(0, str(BENCH))
+    from handwritten_torch import DetectionLoop, DetectionTargets
+    from step_case import detection_boxes, detection_data
+
+    torch.set_num_threads(1)
+    data = detection_data(batch, side, 3, 3, seed=3)  # 2 and 4 boxes
+    model = dlbatch.create_dl_model("detection", backbone=backbone, class_ids=[1, 2, 3],
+                                    image_dimensions=[side, side, 3], batch_size=batch, learning_rate=0.01,
+                                    momentum=0.9, weight_prior=1e-4, capacity="medium", min_level=2, max_level=4)
+    loop = DetectionLoop(backbone, 3, 3)
+    mapping = _load_dlbatch_detector(loop.net, model)
+    initial = {name: np.array(model.values[source], dtype=np.float64) for name, source in mapping.items()}
+    x = torch.tensor(np.stack([s["image"].transpose(2, 0, 1) for s in data]))
+    boxes, labels = detection_boxes(data, model)
+    targets = DetectionTargets(side, side)(boxes, labels)
+    assert targets[2] > 1  # some anchors are positive
+    expected = raw_outputs(model, data)
+    logits, deltas = loop.infer(x)
+    for got, name in ((logits, "class_logits"), (deltas, "box_deltas")):
+        want = expected[name]
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    for _ in range(2):
+        result = dlbatch.train_dl_model_batch(model, data)
+        total = loop.step(x, targets)
+        focal, box = map(float, loop.terms)
+        assert focal == pytest.approx(result["loss_focal"], rel=1e-5)
+        assert box == pytest.approx(result["loss_huber"], rel=1e-5)
+        assert total == pytest.approx(result["loss_focal"] + result["loss_huber"], rel=1e-5)
+    state = loop.net.state_dict()
+    for name, source in mapping.items():  # every tensor's change agrees to 1% (in norm; float32 rounding)
+        want = np.asarray(model.values[source], dtype=np.float64) - initial[name]
+        got = state[name].numpy().astype(np.float64) - initial[name]
+        ulp = np.finfo(np.float32).eps * np.linalg.norm(initial[name])
+        assert np.linalg.norm(want) > 0, name
+        assert np.linalg.norm(got - want) <= 1e-2 * np.linalg.norm(want) + 2 * ulp, name
+
+
+def test_run_all_tables_detection_cases(monkeypatch, capsys):
+    """run_all --model detection: the detection keys, ratios, targets and the post-processing
+    table, from fake records."""
+    sys.path.insert(0, str(BENCH))
+    import run_all
+
+    def fake_case(impl, backbone, batch, side, steps, device="cpu", threads=2, model="classification"):
+        assert model == "detection"
+        ms = {"numpy_train": 1.1, "torch_train": 1.0, "handwritten_train": 1.0, "numpy_infer": 2.0, "ort_infer": 1.0,
+              "postprocess": 0.004 * batch}
+        rec = {"model": model, "impl": impl, "backbone": backbone, "batch": batch, "side": side,
+               "median_s": ms[impl], "min_s": ms[impl], "steps": steps, "peak_step_mem_mb": 100.0}
+        if impl == "postprocess":
+            rec.update(per_image_s=0.004, candidates_per_image=40.0, detections_per_image=3.5)
+        return rec
+
+    monkeypatch.setattr(run_all, "run_case", fake_case)
+    monkeypatch.setattr(run_all, "machine_state", lambda: {})
+    monkeypatch.setattr(sys, "argv", ["run_all.py", "--quick", "--model", "detection"])
+    run_all.main()
+    out = capsys.readouterr().out
+    for size in ("compact 8x3x128x128", "resnet18 2x3x512x512"):
+        assert f"| detection {size} | numpy_train / handwritten_torch_train | 1.100 | 1.100-1.100 | 1.100 " \
+               f"| <= 1.2 (met) |" in out
+        assert f"| detection {size} | torch_backend_train / handwritten_torch_train | 1.000 | 1.000-1.000 " \
+               f"| 1.000 | <= 1.05 (met) |" in out
+        assert f"| detection {size} | 4.00 | 40 | 3.5 |" in out
+    assert "| segmentation " not in out and "| compact 16x3x64x64 |" not in out
