@@ -46,7 +46,9 @@ class Anchors:
         return len(self.boxes)
 
 
-def _int(name: str, value, least: int) -> int:
+def checked_int(name: str, value, least: int) -> int:
+    """`value` as an int (anything operator.index accepts; bool counts as an int) that is >=
+    `least`, else DLParamError naming `name`."""
     try:
         number = operator.index(value)
     except TypeError:
@@ -74,7 +76,7 @@ def _angles(angles) -> np.ndarray:
 def _angle_count(angles) -> int:
     """`angles` as a count: an integer >= 1 or a sequence of angles (its length)."""
     try:
-        return _int("anchor angle count", angles, 1)
+        return checked_int("anchor angle count", angles, 1)
     except DLParamError:
         if np.ndim(angles) == 0:
             raise
@@ -84,14 +86,14 @@ def _angle_count(angles) -> int:
 def anchors_per_location(num_subscales: int, aspect_ratios: Sequence[float], angles: int | Sequence[float] = 1) -> int:
     """How many anchors each feature-map cell has: num_subscales * len(aspect_ratios) * the number
     of angles (`angles`: a count or the angles themselves; 1 for rectangle1 anchors)."""
-    return _int("anchor_num_subscales", num_subscales, 1) * len(_ratios(aspect_ratios)) * _angle_count(angles)
+    return checked_int("anchor_num_subscales", num_subscales, 1) * len(_ratios(aspect_ratios)) * _angle_count(angles)
 
 
 def anchor_shapes(level: int, num_subscales: int, aspect_ratios: Sequence[float]) -> np.ndarray:
     """(K, 2) (height, width) of the K anchors of one cell of `level`, in anchor-index order
     a = subscale * len(aspect_ratios) + ratio_index."""
-    level = _int("level", level, 0)
-    n = _int("anchor_num_subscales", num_subscales, 1)
+    level = checked_int("level", level, 0)
+    n = checked_int("anchor_num_subscales", num_subscales, 1)
     ratios = _ratios(aspect_ratios)
     size = BASE_SIZE_PER_STRIDE * 2.0 ** level * 2.0 ** (np.arange(n) / n)  # (n,)
     root = np.sqrt(ratios)  # (R,)
@@ -105,8 +107,8 @@ def oriented_anchor_shapes(level: int, num_subscales: int, aspect_ratios: Sequen
     """(K, 3) (phi, length1, length2) of the K oriented anchors of one cell of `level`, in
     anchor-index order a = (subscale * len(aspect_ratios) + ratio_index) * len(angles) + angle_index;
     for ratio r = length1 / length2: length1 = size * sqrt(r) / 2, length2 = size / sqrt(r) / 2."""
-    level = _int("level", level, 0)
-    n = _int("anchor_num_subscales", num_subscales, 1)
+    level = checked_int("level", level, 0)
+    n = checked_int("anchor_num_subscales", num_subscales, 1)
     ratios, phis = _ratios(aspect_ratios), _angles(angles)
     size = BASE_SIZE_PER_STRIDE * 2.0 ** level * 2.0 ** (np.arange(n) / n)  # (n,)
     root = np.sqrt(ratios)  # (R,)
@@ -125,10 +127,10 @@ def feature_size(image_height: int, image_width: int, level: int) -> tuple[int, 
 
 def _grids(image_height: int, image_width: int, min_level: int, max_level: int):
     """Per level (level, rows, cols, centre rows (rows,), centre cols (cols,)), validated."""
-    height = _int("image_height", image_height, 1)
-    width = _int("image_width", image_width, 1)
-    low = _int("min_level", min_level, 0)
-    high = _int("max_level", max_level, 0)
+    height = checked_int("image_height", image_height, 1)
+    width = checked_int("image_width", image_width, 1)
+    low = checked_int("min_level", min_level, 0)
+    high = checked_int("max_level", max_level, 0)
     if high < low:
         raise DLParamError(f"max_level ({high}) must be >= min_level ({low})")
     for level in range(low, high + 1):
@@ -180,7 +182,7 @@ def generate_oriented_anchors(image_height: int, image_width: int, min_level: in
 
 def max_level_for(image_height: int, image_width: int) -> int:
     """The deepest level whose stride still fits the image: 2^level <= min(H, W)."""
-    side = min(_int("image_height", image_height, 1), _int("image_width", image_width, 1))
+    side = min(checked_int("image_height", image_height, 1), checked_int("image_width", image_width, 1))
     return side.bit_length() - 1
 
 

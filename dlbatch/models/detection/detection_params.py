@@ -33,29 +33,17 @@ nothing, so the result is the same.
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any, Sequence
 
 import numpy as np
 
 from ...core.errors import DLParamError, DLSampleError
 from ...core.samples import as_sample_list
-from .anchors import anchors_near, generate_anchors, max_level_for
+from .anchors import anchors_near, checked_int, generate_anchors, max_level_for
 from .boxes import Rectangle1
 from .matcher import NEGATIVE_THRESHOLD, match_iou
-
-BORDER_TOLERANCE = 1e-6  # boxes may touch the image border up to rounding
+from .sample_boxes import BORDER_TOLERANCE
 RATIO_SNAP = math.log(1.1)  # ratios within 10 % of 1 are suggested as exactly 1
-
-
-def _count(name: str, value, least: int) -> int:
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise DLParamError(f"{name} must be an integer, got {value!r}") from None
-    if number < least:
-        raise DLParamError(f"{name} must be >= {least}, got {number}")
-    return number
 
 
 def _fraction(name: str, value) -> float:
@@ -160,18 +148,18 @@ def detection_params_from_samples(samples, image_width: int, image_height: int, 
     level: 2 for resnet18). Returns min_level, max_level, anchor_num_subscales,
     anchor_aspect_ratios (ascending), coverage (the share of boxes covered), coverage_goal,
     coverage_goal_met, num_boxes, anchors_per_location, num_anchors and instance_type."""
-    width = _count("image_width", image_width, 1)
-    height = _count("image_height", image_height, 1)
+    width = checked_int("image_width", image_width, 1)
+    height = checked_int("image_height", image_height, 1)
     goal = _fraction("coverage_goal", coverage_goal)
     threshold = _fraction("iou_threshold", iou_threshold)
-    lowest = _count("lowest_level", lowest_level, 0)
+    lowest = checked_int("lowest_level", lowest_level, 0)
     deepest = max_level_for(height, width)
-    highest = deepest if highest_level is None else min(_count("highest_level", highest_level, lowest), deepest)
+    highest = deepest if highest_level is None else min(checked_int("highest_level", highest_level, lowest), deepest)
     if lowest > highest:
         raise DLParamError(f"a {height} x {width} image allows levels up to {deepest} (2^level <= the shorter side), "
                            f"below lowest_level={lowest}; use larger images or a lower lowest_level")
-    caps = (_count("max_num_subscales", max_num_subscales, 1),
-            _count("max_num_aspect_ratios", max_num_aspect_ratios, 1))
+    caps = (checked_int("max_num_subscales", max_num_subscales, 1),
+            checked_int("max_num_aspect_ratios", max_num_aspect_ratios, 1))
 
     samples = as_sample_list(samples)
     boxes, owner = collect_boxes(samples, height, width)
