@@ -57,6 +57,27 @@ class Graph:
                 return node
         return None
 
+    def needed_nodes(self, outputs) -> list[Node]:
+        """The nodes the tensors `outputs` depend on, in the graph's order."""
+        needed = set(outputs)
+        keep = []
+        for node in reversed(self.nodes):
+            if needed.intersection(node.outputs):
+                keep.append(node)
+                needed.update(i for i in node.inputs if i)
+        return keep[::-1]
+
+    def restricted_to(self, outputs: list[ValueInfo]) -> "Graph":
+        """A copy whose outputs are `outputs`, holding only the nodes they need and the
+        initializers (roles kept) and inputs those nodes read: what is not computed for an
+        output is neither run nor trained."""
+        nodes = self.copy().needed_nodes([o.name for o in outputs])
+        read = {i for n in nodes for i in n.inputs if i}
+        return Graph(nodes=nodes, inputs=[vi for vi in self.inputs if vi.name in read], outputs=list(outputs),
+                     trainable=[k for k in self.trainable if k in read],
+                     statistics=[k for k in self.statistics if k in read],
+                     constants=[k for k in self.constants if k in read], opset=self.opset)
+
     def op_types(self) -> set[str]:
         return {n.op_type for n in self.nodes}
 

@@ -152,21 +152,6 @@ def _check_input(shapes: Mapping[str, tuple | None], input_name: str, image_heig
 
 
 # -- cutting ------------------------------------------------------------------------------------
-def _needed_nodes(graph: Graph, outputs: Sequence[str]) -> list[Node]:
-    """The nodes the `outputs` depend on, in the graph's order."""
-    needed = set(outputs)
-    keep = []
-    for node in reversed(graph.nodes):
-        if needed.intersection(node.outputs):
-            keep.append(node)
-            needed.update(i for i in node.inputs if i)
-    return keep[::-1]
-
-
-def _copy_node(n: Node) -> Node:
-    return Node(n.op_type, list(n.inputs), list(n.outputs), dict(n.attrs), n.name, n.domain)
-
-
 def cut_backbone(graph: Graph, values: Mapping[str, np.ndarray], taps: Mapping[int, str],
                  shapes: Mapping[str, tuple | None] | None = None) -> tuple[Graph, dict[str, np.ndarray]]:
     """A new graph whose outputs are the tap tensors (in stride order) and holding only the
@@ -180,14 +165,8 @@ def cut_backbone(graph: Graph, values: Mapping[str, np.ndarray], taps: Mapping[i
     missing = [t for t in names if t not in produced]
     if missing:
         raise DLModelFileError(f"tap tensors {missing} are not produced by any node of the graph")
-    nodes = [_copy_node(n) for n in _needed_nodes(graph, names)]
-    read = {i for n in nodes for i in n.inputs if i}
     dtype = graph.inputs[0].dtype if graph.inputs else "float32"
-    outputs = [ValueInfo(t, (None, _channels(shapes, t), None, None), dtype) for t in names]
-    cut = Graph(nodes=nodes, inputs=[vi for vi in graph.inputs if vi.name in read], outputs=outputs,
-                trainable=[k for k in graph.trainable if k in read],
-                statistics=[k for k in graph.statistics if k in read],
-                constants=[k for k in graph.constants if k in read], opset=graph.opset)
+    cut = graph.restricted_to([ValueInfo(t, (None, _channels(shapes, t), None, None), dtype) for t in names])
     return cut, {k: values[k] for k in cut.initializer_names()}
 
 

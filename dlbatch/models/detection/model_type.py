@@ -138,11 +138,14 @@ class Detection(ModelType):
         logits, deltas = build_heads(b, pyramid, hp["capacity"], layout)
         graph = b.graph([ValueInfo(input_name, (None, c, None, None))],
                         [ValueInfo(logits, (None, None, k)), ValueInfo(deltas, (None, None, geometry.num_params))])
+        # backbone stages deeper than the pyramid reads (resnet18's stride 32 under max_level 4)
+        # would run, keep batch-norm statistics and take the weight prior for nothing
+        graph = graph.restricted_to(graph.outputs)
         if opset is not None:
             graph.opset = opset
         meta = {"input": input_name, "class_logits": logits, "box_deltas": deltas,
                 "head_weight": f"{CLASS_HEAD}.out.weight", "head_bias": f"{CLASS_HEAD}.out.bias"}
-        return graph, b.values, meta
+        return graph, {n: b.values[n] for n in graph.initializer_names()}, meta
 
     def loss_terms(self, meta):
         return [LossTerm("class", meta["class_logits"], "focal", "class_heads_weight"),

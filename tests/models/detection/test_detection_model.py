@@ -177,3 +177,10 @@ def test_file_round_trip_resumes_bit_identically_and_onnxruntime_matches_the_hea
     for name in theirs:
         np.testing.assert_allclose(theirs[name], ours[name], rtol=1e-4, atol=1e-4)
     assert dlbatch.apply_dl_model(back, samples)[0].keys() >= {"bbox_row1", "bbox_class_id", "bbox_confidence"}
+
+
+def test_backbone_stages_the_pyramid_does_not_read_are_dropped():
+    """resnet18 under max_level 4: its stride-32 stage would run and train for nothing."""
+    names = set(make(backbone="resnet18", side=64, max_level=4).state_dict())
+    assert not any(n.startswith("layer4.") for n in names) and any(n.startswith("layer3.") for n in names)
+    assert any(n.startswith("layer4.") for n in make(backbone="resnet18", side=64, max_level=5).state_dict())
