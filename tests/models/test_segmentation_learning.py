@@ -3,11 +3,12 @@ run (small images, one shape class on textured backgrounds). The longer multi-cl
 both built-in backbones are in examples/segmentation_synthetic.py, numbers in the README."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import dlbatch
 from dlbatch.data import segmentation_samples
+
+from .training_loop import train_for
 
 SIDE, STEPS, BATCH = 32, 400, 16
 
@@ -21,11 +22,7 @@ def test_compact_segmentation_reaches_mean_iou_0_9_on_held_out_scenes():
         segmentation_samples(n, height=SIDE, width=SIDE, class_ids=(1,), seed=seed), model)
     train, held_out = make(2000, 1), make(64, 2)
     before = dlbatch.evaluate_dl_model(model, held_out)["mean_iou"]
-    rng = np.random.default_rng(0)
-    for step in range(STEPS):
-        if step == STEPS * 3 // 4:
-            model.set_param("learning_rate", 0.005)
-        dlbatch.train_dl_model_batch(model, [train[i] for i in rng.choice(len(train), BATCH, replace=False)])
+    train_for(model, train, STEPS, final_learning_rate=0.005, drop_at=0.75)
     measures = dlbatch.evaluate_dl_model(model, held_out)
     assert before < 0.6
     assert measures["mean_iou"] >= 0.9, measures

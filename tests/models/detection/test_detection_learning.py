@@ -2,11 +2,12 @@
 (64x64 images, one shape class). Longer multi-class runs: examples/detection_synthetic.py."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import dlbatch
 from dlbatch.data import detection_samples
+
+from ..training_loop import train_for
 
 SIDE, STEPS, BATCH = 64, 300, 8
 
@@ -19,11 +20,7 @@ def test_compact_detection_reaches_ap_50_of_0_9_on_held_out_scenes():
     make = lambda n, seed: dlbatch.preprocess_dl_samples(  # noqa: E731
         detection_samples(n, height=SIDE, width=SIDE, class_ids=(1,), seed=seed), model)
     train, held_out = make(1000, 1), make(100, 2)
-    rng = np.random.default_rng(0)
-    for step in range(STEPS):
-        if step == STEPS * 4 // 5:
-            model.set_param("learning_rate", 1e-4)
-        dlbatch.train_dl_model_batch(model, [train[i] for i in rng.choice(len(train), BATCH, replace=False)])
+    train_for(model, train, STEPS, final_learning_rate=1e-4, drop_at=0.8)
     measures = dlbatch.evaluate_dl_model(model, held_out)
     assert measures["ap_50"] >= 0.9, measures
     assert measures["mean_ap"] > 0.5
