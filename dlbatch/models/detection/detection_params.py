@@ -1,34 +1,61 @@
 """Anchor parameters suggested from the boxes of a data set (HALCON's
 determine_dl_model_detection_param), pure numpy.
 
-detection_params_from_samples(samples, image_width, image_height) reads the samples'
-rectangle1 boxes and suggests min_level, max_level, anchor_num_subscales and
-anchor_aspect_ratios such that at least `coverage_goal` (95 %) of the boxes get an anchor with
-IoU >= `iou_threshold` (0.5) that the matcher assigns to them, i.e. train as positives. The
-samples must already be at image_width x image_height (as after preprocess_dl_samples): boxes
-are taken as they are, a sample whose 'image' has another size is an error.
+detection_params_from_samples(samples, image_width, image_height) reads the samples' boxes
+(rectangle1, or rectangle2 oriented boxes) and suggests min_level, max_level,
+anchor_num_subscales and anchor_aspect_ratios (and for rectangle2 anchor_angles) such that at
+least `coverage_goal` (95 %) of the boxes get an anchor with IoU >= `iou_threshold` (0.5) that
+the matcher assigns to them, i.e. train as positives. The samples must already be at
+image_width x image_height (as after preprocess_dl_samples): boxes are taken as they are, a
+sample whose 'image' has another size is an error.
 
-How (box size s = sqrt(h * w), t = log2(s / 4): level l's anchors have sizes 4 * 2^l * 2^(i/n),
-so t is on the grid l + i/n where a box's size equals an anchor's):
+The instance type is read from the keys the samples hold (bbox_row1 ... bbox_col2:
+rectangle1; bbox_row, bbox_col, bbox_phi, bbox_length1, bbox_length2: rectangle2) unless
+`instance_type` is given.
+
+How (box size s = sqrt(h * w), for rectangle2 s = 2 sqrt(length1 * length2), t = log2(s / 4):
+level l's anchors have sizes 4 * 2^l * 2^(i/n), so t is on the grid l + i/n where a box's size
+equals an anchor's):
 
 1. levels: with n subscales each box's nearest grid point round(t * n) / n lies on level
    floor(round(t * n) / n); min_level .. max_level spans these levels over all boxes, kept
    within [lowest_level, highest_level] and 2^max_level <= min(image_height, image_width);
-2. aspect ratios: k centres of log(h / w) by 1-D k-means started at the k quantiles
-   (j + 0.5) / k, as ratios rounded to 3 significant digits (within 10 % of 1: exactly 1);
-3. verify: build the anchors (anchors.generate_anchors) and match each image's boxes
-   (matcher.match_iou, per image, so boxes compete for anchors as in training); a box is
-   covered when an anchor matched to it has IoU >= iou_threshold;
-4. while the coverage is short, raise n or k by one, starting from n = k = 1: the uncovered
-   boxes' mean log IoU loss from the size gap (concentric, same shape: 2^(-2 |t - grid|)) and
-   from the ratio gap (concentric, same area: 1 / (2 sqrt(q) - 1) for the ratio of ratios q)
-   says which; the other is raised when one reaches its maximum; both at their maxima ends
-   the search, and the best setting found (highest coverage, then fewest anchors) is returned
-   with `coverage_goal_met` False.
+2. aspect ratios: k centres of log(h / w) (rectangle2: log(length1 / length2), the boxes'
+   length1 side as given) by 1-D k-means started at the k quantiles (j + 0.5) / k, as ratios
+   rounded to 3 significant digits (within 10 % of 1: exactly 1);
+3. angles (rectangle2): m centres of the boxes' phi by k-means on the circle of the period
+   (pi with ignore_direction, else 2 pi; distance = the wrapped angle difference, a centre
+   moves by its members' mean wrapped difference), started at the m quantiles (j + 0.5) / m of
+   the angles unrolled from the largest gap between them; rounded to 1e-4 rad, in
+   (-pi/2, pi/2] with ignore_direction, else (-pi, pi];
+4. verify: build the anchors (anchors.generate_anchors / generate_oriented_anchors) and match
+   each image's boxes (matcher.match_iou on the (rotated) IoU, per image, so boxes compete for
+   anchors as in training); a box is covered when an anchor matched to it has IoU >=
+   iou_threshold. With ignore_direction=False (rectangle2) that anchor must also point the
+   box's way, |wrap(phi_box - phi_anchor)| < pi/2 on the full circle, so the box coder's angle
+   delta stays below pi/2 (the IoU alone does not see the direction: phi and phi + pi overlap
+   fully);
+5. while the coverage is short, raise n, k or m by one, starting from n = k = m = 1 (rectangle1:
+   m stays 1): the uncovered boxes' mean log IoU loss from the size gap (concentric, same shape:
+   2^(-2 |t - grid|)), from the ratio gap (concentric, same area: 1 / (2 sqrt(q) - 1) for the
+   ratio of ratios q) and from the angle gap (the box against itself turned by its wrapped
+   distance g to the nearest anchor angle, exact rotated IoU; directed, g >= pi/2: IoU 0.01)
+   says which: the largest loss whose count is below its maximum; all at their maxima ends the
+   search, and the best setting found (highest coverage, then fewest anchors per location) is
+   returned with `coverage_goal_met` False.
 
 The verification only computes the IoU with the anchors that can overlap a box of the image
-(anchors.anchors_near); an anchor that overlaps no box of its image is background and claims
-nothing, so the result is the same.
+(rectangle1: anchors.anchors_near); an anchor that overlaps no box of its image is background
+and claims nothing, so the result is the same. For rectangle2 the exact polygon clipping is the
+costly part and the oriented anchors are many, so the pairs are enumerated on the anchor grid,
+level by level and subscale by subscale (anchors_near, grown by a level's largest anchor, would
+hand over most of the image): IoU >= t needs areas within a factor t of each other (IoU <=
+smaller / larger area), and with t >= 1/2 each centre inside the other box: if B's centre lies
+outside A, a line through it misses A, so A n B lies in one half of B, |A n B| < |B| / 2 and,
+with |A| >= t |B|, IoU < (1/2) / (t + 1/2) <= t. With t < 1/2 the pairs are those whose
+bounding boxes overlap. Every other pair has IoU < t and is left at 0, which changes no match
+that covers a box: an anchor with a box at IoU >= t goes to its highest-IoU box (claims only
+break ties at that IoU), and the best anchor of a box that reaches t is among the computed pairs.
 """
 from __future__ import annotations
 
@@ -39,11 +66,19 @@ import numpy as np
 
 from ...core.errors import DLParamError, DLSampleError
 from ...core.samples import as_sample_list
-from .anchors import anchors_near, checked_int, generate_anchors, max_level_for
-from .boxes import Rectangle1
+from .anchors import (BASE_SIZE_PER_STRIDE, Anchors, anchors_near, anchors_per_location, checked_int, feature_size,
+                      generate_anchors, generate_oriented_anchors, max_level_for)
+from .boxes import RECTANGLE1_KEYS, Rectangle1, geometry_for
 from .matcher import NEGATIVE_THRESHOLD, match_iou
+from .rectangle2 import RECTANGLE2_KEYS, normalize_phi, wrap_angle
+from .rotated_iou import NEGLIGIBLE_IOU, bounding_boxes, half_extents, intersection_area
 from .sample_boxes import BORDER_TOLERANCE
+
 RATIO_SNAP = math.log(1.1)  # ratios within 10 % of 1 are suggested as exactly 1
+ANGLES_PER_HALF_TURN = 12  # default max_num_angles: 12 with ignore_direction, 24 without
+ANGLE_DECIMALS = 4  # suggested anchor angles are rounded to 1e-4 rad
+WRONG_WAY_IOU = 0.01  # directed boxes: the angle-gap loss of an anchor pointing the other way
+CENTRE_TEST_FROM = 0.5  # rectangle2: from this IoU threshold on, a pair needs each centre inside the other box
 
 
 def _fraction(name: str, value) -> float:
@@ -52,9 +87,32 @@ def _fraction(name: str, value) -> float:
     return float(value)
 
 
-def collect_boxes(samples, image_height: int, image_width: int) -> tuple[np.ndarray, np.ndarray]:
-    """(boxes (N, 4), sample index (N,)) of all samples, checked: keys present and of equal
-    length, finite, not degenerate, inside the image, images (when present) of the given size."""
+def _flag(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise DLParamError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def detect_instance_type(samples) -> str:
+    """'rectangle1' or 'rectangle2' from the box keys the samples hold; DLSampleError when they
+    hold neither or both (then pass instance_type)."""
+    samples = as_sample_list(samples)
+    found = [name for name, keys in (("rectangle1", RECTANGLE1_KEYS), ("rectangle2", RECTANGLE2_KEYS))
+             if any(key in sample for sample in samples for key in keys)]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise DLSampleError("the samples hold both rectangle1 keys (bbox_row1 ...) and rectangle2 keys (bbox_row, "
+                            "bbox_phi ...); pass instance_type='rectangle1' or 'rectangle2' to say which boxes count")
+    raise DLSampleError(f"the samples hold no box keys: rectangle1 boxes need {list(RECTANGLE1_KEYS)}, rectangle2 "
+                        f"boxes need {list(RECTANGLE2_KEYS)} (one value per box, empty for an image without objects)")
+
+
+def collect_boxes(samples, image_height: int, image_width: int,
+                  geometry=Rectangle1) -> tuple[np.ndarray, np.ndarray]:
+    """(boxes (N, P), sample index (N,)) of all samples, checked: keys present and of equal
+    length, finite, not degenerate, inside the image (rectangle2: the centre), images (when
+    present) of the given size. `geometry`: Rectangle1 or a Rectangle2 instance; boxes as given."""
     samples = as_sample_list(samples)
     if not samples:
         raise DLSampleError("no samples: anchor parameters are suggested from the boxes of samples")
@@ -66,8 +124,8 @@ def collect_boxes(samples, image_height: int, image_width: int) -> tuple[np.ndar
             raise DLSampleError(f"sample {index}: 'image' is {shape[0]} x {shape[1]} but image_height x image_width "
                                 f"is {image_height} x {image_width}; pass samples at that size (preprocess them "
                                 "first) so their boxes are in the same coordinates")
-        b = Rectangle1.from_sample(sample, index)
-        problem = Rectangle1.check(b, image_height, image_width, BORDER_TOLERANCE)
+        b = geometry.from_sample(sample, index)
+        problem = geometry.check(b, image_height, image_width, BORDER_TOLERANCE)
         if problem is not None:
             box, key, what = problem
             raise DLSampleError(f"sample {index}: box {box} {what} ({key!r}); fix or drop the box")
@@ -96,16 +154,162 @@ def _ratios(log_ratio: np.ndarray, k: int) -> list[float]:
     return sorted(ratios)
 
 
+def cluster_angles(phi: np.ndarray, m: int, ignore_direction: bool = True, iterations: int = 100) -> np.ndarray:
+    """m centres (radians, not normalised) of the angles `phi` by k-means on the circle of the
+    period (pi with ignore_direction, else 2 pi), started at the quantiles (j + 0.5) / m of the
+    angles unrolled from the largest gap between them (see the module docstring)."""
+    period = math.pi if ignore_direction else 2 * math.pi
+    theta = np.sort(np.mod(np.asarray(phi, dtype=np.float64), period))
+    gaps = np.diff(np.r_[theta, theta[0] + period])
+    cut = (int(gaps.argmax()) + 1) % len(theta)
+    unrolled = np.r_[theta[cut:], theta[:cut] + period]
+    centres = np.quantile(unrolled, (np.arange(m) + 0.5) / m)
+    for _ in range(iterations):
+        offset = wrap_angle(theta[:, None] - centres[None, :], ignore_direction)  # (N, m)
+        nearest = np.abs(offset).argmin(axis=1)
+        counts = np.bincount(nearest, minlength=m)
+        shift = np.bincount(nearest, weights=offset[np.arange(len(theta)), nearest], minlength=m)
+        shift = np.where(counts > 0, shift / np.maximum(counts, 1), 0.0)
+        centres = centres + shift
+        if np.abs(shift).max() < 1e-12:
+            break
+    return centres
+
+
+def _angles(phi: np.ndarray, m: int, ignore_direction: bool) -> list[float]:
+    """The m k-means centres in the geometry's range, rounded (a value rounded past the upper end
+    pi/2 or pi is that end), distinct, ascending."""
+    half = math.pi / 2 if ignore_direction else math.pi
+    centres = np.round(normalize_phi(cluster_angles(phi, m, ignore_direction), ignore_direction), ANGLE_DECIMALS)
+    return sorted({half if a > half else float(a) for a in centres})
+
+
 def _levels(t: np.ndarray, n: int, lowest: int, highest: int) -> tuple[int, int]:
     level = np.floor_divide(np.round(t * n).astype(np.int64), n)
     return int(np.clip(level.min(), lowest, highest)), int(np.clip(level.max(), lowest, highest))
 
 
+def _paired_iou(boxes: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """(K,) rotated IoU of boxes[k] with anchors[k] (both (K, 5), lengths > 0), computed as
+    rotated_iou.rotated_pairwise_iou computes each pair (same operand order, same rounding)."""
+    area_b, area_a = 4.0 * boxes[:, 3] * boxes[:, 4], 4.0 * anchors[:, 3] * anchors[:, 4]
+    iou = np.zeros(len(boxes))
+    for first in range(0, len(boxes), 1 << 14):  # bounded memory
+        part = slice(first, first + (1 << 14))
+        inter = np.clip(intersection_area(boxes[part], anchors[part]), 0.0, np.minimum(area_b[part], area_a[part]))
+        value = inter / (area_b[part] + area_a[part] - inter)
+        iou[part] = np.where(value >= NEGLIGIBLE_IOU, np.minimum(value, 1.0), 0.0)
+    return iou
+
+
+def _inside(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(K,) whether points[k] (row, col) lies in the rectangle2 boxes[k], boundary included with
+    a margin for rounding (a point on the boundary can still give IoU = 1/2 exactly)."""
+    d_row, d_col = points[:, 0] - boxes[:, 0], points[:, 1] - boxes[:, 1]
+    sin, cos = np.sin(boxes[:, 2]), np.cos(boxes[:, 2])
+    return ((np.abs(-d_row * sin + d_col * cos) <= boxes[:, 3] * (1 + 1e-9) + 1e-9)
+            & (np.abs(d_row * cos + d_col * sin) <= boxes[:, 4] * (1 + 1e-9) + 1e-9))
+
+
+def _candidate_pairs(anchors: Anchors, boxes: np.ndarray, num_subscales: int,
+                     threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(box index, anchor index), sorted by box, of the rectangle2 pairs whose IoU can reach
+    `threshold`, found on the anchor grid without looking at the others: per level and subscale
+    the boxes whose area is within a factor threshold of the anchors' (IoU <= smaller / larger
+    area), and of the cells whose centre lies in the box's bounding box (threshold >= 1/2: the
+    anchor's centre must lie in the box) or in it grown by the subscale's largest anchor half
+    extents (else: every anchor that can overlap the box); then for threshold >= 1/2 only pairs
+    with each centre inside the other box, else pairs whose bounding boxes overlap."""
+    narrow = threshold >= CENTRE_TEST_FROM
+    bbox = bounding_boxes(boxes)
+    size = 2.0 * np.sqrt(boxes[:, 3] * boxes[:, 4])
+    root = math.sqrt(threshold)
+    found_box, found_anchor, offset = [], [], 0
+    for level, rows, cols, count in anchors.per_level:  # a few levels and subscales, boxes and cells in array ops
+        per_cell = count // (rows * cols)
+        block = per_cell // num_subscales  # the ratio x angle anchors of one subscale
+        stride = 2 ** level
+        for i in range(num_subscales):
+            anchor_size = BASE_SIZE_PER_STRIDE * stride * 2.0 ** (i / num_subscales)
+            fit = np.flatnonzero((anchor_size >= root * size * (1 - 1e-9)) & (anchor_size * root <= size * (1 + 1e-9)))
+            if not fit.size:
+                continue
+            first = offset + i * block  # this subscale's anchors of cell (0, 0)
+            grow = np.zeros(2) if narrow else half_extents(anchors.boxes[first:first + block]).max(axis=0)
+            y0 = np.maximum(np.ceil((bbox[fit, 0] - grow[0] + 0.5) / stride - 0.5 - 1e-9), 0).astype(np.int64)
+            y1 = np.minimum(np.floor((bbox[fit, 2] + grow[0] + 0.5) / stride - 0.5 + 1e-9), rows - 1).astype(np.int64)
+            x0 = np.maximum(np.ceil((bbox[fit, 1] - grow[1] + 0.5) / stride - 0.5 - 1e-9), 0).astype(np.int64)
+            x1 = np.minimum(np.floor((bbox[fit, 3] + grow[1] + 0.5) / stride - 0.5 + 1e-9), cols - 1).astype(np.int64)
+            ny, nx = np.maximum(y1 - y0 + 1, 0), np.maximum(x1 - x0 + 1, 0)
+            cells = ny * nx
+            which = np.repeat(np.arange(len(fit)), cells)  # each box's cells, enumerated
+            k = np.arange(len(which)) - np.repeat(np.cumsum(cells) - cells, cells)
+            y, x = y0[which] + k // nx[which], x0[which] + k % nx[which]
+            g = fit[which]
+            if narrow:  # the cell centre, which is the anchors' centre, inside the box
+                centre = np.stack([(y + 0.5) * stride - 0.5, (x + 0.5) * stride - 0.5], axis=1)
+                keep = _inside(centre, boxes[g])
+                g, y, x = g[keep], y[keep], x[keep]
+            found_box.append(np.repeat(g, block))
+            found_anchor.append(((first + (y * cols + x) * per_cell)[:, None] + np.arange(block)).reshape(-1))
+        offset += count
+    g = np.concatenate(found_box) if found_box else np.zeros(0, dtype=np.int64)
+    a = np.concatenate(found_anchor) if found_anchor else np.zeros(0, dtype=np.int64)
+    if narrow:
+        keep = _inside(boxes[g, :2], anchors.boxes[a])
+    else:
+        box_b, box_a = bbox[g], bounding_boxes(anchors.boxes[a])
+        keep = ((np.minimum(box_b[:, 2], box_a[:, 2]) > np.maximum(box_b[:, 0], box_a[:, 0]))
+                & (np.minimum(box_b[:, 3], box_a[:, 3]) > np.maximum(box_b[:, 1], box_a[:, 1])))
+    g, a = g[keep], a[keep]
+    order = np.argsort(g, kind="stable")
+    return g[order], a[order]
+
+
+def _covered_oriented(boxes: np.ndarray, owner: np.ndarray, anchors: Anchors, num_subscales: int,
+                      threshold: float, ignore_direction: bool) -> np.ndarray:
+    """covered_boxes for rectangle2 boxes: the candidate pairs of all images clipped at once,
+    then each image's boxes matched against the anchors of its pairs (every other anchor has IoU
+    below the threshold with all its boxes; see the module docstring)."""
+    g, a = _candidate_pairs(anchors, boxes, num_subscales, threshold)
+    iou = _paired_iou(boxes[g], anchors.boxes[a])
+    g, a, iou = g[iou > 0], a[iou > 0], iou[iou > 0]
+    covered = np.zeros(len(boxes), dtype=bool)
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if len(owner) else np.zeros(0, dtype=int)
+    stops = np.r_[starts[1:], len(owner)]
+    for start, stop, lo, hi in zip(starts, stops, np.searchsorted(g, starts), np.searchsorted(g, stops)):
+        if lo == hi:
+            continue  # no anchor reaches the threshold with a box of this image
+        local, column = np.unique(a[lo:hi], return_inverse=True)
+        matrix = np.zeros((stop - start, len(local)))
+        matrix[g[lo:hi] - start, column] = iou[lo:hi]
+        matched = match_iou(matrix, positive_threshold=threshold, negative_threshold=min(NEGATIVE_THRESHOLD, threshold))
+        positive = np.flatnonzero(matched >= 0)
+        winners = matched[positive]
+        good = matrix[winners, positive] >= threshold
+        if not ignore_direction:
+            turn = wrap_angle(boxes[start + winners, 2] - anchors.boxes[local[positive], 2], ignore_direction=False)
+            good &= np.abs(turn) < math.pi / 2
+        covered[start + winners[good]] = True
+    return covered
+
+
 def covered_boxes(boxes: np.ndarray, owner: np.ndarray, image_height: int, image_width: int, min_level: int,
                   max_level: int, num_subscales: int, aspect_ratios: Sequence[float],
-                  iou_threshold: float = 0.5) -> np.ndarray:
+                  iou_threshold: float = 0.5, *, angles: Sequence[float] | None = None,
+                  ignore_direction: bool = True) -> np.ndarray:
     """(N,) bool: whether the matcher gives box i (of image owner[i], boxes of an image
-    consecutive) an anchor with IoU >= iou_threshold."""
+    consecutive) an anchor with IoU >= iou_threshold. Boxes (N, 4) are rectangle1; boxes (N, 5)
+    are rectangle2, matched with the rotated IoU against the oriented anchors of `angles`, and
+    with ignore_direction=False the anchor must also point the box's way (|phi difference| <
+    pi/2 on the full circle)."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.ndim == 2 and boxes.shape[1] == 5:
+        if angles is None:
+            raise DLParamError("rectangle2 boxes need the anchor angles (angles=...)")
+        anchors = generate_oriented_anchors(image_height, image_width, min_level, max_level, num_subscales,
+                                            aspect_ratios, angles)
+        return _covered_oriented(boxes, owner, anchors, num_subscales, iou_threshold, ignore_direction)
     anchors = generate_anchors(image_height, image_width, min_level, max_level, num_subscales, aspect_ratios)
     covered = np.zeros(len(boxes), dtype=bool)
     starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if len(owner) else np.zeros(0, dtype=int)
@@ -121,6 +325,22 @@ def covered_boxes(boxes: np.ndarray, owner: np.ndarray, image_height: int, image
     return covered
 
 
+def _angle_log_loss(boxes: np.ndarray, angles: list[float], ignore_direction: bool) -> float:
+    """Mean log IoU of each rectangle2 box with itself turned by its wrapped distance to the
+    nearest anchor angle (directed boxes whose nearest anchor is >= pi/2 away: WRONG_WAY_IOU)."""
+    gap = np.abs(wrap_angle(boxes[:, 2:3] - np.asarray(angles)[None, :], ignore_direction)).min(axis=1)
+    shape = np.zeros((len(boxes), 5))
+    shape[:, 3:] = boxes[:, 3:]
+    turned = shape.copy()
+    turned[:, 2] = gap
+    inter = intersection_area(turned, shape)
+    area = 4.0 * shape[:, 3] * shape[:, 4]
+    iou = inter / (2 * area - inter)
+    if not ignore_direction:
+        iou = np.where(gap < math.pi / 2, iou, WRONG_WAY_IOU)
+    return float(np.log(np.maximum(iou, WRONG_WAY_IOU)).mean())
+
+
 def _log_losses(t: np.ndarray, log_ratio: np.ndarray, levels: tuple[int, int], n: int,
                 ratios: list[float]) -> tuple[float, float]:
     """Mean log IoU lost to the size gap and to the ratio gap (see the module docstring)."""
@@ -132,66 +352,102 @@ def _log_losses(t: np.ndarray, log_ratio: np.ndarray, levels: tuple[int, int], n
     return float(size_loss.mean()), float(ratio_loss.mean())
 
 
+def _per_location(found: dict) -> int:
+    return anchors_per_location(found["anchor_num_subscales"], found["anchor_aspect_ratios"],
+                                found.get("anchor_angles", 1))
+
+
 def _preference(found: dict) -> tuple[float, int]:
     """Higher coverage first, then fewer anchors per location."""
-    return found["coverage"], -found["anchor_num_subscales"] * len(found["anchor_aspect_ratios"])
+    return found["coverage"], -_per_location(found)
 
 
-def detection_params_from_samples(samples, image_width: int, image_height: int, *, coverage_goal: float = 0.95,
+def detection_params_from_samples(samples, image_width: int, image_height: int, *, instance_type: str | None = None,
+                                  ignore_direction: bool = True, coverage_goal: float = 0.95,
                                   iou_threshold: float = 0.5, lowest_level: int = 0,
                                   highest_level: int | None = None, max_num_subscales: int = 5,
-                                  max_num_aspect_ratios: int = 5) -> dict[str, Any]:
-    """Suggest anchor parameters from the samples' rectangle1 boxes (see the module docstring).
+                                  max_num_aspect_ratios: int = 5, max_num_angles: int | None = None) -> dict[str, Any]:
+    """Suggest anchor parameters from the samples' boxes (see the module docstring).
 
-    samples: dicts with bbox_row1, bbox_col1, bbox_row2, bbox_col2 at image_width x
-    image_height. lowest_level / highest_level bound the levels (e.g. the backbone's shallowest
-    level: 2 for resnet18). Returns min_level, max_level, anchor_num_subscales,
-    anchor_aspect_ratios (ascending), coverage (the share of boxes covered), coverage_goal,
-    coverage_goal_met, num_boxes, anchors_per_location, num_anchors and instance_type."""
+    samples: dicts with the boxes at image_width x image_height: rectangle1 (bbox_row1,
+    bbox_col1, bbox_row2, bbox_col2) or rectangle2 (bbox_row, bbox_col, bbox_phi, bbox_length1,
+    bbox_length2), read from the keys present unless `instance_type` says which.
+    ignore_direction (rectangle2 only, as the model's parameter): phi and phi + pi are the same
+    box; False asks for anchors that also point each box's way, angles in (-pi, pi].
+    lowest_level / highest_level bound the levels (e.g. the backbone's shallowest level: 2 for
+    resnet18); max_num_subscales, max_num_aspect_ratios and max_num_angles bound the search
+    (max_num_angles by default 12 with ignore_direction, else 24: the same angle step).
+
+    Returns instance_type, min_level, max_level, anchor_num_subscales, anchor_aspect_ratios
+    (ascending; rectangle2: length1 / length2), for rectangle2 anchor_angles (ascending, radians)
+    and ignore_direction, then coverage (the share of boxes covered), coverage_goal,
+    coverage_goal_met, num_boxes, anchors_per_location and num_anchors."""
     width = checked_int("image_width", image_width, 1)
     height = checked_int("image_height", image_height, 1)
     goal = _fraction("coverage_goal", coverage_goal)
     threshold = _fraction("iou_threshold", iou_threshold)
+    undirected = _flag("ignore_direction", ignore_direction)
     lowest = checked_int("lowest_level", lowest_level, 0)
     deepest = max_level_for(height, width)
     highest = deepest if highest_level is None else min(checked_int("highest_level", highest_level, lowest), deepest)
     if lowest > highest:
         raise DLParamError(f"a {height} x {width} image allows levels up to {deepest} (2^level <= the shorter side), "
                            f"below lowest_level={lowest}; use larger images or a lower lowest_level")
-    caps = (checked_int("max_num_subscales", max_num_subscales, 1),
-            checked_int("max_num_aspect_ratios", max_num_aspect_ratios, 1))
+    caps = [checked_int("max_num_subscales", max_num_subscales, 1),
+            checked_int("max_num_aspect_ratios", max_num_aspect_ratios, 1),
+            ANGLES_PER_HALF_TURN * (1 if undirected else 2) if max_num_angles is None
+            else checked_int("max_num_angles", max_num_angles, 1)]
+    if instance_type is not None:
+        geometry_for(instance_type)  # an unknown name is a DLParamError listing the known ones
 
     samples = as_sample_list(samples)
-    boxes, owner = collect_boxes(samples, height, width)
+    if not samples:
+        raise DLSampleError("no samples: anchor parameters are suggested from the boxes of samples")
+    kind = detect_instance_type(samples) if instance_type is None else instance_type
+    geometry = geometry_for(kind, ignore_direction=undirected)
+    oriented = kind == "rectangle2"
+    boxes, owner = collect_boxes(samples, height, width, geometry)
     if not len(boxes):
         raise DLSampleError(f"the {len(samples)} samples hold no boxes: anchor parameters are suggested from the "
-                            "boxes, so pass samples with objects (bbox_row1 ... bbox_col2)")
-    centre = Rectangle1.to_centre(boxes)
-    t = np.log2(np.sqrt(centre[:, 2] * centre[:, 3]) / 4)
-    log_ratio = np.log(centre[:, 2] / centre[:, 3])
+                            f"boxes, so pass samples with objects ({geometry.keys[0]} ... {geometry.keys[-1]})")
+    if oriented:
+        boxes = geometry.normalize(boxes)
+        t = np.log2(2 * np.sqrt(boxes[:, 3] * boxes[:, 4]) / 4)
+        log_ratio = np.log(boxes[:, 3] / boxes[:, 4])
+    else:
+        centre = Rectangle1.to_centre(boxes)
+        t = np.log2(np.sqrt(centre[:, 2] * centre[:, 3]) / 4)
+        log_ratio = np.log(centre[:, 2] / centre[:, 3])
+        caps[2] = 1  # rectangle1 anchors have no angle
 
-    n, k = 1, 1
+    counts = [1, 1, 1]  # subscales, aspect ratios, angles
     best = None
     while True:
+        n, k, m = counts
         ratios = _ratios(log_ratio, k)
         levels = _levels(t, n, lowest, highest)
-        covered = covered_boxes(boxes, owner, height, width, *levels, n, ratios, threshold)
-        coverage = float(covered.mean())
-        found = dict(min_level=levels[0], max_level=levels[1], anchor_num_subscales=n, anchor_aspect_ratios=ratios,
-                     coverage=coverage)
+        found = dict(min_level=levels[0], max_level=levels[1], anchor_num_subscales=n, anchor_aspect_ratios=ratios)
+        if oriented:
+            found["anchor_angles"] = _angles(boxes[:, 2], m, undirected)
+        covered = covered_boxes(boxes, owner, height, width, *levels, n, ratios, threshold,
+                                angles=found.get("anchor_angles"), ignore_direction=undirected)
+        found["coverage"] = float(covered.mean())
         if best is None or _preference(found) > _preference(best):
             best = found
-        if coverage >= goal or (n, k) == caps:
+        if found["coverage"] >= goal or counts == caps:
             break
-        size_loss, ratio_loss = _log_losses(t[~covered], log_ratio[~covered], levels, n, ratios)
-        raise_n = size_loss <= ratio_loss
-        if (raise_n and n == caps[0]) or (not raise_n and k == caps[1]):
-            raise_n = not raise_n
-        n, k = (n + 1, k) if raise_n else (n, k + 1)
+        losses = _log_losses(t[~covered], log_ratio[~covered], levels, n, ratios)
+        if oriented:
+            losses += (_angle_log_loss(boxes[~covered], found["anchor_angles"], undirected),)
+        raise_which = min((d for d in range(len(losses)) if counts[d] < caps[d]), key=lambda d: (losses[d], d))
+        counts[raise_which] += 1
 
-    per_location = best["anchor_num_subscales"] * len(best["anchor_aspect_ratios"])
-    num_anchors = len(generate_anchors(height, width, best["min_level"], best["max_level"],
-                                       best["anchor_num_subscales"], best["anchor_aspect_ratios"]))
-    return {"instance_type": Rectangle1.name, **best, "coverage_goal": goal,
+    per_location = _per_location(best)
+    num_anchors = sum(rows * cols for rows, cols in (feature_size(height, width, level)
+                                                     for level in range(best["min_level"], best["max_level"] + 1)))
+    result = {"instance_type": kind, **{key: value for key, value in best.items() if key != "coverage"}}
+    if oriented:
+        result["ignore_direction"] = undirected
+    return {**result, "coverage": best["coverage"], "coverage_goal": goal,
             "coverage_goal_met": best["coverage"] >= goal, "num_boxes": int(len(boxes)),
-            "anchors_per_location": per_location, "num_anchors": num_anchors}
+            "anchors_per_location": per_location, "num_anchors": num_anchors * per_location}
