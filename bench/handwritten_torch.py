@@ -123,10 +123,11 @@ class Detector(nn.Module):
     backbone map inside the range, from the deepest up: nearest x2 upsampling + add, then a
     3x3 output conv (bias) per level; levels deeper than the backbone: stride-2 3x3 convs from
     the deepest pyramid map (ReLU before all but the first). Heads: `depth` 3x3 conv (bias) +
-    ReLU layers and a final 3x3 conv to A x K class logits / A x 4 box deltas, the same modules
-    on every level; outputs flattened in (level, y, x, anchor) order and concatenated:
-    (N, anchors, K) and (N, anchors, 4). Only the backbone stages the pyramid reads are built
-    (resnet18 with max_level 4 stops after its stride-16 stage)."""
+    ReLU layers and a final 3x3 conv to A x K class logits / A x box_params box deltas (4 for
+    rectangle1, 5 for rectangle2), the same modules on every level; outputs flattened in
+    (level, y, x, anchor) order and concatenated: (N, anchors, K) and (N, anchors, box_params).
+    Only the backbone stages the pyramid reads are built (resnet18 with max_level 4 stops after
+    its stride-16 stage)."""
 
     def __init__(self, backbone: str, channels: int, k: int, capacity: str = "medium", min_level: int = 2,
                  max_level: int = 4, anchors_per_location: int = 9, box_params: int = 4):
@@ -249,19 +250,30 @@ def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0):
 class DetectionTargets:
     """The training targets of a batch by dlbatch's own numpy code (anchors, matching, box
     coding: dlbatch/models/detection/targets.py), as tensors: class index per anchor (N, A)
-    (-1 background, -2 ignored), box deltas (N, A, 4), and max(1, positive anchors). Both the
-    hand-written loop and dlbatch compute them inside every timed training step."""
+    (-1 background, -2 ignored), box deltas (N, A, P), and max(1, positive anchors). Both the
+    hand-written loop and dlbatch compute them inside every timed training step.
+
+    rectangle1 (angles None): P = 4. rectangle2 (`angles` the anchor angles in radians): the
+    oriented anchors (aspect ratio length1 / length2, once per angle), matched with the exact
+    rotated IoU, P = 5 (the angle delta last, wrapped as `ignore_direction` says)."""
 
     def __init__(self, height: int, width: int, min_level=2, max_level=4, num_subscales=3,
-                 aspect_ratios=(1.0, 2.0, 0.5), device="cpu"):
-        from dlbatch.models.detection.anchors import generate_anchors
-        from dlbatch.models.detection.boxes import GEOMETRIES
-        self.anchors = generate_anchors(height, width, min_level, max_level, num_subscales, list(aspect_ratios))
-        self.geometry, self.device = GEOMETRIES["rectangle1"], device
+                 aspect_ratios=(1.0, 2.0, 0.5), device="cpu", angles=None, ignore_direction=True):
+        from dlbatch.models.detection.anchors import generate_anchors, generate_oriented_anchors
+        from dlbatch.models.detection.boxes import geometry_for
+        if angles is None:
+            self.anchors = generate_anchors(height, width, min_level, max_level, num_subscales, list(aspect_ratios))
+            self.geometry = geometry_for("rectangle1")
+        else:
+            self.anchors = generate_oriented_anchors(height, width, min_level, max_level, num_subscales,
+                                                     list(aspect_ratios), list(angles))
+            self.geometry = geometry_for("rectangle2", ignore_direction=ignore_direction)
+        self.device = device
 
     def __call__(self, boxes, labels):
-        """boxes: per image (n_i, 4) row1, col1, row2, col2 in input pixels; labels: per image
-        (n_i,) class indices 0..K-1."""
+        """boxes: per image (n_i, P) in input pixels (rectangle1: row1, col1, row2, col2;
+        rectangle2: row, col, phi, length1, length2); labels: per image (n_i,) class indices
+        0..K-1."""
         from dlbatch.models.detection.targets import encode_targets
         t = encode_targets(self.anchors, boxes, labels, self.geometry, "float32")
         return (torch.from_numpy(t.classes).to(self.device), torch.from_numpy(np.asarray(t.deltas)).to(self.device),
@@ -273,7 +285,9 @@ class DetectionLoop(HandwrittenLoop):
     normaliser); the loss is torchvision RetinaNet's: sigmoid focal loss (alpha 0.25, gamma 2)
     over the anchors that are not ignored plus smooth-L1 (beta 0.11) over the positive anchors'
     deltas, each summed over the batch and divided by max(1, positive anchors in the batch).
-    `terms` keeps the last step's (focal, smooth-L1) values."""
+    `terms` keeps the last step's (focal, smooth-L1) values. For rectangle2 the Detector gets
+    box_params=5 and the smooth-L1 covers the angle delta as the fifth column, as dlbatch's
+    Huber term does."""
 
     def __init__(self, backbone: str, channels: int, k: int, **options):
         super().__init__(backbone, channels, k, model="detection", **options)

@@ -1,8 +1,9 @@
 """`make bench`: every case in its own process, one JSON object per case, then ratios, the
 scaling sweep and Markdown summary tables. Options: --quick (fewer steps, no scaling sweep),
 --device cuda, --threads N (default 2: numpy backend threads, torch threads, onnxruntime
-intra-op threads alike), --model classification|segmentation|detection|all (default all: the
-classification cases, then the segmentation cases, then the detection cases).
+intra-op threads alike), --model classification|segmentation|detection|detection_r2|all
+(default all: the classification cases, then the segmentation cases, then the detection cases,
+then the oriented detection case and the rotated-NMS micro-benchmark).
 
 Segmentation cases train and run the segmentation model type (backbone + top-down decoder,
 per-pixel loss) on dlbatch.data.segmentation_samples; the hand-written reference is the same
@@ -17,6 +18,16 @@ losses. Every trainer's timed step includes the batch's anchor matching and box 
 (dlbatch's numpy target code for all three). Inference is the raw heads; the model type's
 post-processing (decode + NMS, on stored raw outputs of a partly trained network) is timed on
 its own (impl "postprocess") and reported per image. Their keys start with "detection".
+
+The oriented detection case (model key detection_r2, step_case.py --model detection
+--instance-type rectangle2) is the same at compact 8x3x128x128 with rectangle2 boxes: 8
+oriented anchors per location (step_case.RECTANGLE2), 5 box outputs per anchor (the angle
+delta last), matching and NMS with the exact rotated IoU; the hand-written Detector has 5 box
+outputs per anchor and gets its targets from the same numpy code. Its keys start with
+"detection rectangle2"; targets as for rectangle1. With it (--model detection_r2 or all)
+rotated_nms.py runs once: nms and batched_nms with the rotated IoU on 1,000 and 10,000 random
+oriented candidate boxes (--quick: 3 calls per median instead of 5), reported under
+"rotated_nms" in the JSON and in its own table.
 
 Train steps are compared with a plain hand-written PyTorch loop of the same network and
 solver (handwritten_torch.py); inference with onnxruntime running the file write_dl_model
@@ -44,20 +55,26 @@ HERE = Path(__file__).resolve().parent
 SIZES = [("compact", 16, 64), ("resnet18", 8, 224)]  # classification
 SEGMENTATION_SIZES = [("compact", 16, 64), ("resnet18", 4, 256)]
 DETECTION_SIZES = [("compact", 8, 128), ("resnet18", 2, 512)]
-MODELS = {"classification": SIZES, "segmentation": SEGMENTATION_SIZES, "detection": DETECTION_SIZES}
+DETECTION_R2_SIZES = [("compact", 8, 128)]
+MODELS = {"classification": SIZES, "segmentation": SEGMENTATION_SIZES, "detection": DETECTION_SIZES,
+          "detection_r2": DETECTION_R2_SIZES}
+# a model key's step_case.py arguments and its name in the case keys, where they differ from it
+MODEL_ARGS = {"detection_r2": ["--model", "detection", "--instance-type", "rectangle2"]}
+MODEL_LABELS = {"detection_r2": "detection rectangle2"}
+NMS_SIZES = [1000, 10000]  # rotated_nms.py's candidate boxes
 # timed steps per process where a full run uses fewer than 20: a numpy segmentation step of
 # resnet18 at 4x3x256x256 takes over a second on the 2-core machine (3 rounds x 3 trainers)
 # (a detection step of resnet18 at 2x3x512x512 is of the same order)
 FULL_STEPS = {("segmentation", "resnet18"): 10, ("detection", "resnet18"): 10}
 TRAIN_IMPLS = ["numpy_train", "torch_train", "handwritten_train"]
 INFER_IMPLS = ["numpy_infer", "ort_infer"]
-EXTRA_IMPLS = {"detection": ["postprocess"]}  # timed once per round, no reference to compare with
+EXTRA_IMPLS = {"detection": ["postprocess"], "detection_r2": ["postprocess"]}  # no reference to compare with
 
 
 def case_key(model, backbone, batch, side):
     """The name of a case in the tables, the ratios and TARGETS."""
     size = f"{backbone} {batch}x3x{side}x{side}"
-    return size if model == "classification" else f"{model} {size}"
+    return size if model == "classification" else f"{MODEL_LABELS.get(model, model)} {size}"
 
 
 # the issues' targets: ratio keys -> {case key: bound}; segmentation has the classification
@@ -73,8 +90,9 @@ TARGETS = {
 }
 for name, bound in SEGMENTATION_TARGETS.items():
     TARGETS[name].update({case_key("segmentation", *size): bound for size in SEGMENTATION_SIZES})
-    # detection has the same targets
+    # detection (rectangle1 and rectangle2) has the same targets
     TARGETS[name].update({case_key("detection", *size): bound for size in DETECTION_SIZES})
+    TARGETS[name].update({case_key("detection_r2", *size): bound for size in DETECTION_R2_SIZES})
 
 
 def run_case(impl, backbone, batch, side, steps, device="cpu", threads=2, model="classification"):
@@ -82,7 +100,7 @@ def run_case(impl, backbone, batch, side, steps, device="cpu", threads=2, model=
            "--batch", str(batch), "--side", str(side), "--steps", str(steps), "--device", device,
            "--threads", str(threads)]
     if model != "classification":
-        cmd += ["--model", model]
+        cmd += MODEL_ARGS.get(model, ["--model", model])
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         rec = {"impl": impl, "backbone": backbone, "batch": batch, "side": side, "device": device,
@@ -93,6 +111,21 @@ def run_case(impl, backbone, batch, side, steps, device="cpu", threads=2, model=
         rec = json.loads(proc.stdout.strip().splitlines()[-1])
     print(json.dumps(rec), flush=True)
     return rec
+
+
+def run_rotated_nms(quick=False, sizes=NMS_SIZES) -> list[dict]:
+    """rotated_nms.py in its own process: one record per number of candidate boxes (or one
+    record with "error")."""
+    cmd = [sys.executable, str(HERE / "rotated_nms.py"), "--sizes", *map(str, sizes),
+           "--repeats", "3" if quick else "5"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        records = [{"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}]
+    else:
+        records = json.loads(proc.stdout.strip().splitlines()[-1])["rotated_nms"]
+    for rec in records:
+        print(json.dumps({"rotated_nms": rec}), flush=True)
+    return records
 
 
 def machine_state() -> dict:
@@ -174,6 +207,9 @@ def main() -> None:
     post = {key: rec.get("per_image_s") for (impl, key), rec in results.items() if impl == "postprocess"}
     if post:
         summary["postprocess_per_image_s"] = post
+    rotated = run_rotated_nms(args.quick) if args.model in ("all", "detection_r2") else []
+    if rotated:
+        summary["rotated_nms"] = rotated
     summary["elapsed_s"] = round(time.perf_counter() - t_start, 1)
     print(json.dumps(summary, indent=1))
 
@@ -215,6 +251,21 @@ def main() -> None:
             ms = f"{rec['per_image_s'] * 1000:.2f}" if "per_image_s" in rec else rec.get("error", "?")
             print(f"| {key} | {ms} | {fmt(rec.get('candidates_per_image'), '.0f')} "
                   f"| {fmt(rec.get('detections_per_image'), '.1f')} |")
+
+    if rotated:
+        print("\n### Rotated NMS (numpy, exact rotated IoU, threshold 0.5, 3 classes; median per call)\n")
+        print("| candidate boxes | nms (ms) | of which rotated IoU (ms) | exact clipping alone (ms) "
+              "| batched_nms (ms) | kept (nms / batched) | pairs past the prefilter | boolean matrix (MB) "
+              "| peak memory of a call (MB) |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for rec in rotated:
+            if "error" in rec:
+                print(f"| - | {rec['error']} | | | | | | | |")
+                continue
+            print(f"| {rec['n']:,} | {rec['nms_s'] * 1000:.1f} | {rec['iou_s'] * 1000:.1f} "
+                  f"| {rec['clip_pairs_s'] * 1000:.1f} | {rec['batched_nms_s'] * 1000:.1f} "
+                  f"| {rec['kept_nms']} / {rec['kept_batched_nms']} | {rec['prefilter_pairs']:,} "
+                  f"| {rec['suppression_matrix_mb']:g} | {rec['peak_call_mem_mb']:.0f} |")
 
     if scaling:
         print("\n### Scaling (compact backbone, train step, median of 10 steps)\n")

@@ -28,6 +28,13 @@ N x anchors x 4) without decoding. --impl postprocess times the model type's dec
 box decoding, per-level top-k, clipping, per-class NMS, best max_num_detections) of the
 batch's stored raw outputs, those of a partly trained network (detection_outputs); the record
 adds per_image_s and the mean candidates and detections per image.
+--model detection --instance-type rectangle2: the oriented instance type on
+detection_samples(instance_type="rectangle2") (elongated shapes, direction ignored): the model
+options RECTANGLE2 (anchor angles -pi/4, 0, pi/4, pi/2, aspect ratio length1 / length2 2.5, 2
+subscales: 8 anchors per location), box deltas N x anchors x 5 (the angle last), matching and
+NMS with the exact rotated IoU; the hand-written Detector gets box_params=5 and its targets
+come from the same numpy code (DetectionTargets with the oriented anchors). The record adds
+"instance_type": "rectangle2" (rectangle1 records are unchanged).
 """
 from __future__ import annotations
 
@@ -45,6 +52,32 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# the oriented detection case's model options (besides capacity and levels)
+RECTANGLE2 = {"instance_type": "rectangle2", "ignore_direction": True,
+              "anchor_angles": [-np.pi / 4, 0.0, np.pi / 4, np.pi / 2], "anchor_aspect_ratios": [2.5],
+              "anchor_num_subscales": 2}
+
+
+def detection_options(instance_type: str = "rectangle1") -> dict:
+    """The anchor and instance-type options of the bench's detection model (none for rectangle1:
+    the model type's defaults, 3 subscales x ratios 1, 2, 0.5)."""
+    if instance_type == "rectangle1":
+        return {}
+    if instance_type == "rectangle2":
+        return dict(RECTANGLE2)
+    raise ValueError(f"unknown instance type {instance_type!r}")
+
+
+def handwritten_detection(instance_type: str = "rectangle1") -> tuple[dict, dict]:
+    """(Detector options, DetectionTargets options) matching detection_options(instance_type)."""
+    if instance_type == "rectangle1":
+        return {}, {}
+    opts = detection_options(instance_type)
+    per_location = opts["anchor_num_subscales"] * len(opts["anchor_aspect_ratios"]) * len(opts["anchor_angles"])
+    return ({"anchors_per_location": per_location, "box_params": 5},
+            {"num_subscales": opts["anchor_num_subscales"], "aspect_ratios": tuple(opts["anchor_aspect_ratios"]),
+             "angles": tuple(opts["anchor_angles"]), "ignore_direction": opts["ignore_direction"]})
 
 
 def rss_mb() -> float:
@@ -92,21 +125,23 @@ def segmentation_data(n, side, channels, k, seed=0):
     return dlbatch.preprocess_dl_samples(raw, model)
 
 
-def detection_data(n, side, channels, k, seed=0):
-    """Synthetic scenes with 0-4 boxes of classes 1..k each, preprocessed for a model of that
-    size (a throw-away compact detection model: preprocessing depends only on the image
-    parameters)."""
+def detection_data(n, side, channels, k, seed=0, instance_type="rectangle1"):
+    """Synthetic scenes with 0-4 boxes of classes 1..k each (rectangle2: elongated shapes,
+    none directed), preprocessed for a model of that size (a throw-away compact detection
+    model: preprocessing depends only on the image parameters and the instance type)."""
     import dlbatch
     import dlbatch.data
     raw = dlbatch.data.detection_samples(n, height=side, width=side, channels=channels,
-                                         class_ids=range(1, k + 1), seed=seed)
+                                         class_ids=range(1, k + 1), seed=seed, instance_type=instance_type)
     model = dlbatch.create_dl_model("detection", backbone="compact", class_ids=list(range(1, k + 1)),
-                                    image_dimensions=[side, side, channels], batch_size=n)
+                                    image_dimensions=[side, side, channels], batch_size=n,
+                                    **detection_options(instance_type))
     return dlbatch.preprocess_dl_samples(raw, model)
 
 
 def detection_boxes(data, model):
-    """Per image the (n_i, 4) boxes in input pixels and their class indices, as dlbatch reads them."""
+    """Per image the (n_i, P) boxes in input pixels (P = 4 rectangle1, 5 rectangle2) and their
+    class indices, as dlbatch reads them."""
     from dlbatch.models.detection.model_type import _class_index, _geometry
     from dlbatch.models.detection.sample_boxes import read_boxes
     hp = model.hyperparameters
@@ -159,6 +194,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--instance-type", default="rectangle1", choices=["rectangle1", "rectangle2"],
+                    help="detection only: axis-parallel (rectangle1) or oriented (rectangle2) boxes")
     a = ap.parse_args()
     os.environ.setdefault("DLBATCH_NUM_THREADS", str(a.threads))  # before dlbatch is imported
 
@@ -167,13 +204,16 @@ def main() -> None:
         a.classes = {"segmentation": 4, "detection": 3}.get(a.model, 10)
     if a.impl == "postprocess" and not detection:
         ap.error("--impl postprocess needs --model detection")
+    if a.instance_type != "rectangle1" and not detection:
+        ap.error("--instance-type needs --model detection")
     class_ids = list(range(1, a.classes + 1)) if detection else list(range(a.classes))
-    extra = {"capacity": "medium", "min_level": 2, "max_level": 4} if detection else {}
+    levels = {"capacity": "medium", "min_level": 2, "max_level": 4} if detection else {}
+    extra = {**levels, **detection_options(a.instance_type)} if detection else {}
     if segmentation:
         data = segmentation_data(a.batch, a.side, a.channels, a.classes)
         label_key = "segmentation_image"
     elif detection:
-        data = detection_data(a.batch, a.side, a.channels, a.classes)
+        data = detection_data(a.batch, a.side, a.channels, a.classes, instance_type=a.instance_type)
         label_key = None
     else:
         data = samples(a.batch, a.side, a.channels, a.classes)
@@ -183,17 +223,20 @@ def main() -> None:
               "threads": a.threads}
     if segmentation or detection:  # classification records keep their earlier form
         record = {"model": a.model, **record}
+    if a.instance_type != "rectangle1":  # rectangle1 detection records keep theirs
+        record = {"model": a.model, "instance_type": a.instance_type, **record}
     if impl.startswith("handwritten") and detection:
         import torch
         torch.set_num_threads(a.threads)
         import dlbatch
         from handwritten_torch import DetectionLoop, DetectionTargets
-        loop = DetectionLoop(a.backbone, a.channels, a.classes, device=a.device, **extra)
+        network, target_options = handwritten_detection(a.instance_type)
+        loop = DetectionLoop(a.backbone, a.channels, a.classes, device=a.device, **levels, **network)
         x = torch.tensor(np.stack([s["image"].transpose(2, 0, 1) for s in data]), device=a.device)
         reader = dlbatch.create_dl_model("detection", backbone="compact", class_ids=class_ids,
                                          image_dimensions=[a.side, a.side, a.channels], batch_size=a.batch, **extra)
         boxes, labels = detection_boxes(data, reader)  # parsing the sample dicts is not timed
-        targets = DetectionTargets(a.side, a.side, device=a.device)
+        targets = DetectionTargets(a.side, a.side, device=a.device, **target_options)
         sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
         if impl.endswith("train"):  # matching and box coding inside the step, as dlbatch's step does
             fn = lambda: (loop.step(x, targets(boxes, labels)), sync())

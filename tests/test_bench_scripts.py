@@ -66,6 +66,58 @@ def test_detection_step_case_prints_one_timed_record(impl):
         assert rec["candidates_per_image"] > 0 and rec["detections_per_image"] > 0
 
 
+@pytest.mark.parametrize("impl", ["numpy_train", "numpy_infer", "ort_infer", "torch_train", "handwritten_train",
+                                  "postprocess"])
+def test_rectangle2_detection_step_case_prints_one_timed_record(impl):
+    if impl in ("torch_train", "handwritten_train"):
+        pytest.importorskip("torch")
+    if impl == "ort_infer":
+        pytest.importorskip("onnxruntime")
+    rec = run_json(BENCH / "step_case.py", "--model", "detection", "--instance-type", "rectangle2", "--impl", impl,
+                   "--backbone", "compact", "--batch", 2, "--side", 32, "--steps", 2, "--warmup", 1, "--threads", 1)
+    assert rec["model"] == "detection" and rec["instance_type"] == "rectangle2"
+    assert rec["impl"] == impl and rec["steps"] == 2
+    assert 0 < rec["min_s"] <= rec["median_s"]
+    assert rec["peak_step_mem_mb"] >= 0
+    if impl == "postprocess":
+        assert rec["per_image_s"] == pytest.approx(rec["median_s"] / 2)
+        assert rec["candidates_per_image"] > 0 and rec["detections_per_image"] > 0
+
+
+def test_rotated_nms_bench_prints_its_records():
+    out = run_json(BENCH / "rotated_nms.py", "--sizes", 40, 120, "--repeats", 1)
+    records = out["rotated_nms"]
+    assert [r["n"] for r in records] == [40, 120]
+    for r in records:
+        for key in ("nms_s", "batched_nms_s", "iou_s", "clip_pairs_s", "iou_full_s"):
+            assert r[key] > 0, key
+        assert r["iou_s"] <= r["nms_s"]
+        assert 0 < r["kept_nms"] <= r["kept_batched_nms"] <= r["n"]  # per class keeps at least as many
+        assert 0 < r["prefilter_pairs"] < r["n"] * (r["n"] - 1) // 2
+        assert r["suppression_matrix_mb"] == pytest.approx(r["n"] ** 2 / 1e6)
+
+
+def test_rotated_nms_candidates_cluster_around_objects():
+    """About 80% of the candidates lie in clusters: they have near-duplicates (IoU > 0.5), while
+    the boxes NMS keeps are few and the scattered false candidates mostly survive."""
+    import numpy as np
+
+    sys.path.insert(0, str(BENCH))
+    from rotated_nms import candidate_boxes
+
+    from dlbatch.models.detection.nms import nms
+    from dlbatch.models.detection.rotated_iou import rotated_pairwise_iou
+
+    boxes, scores, classes = candidate_boxes(1000, classes=3, seed=1)
+    assert boxes.shape == (1000, 5) and scores.shape == classes.shape == (1000,)
+    assert set(np.unique(classes)) == {0, 1, 2}
+    assert (boxes[:, 3] > 0).all() and (boxes[:, 4] > 0).all() and ((scores > 0) & (scores < 1)).all()
+    iou = rotated_pairwise_iou(boxes, boxes)
+    np.fill_diagonal(iou, 0.0)
+    assert 0.6 < (iou > 0.5).any(axis=1).mean() < 0.9
+    assert len(nms(boxes, scores, 0.5, rotated_pairwise_iou)) < 400
+
+
 def _load_dlbatch_values(net, model, backbone):
     """Copy a dlbatch segmentation model's weights and statistics into handwritten_torch's
     Segmenter: backbone tensors in order, decoder tensors by the stride in their name."""
@@ -197,11 +249,13 @@ def _load_dlbatch_detector(net, model):
     return mapping
 
 
-@pytest.mark.parametrize("backbone,side,batch", [("compact", 32, 2), ("resnet18", 64, 2)])
-def test_handwritten_detector_is_the_dlbatch_network(backbone, side, batch):
+@pytest.mark.parametrize("backbone,side,batch,instance_type", [("compact", 32, 2, "rectangle1"),
+                                                             ("resnet18", 64, 2, "rectangle1"),
+                                                             ("compact", 32, 2, "rectangle2")])
+def test_handwritten_detector_is_the_dlbatch_network(backbone, side, batch, instance_type):
     """Given dlbatch's weights, the hand-written detector gives the same class logits and box
     deltas, the same focal and smooth-L1 values on the same targets, and the same weights after
-    two SGD steps."""
+    two SGD steps (rectangle2: 5 box outputs per anchor, oriented anchors, rotated IoU)."""
     torch = pytest.importorskip("torch")
     import numpy as np
 
@@ -209,19 +263,21 @@ def test_handwritten_detector_is_the_dlbatch_network(backbone, side, batch):
     from dlbatch.core.infer import raw_outputs
     sys.path.insert(0, str(BENCH))
     from handwritten_torch import DetectionLoop, DetectionTargets
-    from step_case import detection_boxes, detection_data
+    from step_case import detection_boxes, detection_data, detection_options, handwritten_detection
 
     torch.set_num_threads(1)
-    data = detection_data(batch, side, 3, 3, seed=3)  # 2 and 4 boxes
+    data = detection_data(batch, side, 3, 3, seed=3, instance_type=instance_type)  # rectangle1: 2 and 4 boxes
     model = dlbatch.create_dl_model("detection", backbone=backbone, class_ids=[1, 2, 3],
                                     image_dimensions=[side, side, 3], batch_size=batch, learning_rate=0.01,
-                                    momentum=0.9, weight_prior=1e-4, capacity="medium", min_level=2, max_level=4)
-    loop = DetectionLoop(backbone, 3, 3)
+                                    momentum=0.9, weight_prior=1e-4, capacity="medium", min_level=2, max_level=4,
+                                    **detection_options(instance_type))
+    network, target_options = handwritten_detection(instance_type)
+    loop = DetectionLoop(backbone, 3, 3, **network)
     mapping = _load_dlbatch_detector(loop.net, model)
     initial = {name: np.array(model.values[source], dtype=np.float64) for name, source in mapping.items()}
     x = torch.tensor(np.stack([s["image"].transpose(2, 0, 1) for s in data]))
     boxes, labels = detection_boxes(data, model)
-    targets = DetectionTargets(side, side)(boxes, labels)
+    targets = DetectionTargets(side, side, **target_options)(boxes, labels)
     assert targets[2] > 1  # some anchors are positive
     expected = raw_outputs(model, data)
     logits, deltas = loop.infer(x)
@@ -272,3 +328,50 @@ def test_run_all_tables_detection_cases(monkeypatch, capsys):
                f"| 1.000 | <= 1.05 (met) |" in out
         assert f"| detection {size} | 4.00 | 40 | 3.5 |" in out
     assert "| segmentation " not in out and "| compact 16x3x64x64 |" not in out
+
+
+def test_run_all_tables_rectangle2_detection_case_and_rotated_nms(monkeypatch, capsys):
+    """run_all --model detection_r2: the oriented case's key, ratios, targets and
+    post-processing row, and the rotated-NMS table, from fake records."""
+    sys.path.insert(0, str(BENCH))
+    import run_all
+
+    def fake_case(impl, backbone, batch, side, steps, device="cpu", threads=2, model="classification"):
+        assert model == "detection_r2" and (backbone, batch, side) == ("compact", 8, 128)
+        ms = {"numpy_train": 1.3, "torch_train": 1.0, "handwritten_train": 1.0, "numpy_infer": 1.2, "ort_infer": 1.0,
+              "postprocess": 0.006 * batch}
+        rec = {"model": "detection", "instance_type": "rectangle2", "impl": impl, "backbone": backbone,
+               "batch": batch, "side": side, "median_s": ms[impl], "min_s": ms[impl], "steps": steps,
+               "peak_step_mem_mb": 100.0}
+        if impl == "postprocess":
+            rec.update(per_image_s=0.006, candidates_per_image=30.0, detections_per_image=2.5)
+        return rec
+
+    nms_records = [{"n": n, "nms_s": 0.05 * k, "iou_s": 0.04 * k, "clip_pairs_s": 0.01 * k, "batched_nms_s": 0.06 * k,
+                    "kept_nms": 250 * k, "kept_batched_nms": 320 * k, "prefilter_pairs": 22000 * k,
+                    "suppression_matrix_mb": n * n / 1e6, "peak_call_mem_mb": 17.0 * k}
+                   for n, k in ((1000, 1), (10000, 10))]
+    monkeypatch.setattr(run_all, "run_case", fake_case)
+    monkeypatch.setattr(run_all, "run_rotated_nms", lambda quick=False, sizes=None: nms_records)
+    monkeypatch.setattr(run_all, "machine_state", lambda: {})
+    monkeypatch.setattr(sys, "argv", ["run_all.py", "--quick", "--model", "detection_r2"])
+    run_all.main()
+    out = capsys.readouterr().out
+    key = "detection rectangle2 compact 8x3x128x128"
+    assert f"| {key} | numpy_train / handwritten_torch_train | 1.300 | 1.300-1.300 | 1.300 | <= 1.2 (missed) |" in out
+    assert f"| {key} | numpy_infer / onnxruntime_infer | 1.200 | 1.200-1.200 | 1.200 | <= 1.5 (met) |" in out
+    assert f"| {key} | 6.00 | 30 | 2.5 |" in out
+    assert "| 1,000 | 50.0 | 40.0 | 10.0 | 60.0 | 250 / 320 | 22,000 | 1 | 17 |" in out
+    assert "| 10,000 | 500.0 | 400.0 | 100.0 | 600.0 | 2500 / 3200 | 220,000 | 100 | 170 |" in out
+    summary = json.loads(out[out.index("{\n"):out.index("\n}\n") + 2])
+    assert summary["rotated_nms"] == nms_records
+    assert "resnet18" not in out and "| detection compact" not in out
+
+
+def test_run_all_runs_the_rotated_nms_bench():
+    """run_rotated_nms runs rotated_nms.py and returns its records."""
+    sys.path.insert(0, str(BENCH))
+    import run_all
+
+    records = run_all.run_rotated_nms(quick=True, sizes=[30])
+    assert len(records) == 1 and records[0]["n"] == 30 and records[0]["nms_s"] > 0, records
