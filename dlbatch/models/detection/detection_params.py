@@ -40,8 +40,8 @@ equals an anchor's):
    2^(-2 |t - grid|)), from the ratio gap (concentric, same area: 1 / (2 sqrt(q) - 1) for the
    ratio of ratios q) and from the angle gap (the box against itself turned by its wrapped
    distance g to the nearest anchor angle, exact rotated IoU; directed, g >= pi/2: IoU 0.01)
-   says which: the largest loss whose count is below its maximum; all at their maxima ends the
-   search, and the best setting found (highest coverage, then fewest anchors per location) is
+   says which: of the counts below their maximum, the one whose gap costs the most (lowest mean
+   log IoU) is raised; all at their maxima ends the search, and the best setting found (highest coverage, then fewest anchors per location) is
    returned with `coverage_goal_met` False.
 
 The verification only computes the IoU with the anchors that can overlap a box of the image
@@ -177,11 +177,11 @@ def cluster_angles(phi: np.ndarray, m: int, ignore_direction: bool = True, itera
 
 
 def _angles(phi: np.ndarray, m: int, ignore_direction: bool) -> list[float]:
-    """The m k-means centres in the geometry's range, rounded (a value rounded past the upper end
-    pi/2 or pi is that end), distinct, ascending."""
+    """The m k-means centres in the geometry's range, rounded (a value rounded past either end,
+    -pi/2 / pi/2 or -pi / pi, is the upper end, which is the same angle), distinct, ascending."""
     half = math.pi / 2 if ignore_direction else math.pi
     centres = np.round(normalize_phi(cluster_angles(phi, m, ignore_direction), ignore_direction), ANGLE_DECIMALS)
-    return sorted({half if a > half else float(a) for a in centres})
+    return sorted({half if abs(a) >= half else float(a) for a in centres})
 
 
 def _levels(t: np.ndarray, n: int, lowest: int, highest: int) -> tuple[int, int]:
