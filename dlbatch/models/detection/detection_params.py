@@ -41,8 +41,9 @@ equals an anchor's):
    ratio of ratios q) and from the angle gap (the box against itself turned by its wrapped
    distance g to the nearest anchor angle, exact rotated IoU; directed, g >= pi/2: IoU 0.01)
    says which: of the counts below their maximum, the one whose gap costs the most (lowest mean
-   log IoU) is raised; all at their maxima ends the search, and the best setting found (highest coverage, then fewest anchors per location) is
-   returned with `coverage_goal_met` False.
+   log IoU) is raised; all at their maxima ends the search, and the best setting found
+   (highest coverage, then fewest anchors per location) is returned with `coverage_goal_met`
+   False.
 
 The verification only computes the IoU with the anchors that can overlap a box of the image
 (rectangle1: anchors.anchors_near); an anchor that overlaps no box of its image is background
