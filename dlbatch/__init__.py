@@ -57,8 +57,9 @@ def read_dl_model(path, backend: str | None = None, device: str = "cpu", **kwarg
 
 
 def detection_params_from_samples(samples, image_width: int, image_height: int, **options) -> dict:
-    """Anchor parameters (min_level, max_level, anchor_num_subscales, anchor_aspect_ratios)
-    suggested from the samples' boxes (HALCON's determine_dl_model_detection_param)."""
+    """Anchor parameters (min_level, max_level, anchor_num_subscales, anchor_aspect_ratios, and
+    anchor_angles for rectangle2 boxes) suggested from the samples' boxes so that most boxes get
+    an anchor with IoU >= 0.5 (HALCON's determine_dl_model_detection_param)."""
     from .models.detection.detection_params import detection_params_from_samples as _suggest
     return _suggest(samples, image_width, image_height, **options)
 
