@@ -8,7 +8,7 @@ import pytest
 
 from dlbatch.core.errors import DLParamError, DLSampleError
 from dlbatch.data import detection_samples
-from dlbatch.models.detection import detection_params as module
+from dlbatch.models.detection import anchor_coverage as coverage
 from dlbatch.models.detection.anchors import anchors_near, generate_anchors, generate_oriented_anchors
 from dlbatch.models.detection.detection_params import collect_boxes, covered_boxes, detection_params_from_samples
 from dlbatch.models.detection.matcher import match_iou
@@ -465,8 +465,8 @@ def test_oriented_verification_clips_few_pairs(monkeypatch):
     pairs of each image (anchors.anchors_near, grown by the largest oriented anchor of a level,
     would keep most of them)."""
     clipped = []
-    original = module.intersection_area
-    monkeypatch.setattr(module, "intersection_area", lambda a, b: clipped.append(len(a)) or original(a, b))
+    original = coverage.intersection_area
+    monkeypatch.setattr(coverage, "intersection_area", lambda a, b: clipped.append(len(a)) or original(a, b))
     samples = detection_samples(40, height=128, width=128, seed=5, instance_type="rectangle2",
                                 directed_class_ids=(2,))
     boxes, owner = collect_boxes(samples, 128, 128, Rectangle2(False))
