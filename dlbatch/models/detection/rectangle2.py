@@ -107,6 +107,18 @@ class Rectangle2:
         (touching included) or either is degenerate. phi and phi + pi give the same IoU."""
         return rotated_pairwise_iou(a, b)
 
+    def matching_iou(self, boxes, anchors) -> np.ndarray:
+        """(N, M) IoU for assigning anchors to boxes. With the direction taken into account,
+        an anchor pointing the other way (|wrap(phi_box - phi_anchor)| >= pi/2) counts as 0:
+        the IoU cannot tell phi from phi + pi, and such a match would ask the box coder for a
+        turn of about pi."""
+        iou = self.pairwise_iou(boxes, anchors)
+        if not self.ignore_direction:
+            b, a = _as_boxes5(boxes), _as_boxes5(anchors)
+            turn = wrap_angle(b[:, None, 2] - a[None, :, 2], ignore_direction=False)
+            iou = np.where(np.abs(turn) < np.pi / 2, iou, 0.0)
+        return iou
+
     def normalize(self, boxes) -> np.ndarray:
         """The boxes with phi in this geometry's range (see normalize_phi); the same boxes."""
         b = _as_boxes5(boxes).copy()

@@ -34,7 +34,8 @@ def encode_targets(anchors: Anchors, boxes: Sequence[np.ndarray], labels: Sequen
     for i, (b, y) in enumerate(zip(boxes, labels)):
         if not len(b):
             continue  # an image without boxes: every anchor is background
-        matched = match_anchors(anchors.boxes, b, pairwise_iou=geometry.pairwise_iou)
+        # a geometry may refine the IoU for assignment (directed rectangle2: no reversed anchors)
+        matched = match_anchors(anchors.boxes, b, pairwise_iou=getattr(geometry, "matching_iou", geometry.pairwise_iou))
         pos = matched >= 0
         classes[i] = np.where(pos, y[np.maximum(matched, 0)], np.where(matched == IGNORED, IGNORED, BACKGROUND))
         deltas[i, pos] = box_coder.encode(anchors.boxes[pos], b[matched[pos]], geometry)

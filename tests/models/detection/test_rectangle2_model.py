@@ -111,3 +111,19 @@ def test_evaluation_of_axis_parallel_boxes_gives_the_rectangle1_numbers():
     for key in ("mean_ap", "ap_50", "ap_75"):
         assert a[key] == pytest.approx(b[key], abs=1e-12), key
     np.testing.assert_allclose(a["class_ap"], b["class_ap"], atol=1e-12)
+
+
+def test_directed_matching_never_assigns_an_anchor_pointing_the_other_way():
+    from dlbatch.models.detection.rectangle2 import Rectangle2, wrap_angle
+    box = np.array([[16.0, 16.0, 0.3, 8.0, 3.0]])
+    anchors = np.array([[16.0, 16.0, 0.3, 8.0, 3.0], [16.0, 16.0, 0.3 + np.pi, 8.0, 3.0]])
+    directed, undirected = Rectangle2(ignore_direction=False), Rectangle2(ignore_direction=True)
+    assert undirected.matching_iou(box, anchors)[0] == pytest.approx([1.0, 1.0])
+    assert directed.matching_iou(box, anchors)[0] == pytest.approx([1.0, 0.0])
+    model = make(ignore_direction=False, anchor_angles=[0.0, np.pi / 2, np.pi, -np.pi / 2])
+    samples = batch(model, 4, seed=7, directed=tuple(IDS))
+    enc = model.model_type.encode(samples, model.hyperparameters, model.meta, labels=True, dtype="float64")
+    positive = enc.targets["box"].weights > 0
+    angle_deltas = enc.targets["box"].target[positive][:, 4]
+    assert positive.any() and (np.abs(angle_deltas) < np.pi / 2 + 1e-9).all()
+    assert (np.abs(wrap_angle(angle_deltas, ignore_direction=False)) < np.pi / 2 + 1e-9).all()
