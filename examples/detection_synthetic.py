@@ -41,13 +41,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import tempfile
 import time
 
 import numpy as np
 
 import dlbatch
+from classifier_backbone import train_classifier_file  # examples/ is on sys.path when run as a script
 from dlbatch.data import detection_samples
 
 DEFAULT_LR = {"adam": 1e-3, "sgd": 0.01}
@@ -101,24 +101,6 @@ def direction_accuracy(model, samples, min_score: float = 0.5) -> tuple[float | 
     return (right / matched if matched else None), matched
 
 
-def train_classifier_file(args, class_ids, folder, data_options) -> str:
-    """A resnet18 classifier trained to name the one shape in an image, written to ONNX."""
-    model = dlbatch.create_dl_model("classification", backbone="resnet18", class_ids=list(class_ids),
-                                    image_dimensions=[args.side, args.side, 3], batch_size=args.batch,
-                                    learning_rate=0.01, momentum=0.9, weight_prior=1e-5, backend=args.backend)
-    n = max(4 * args.batch, args.classifier_steps * args.batch // 4)
-    raw = detection_samples(n, height=args.side, width=args.side, class_ids=class_ids, seed=11,
-                            min_objects=1, max_objects=1, **data_options)
-    data = dlbatch.preprocess_dl_samples([{"image": s["image"], "image_label_id": int(s["bbox_label_id"][0])}
-                                          for s in raw], model)
-    rng = np.random.default_rng(0)
-    for _ in range(args.classifier_steps):
-        model.train_batch([data[i] for i in rng.choice(len(data), args.batch, replace=False)])
-    path = os.path.join(folder, "classifier.onnx")
-    dlbatch.write_dl_model(model, path)
-    return path
-
-
 def rounded(values) -> list:
     return [None if v != v else round(v, 4) for v in values]  # NaN: a class without ground truth
 
@@ -161,7 +143,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         backbone = args.backbone
         if backbone == "classifier":
-            backbone = train_classifier_file(args, class_ids, folder, data_options)
+            backbone = train_classifier_file(folder, class_ids, side=args.side, batch=args.batch,
+                                             steps=args.classifier_steps, learning_rate=0.01, backend=args.backend, **data_options)
         model = dlbatch.create_dl_model("detection", backbone=backbone, class_ids=list(class_ids),
                                         image_dimensions=[args.side, args.side, 3], batch_size=args.batch,
                                         solver_type=args.solver, learning_rate=lr, momentum=0.9,

@@ -12,31 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 
 import numpy as np
 
 import dlbatch
-from dlbatch.data import detection_samples, segmentation_samples
-
-
-def train_classifier_file(args, class_ids, folder) -> str:
-    """A resnet18 classifier trained to name the one shape in an image, written to ONNX."""
-    model = dlbatch.create_dl_model("classification", backbone="resnet18", class_ids=list(class_ids),
-                                    image_dimensions=[args.side, args.side, 3], batch_size=args.batch,
-                                    learning_rate=args.lr, momentum=0.9, weight_prior=1e-5, backend=args.backend)
-    raw = detection_samples(args.classifier_steps * args.batch // 4, height=args.side, width=args.side,
-                            class_ids=class_ids, seed=11, min_objects=1, max_objects=1)
-    data = dlbatch.preprocess_dl_samples([{"image": s["image"], "image_label_id": int(s["bbox_label_id"][0])}
-                                          for s in raw], model)
-    rng = np.random.default_rng(0)
-    for _ in range(args.classifier_steps):
-        model.train_batch([data[i] for i in rng.choice(len(data), args.batch, replace=False)])
-    path = os.path.join(folder, "classifier.onnx")
-    dlbatch.write_dl_model(model, path)
-    return path
+from classifier_backbone import train_classifier_file  # examples/ is on sys.path when run as a script
+from dlbatch.data import segmentation_samples
 
 
 def main() -> None:
@@ -57,7 +40,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         backbone = args.backbone
         if backbone == "classifier":
-            backbone = train_classifier_file(args, class_ids, folder)
+            backbone = train_classifier_file(folder, class_ids, side=args.side, batch=args.batch,
+                                             steps=args.classifier_steps, learning_rate=args.lr, backend=args.backend)
         model = dlbatch.create_dl_model("segmentation", backbone=backbone, class_ids=[0, *class_ids],
                                         image_dimensions=[args.side, args.side, 3], batch_size=args.batch,
                                         learning_rate=args.lr, momentum=0.9, weight_prior=1e-5, backend=args.backend)
