@@ -144,7 +144,8 @@ def main() -> None:
         backbone = args.backbone
         if backbone == "classifier":
             backbone = train_classifier_file(folder, class_ids, side=args.side, batch=args.batch,
-                                             steps=args.classifier_steps, learning_rate=0.01, backend=args.backend, **data_options)
+                                             steps=args.classifier_steps, learning_rate=0.01, backend=args.backend,
+                                             **data_options)
         model = dlbatch.create_dl_model("detection", backbone=backbone, class_ids=list(class_ids),
                                         image_dimensions=[args.side, args.side, 3], batch_size=args.batch,
                                         solver_type=args.solver, learning_rate=lr, momentum=0.9,
