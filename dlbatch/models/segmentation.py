@@ -70,7 +70,6 @@ class Segmentation(ModelType):
             maps = tuple(features.at(s) for s in BUILTIN_STRIDES[backbone])
             input_name, opset = "image", None
         else:
-            _check_size(hp, 32, "an ONNX classifier")
             features, input_name, opset = read_backbone_file(b, backbone, hp)
             maps = features.maps
         _check_size(hp, maps[-1].stride, backbone)
