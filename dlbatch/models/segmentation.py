@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..core.errors import DLModelFileError, DLParamError
+from ..core.errors import DLModelFileError
 from ..core.graph import ValueInfo
 from ..core.hookspecs import hookimpl
 from ..core.model_type import Encoded, Evaluation, LossTerm, ModelType, TermTarget
@@ -19,6 +19,7 @@ from .builder import GraphBuilder
 from .classification import class_weight_array
 from .decoder import CLASSIFIER, PREFIX as DECODER_PREFIX, build_decoder
 from .file_backbone import read_backbone_file
+from .image_size import check_size_multiple
 from .label_images import LabelMap, label_image, weight_image
 from .segmentation_metrics import PixelConfusion, segmentation_measures
 
@@ -30,14 +31,7 @@ LABEL_KEYS = ("segmentation_image", "weight_image")
 
 
 def _check_size(hp: Mapping[str, Any], multiple: int, backbone: str) -> None:
-    """Image sides must be multiples of the deepest stride, so every upsampling by 2 lands
-    exactly on the shallower map's size (HALCON has the same rule)."""
-    w, h = hp["image_width"], hp["image_height"]
-    if w % multiple or h % multiple:
-        def near(x):
-            return max(multiple, round(x / multiple) * multiple)
-        raise DLParamError(f"a segmentation model with the {backbone} backbone needs image_width and image_height "
-                           f"that are multiples of {multiple}; got {w} x {h}. Use e.g. {near(w)} x {near(h)}")
+    check_size_multiple(hp, multiple, f"a segmentation model with the {backbone} backbone")
 
 
 def softmax_confidence(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

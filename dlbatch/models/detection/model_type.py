@@ -17,6 +17,7 @@ from ...core.samples import check_image, images_to_nchw
 from ..backbones import BACKBONES
 from ..builder import GraphBuilder
 from ..file_backbone import read_backbone_file
+from ..image_size import check_size_multiple
 from . import box_coder
 from .anchors import Anchors, anchors_per_location, generate_anchors, generate_oriented_anchors
 from .boxes import geometry_for
@@ -29,7 +30,6 @@ from .targets import encode_targets
 
 DEFAULT_ALPHA = 0.25      # focal alpha of every class unless class_weights says otherwise (SPEC 4)
 HUBER_BETA = 0.11
-FILE_STRIDES = (4, 8, 16, 32)
 
 
 def _geometry(hp: Mapping[str, Any]):
@@ -46,15 +46,8 @@ def _anchors_per_location(hp: Mapping[str, Any]) -> int:
 
 
 def _check_size(hp: Mapping[str, Any]) -> None:
-    """Image sides must be multiples of the deepest stride (HALCON's rule), so every pyramid
-    level's grid covers the image exactly."""
-    multiple = 2 ** hp["max_level"]
-    w, h = hp["image_width"], hp["image_height"]
-    if w % multiple or h % multiple:
-        def near(x):
-            return max(multiple, round(x / multiple) * multiple)
-        raise DLParamError(f"a detection model with max_level={hp['max_level']} needs image_width and image_height "
-                           f"that are multiples of {multiple}; got {w} x {h}. Use e.g. {near(w)} x {near(h)}")
+    """Every pyramid level's grid must cover the image exactly (see image_size)."""
+    check_size_multiple(hp, 2 ** hp["max_level"], f"a detection model with max_level={hp['max_level']}")
 
 
 def _class_index(hp: Mapping[str, Any]) -> dict[int, int]:
@@ -132,7 +125,7 @@ class Detection(ModelType):
         if backbone in BACKBONES:
             features, input_name, opset = BACKBONES[backbone](b, "image", c), "image", None
         else:
-            features, input_name, opset = read_backbone_file(b, backbone, hp, strides=FILE_STRIDES, min_levels=1)
+            features, input_name, opset = read_backbone_file(b, backbone, hp, min_levels=1)
         pyramid = build_pyramid(b, features, hp["min_level"], hp["max_level"], CAPACITY[hp["capacity"]][0])
         layout = HeadLayout(k, geometry.num_params, _anchors_per_location(hp))
         logits, deltas = build_heads(b, pyramid, hp["capacity"], layout)
