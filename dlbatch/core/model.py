@@ -20,7 +20,7 @@ from . import solvers
 from .backend import Backend, Program
 from .errors import DLBackendError, DLParamError
 from .graph import Graph
-from .hyperparameters import RUNTIME_PARAMS, check_consistency
+from .hyperparameters import check_consistency
 from .infer import apply_model, evaluate_model
 from .model_type import LossTerm, ModelType
 from .onnx_export import write_model_file

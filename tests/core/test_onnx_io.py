@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import dlbatch
-from dlbatch.core import onnx_export, onnx_io
+from dlbatch.core import onnx_export
 from dlbatch.core.errors import DLModelFileError, DLParamError
 from dlbatch.core.hookspecs import hookimpl
 from dlbatch.core.infer import raw_outputs
