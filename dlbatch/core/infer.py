@@ -24,9 +24,9 @@ def apply_model(model, samples) -> list[dict]:
     return _apply_checked(model, samples)
 
 
-def _apply_checked(model, samples) -> list[dict]:
+def _apply_checked(model, samples, *, original_pixels: bool = True) -> list[dict]:
     hp = model.hyperparameters
-    contexts = [SampleContext.of(s, hp, i) for i, s in enumerate(samples)]
+    contexts = [SampleContext.of(s if original_pixels else {}, hp, i) for i, s in enumerate(samples)]
     bs = max(1, hp["batch_size"])
     chunks = [raw_outputs(model, samples[i:i + bs]) for i in range(0, len(samples), bs)]
     if not chunks:
@@ -38,11 +38,19 @@ def _apply_checked(model, samples) -> list[dict]:
 def evaluate_model(model, samples) -> dict:
     """Apply the model batch by batch and let the model type accumulate its measures."""
     samples = as_sample_list(samples)
+    bs = max(1, model.hyperparameters["batch_size"])
+    return evaluate_batches(model, (samples[i:i + bs] for i in range(0, len(samples), bs)))
+
+
+def evaluate_batches(model, batches) -> dict:
+    """evaluate_dl_model over an iterable of sample lists in the model's input format, so a
+    dataset on disk is measured without holding it in memory. Results are compared with the
+    labels in the network's input pixels, where the samples' labels are (a preprocessed
+    sample's boxes and label image were transformed with its image)."""
     hp = model.hyperparameters
-    model.model_type.check_samples(samples, hp, labels=True)
     evaluation = model.model_type.evaluation(hp)
-    bs = max(1, hp["batch_size"])
-    for i in range(0, len(samples), bs):
-        chunk = samples[i:i + bs]
-        evaluation.add(_apply_checked(model, chunk), chunk)
+    for chunk in batches:
+        chunk = as_sample_list(chunk)
+        model.model_type.check_samples(chunk, hp, labels=True)
+        evaluation.add(_apply_checked(model, chunk, original_pixels=False), chunk)
     return evaluation.summary()

@@ -70,6 +70,23 @@ class ForeignModel:
     params: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class MainMetric:
+    """The measure the training procedure ranks evaluations by (best.onnx) and shows first:
+    its key in the evaluation summary and whether a higher value is better."""
+
+    name: str
+    higher_is_better: bool
+
+    def better(self, new: float, old: float | None) -> bool:
+        """Whether `new` beats `old` (any value beats None; NaN never wins)."""
+        if new != new:  # NaN
+            return False
+        if old is None or old != old:
+            return True
+        return new > old if self.higher_is_better else new < old
+
+
 class Evaluation:
     """Measures accumulated batch by batch (`evaluate_dl_model` feeds it the results and
     samples of one batch at a time), so that a model type can evaluate a large set without
@@ -92,6 +109,8 @@ class Evaluation:
 class ModelType(ABC):
     name: str = ""
     reads_backbone_files: bool = False  # create_dl_model(..., backbone="classifier.onnx") accepted
+    # What train_dl_model ranks evaluations by; a model type without one is never "best".
+    main_metric: MainMetric | None = None
 
     def param_specs(self) -> list[ParamSpec]:
         """Parameters specific to this model type (added to the generic table)."""
@@ -166,3 +185,19 @@ class ModelType(ABC):
 
     def loss_options(self, term: LossTerm, hp: Mapping[str, Any]) -> dict[str, Any]:
         return {}
+
+    def draw_overlay(self, image: np.ndarray, result: Mapping[str, Any], hp: Mapping[str, Any]) -> np.ndarray:
+        """An RGB uint8 H x W x 3 picture of `result` (one apply_dl_model result, in the raw
+        image's pixels) drawn over `image` (the raw image, H x W or H x W x C uint8): what
+        `dlbatch apply --overlay` writes. The default returns the image unchanged, in RGB."""
+        arr = np.asarray(image)
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        if arr.shape[2] == 1:
+            arr = np.repeat(arr, 3, axis=2)
+        return np.ascontiguousarray(arr[:, :, :3]).astype(np.uint8)
+
+    def evaluation_plots(self, summary: Mapping[str, Any], hp: Mapping[str, Any], out_dir) -> list:
+        """Write the type's evaluation pictures (e.g. a confusion matrix) as PNGs into
+        `out_dir` and return their paths: what `dlbatch evaluate --plots DIR` writes."""
+        return []

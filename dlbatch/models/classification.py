@@ -9,7 +9,7 @@ import numpy as np
 from ..core.errors import DLParamError
 from ..core.graph import ValueInfo
 from ..core.hookspecs import hookimpl
-from ..core.model_type import Encoded, LossTerm, ModelType, TermTarget
+from ..core.model_type import Encoded, LossTerm, MainMetric, ModelType, TermTarget
 from ..core.samples import check_image, class_index, images_to_nchw
 from .backbones import BACKBONES
 from .builder import GraphBuilder
@@ -31,6 +31,7 @@ def softmax(z: np.ndarray, axis: int = 1) -> np.ndarray:
 
 class Classification(ModelType):
     name = "classification"
+    main_metric = MainMetric("top1_error", higher_is_better=False)
 
     def backbones(self) -> Sequence[str]:
         return list(BACKBONES)

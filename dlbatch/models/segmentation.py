@@ -10,7 +10,7 @@ import numpy as np
 from ..core.errors import DLModelFileError
 from ..core.graph import ValueInfo
 from ..core.hookspecs import hookimpl
-from ..core.model_type import Encoded, Evaluation, LossTerm, ModelType, TermTarget
+from ..core.model_type import Encoded, Evaluation, LossTerm, MainMetric, ModelType, TermTarget
 from ..core.params import ParamSpec
 from ..core.preprocess import resize_nearest
 from ..core.samples import check_image, images_to_nchw
@@ -45,6 +45,7 @@ def softmax_confidence(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 class Segmentation(ModelType):
     name = NAME
+    main_metric = MainMetric("mean_iou", higher_is_better=True)
     reads_backbone_files = True
 
     def param_specs(self) -> list[ParamSpec]:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ...core.errors import DLParamError
 from ...core.graph import ValueInfo
-from ...core.model_type import Encoded, Evaluation, LossTerm, ModelType, TermTarget
+from ...core.model_type import Encoded, Evaluation, LossTerm, MainMetric, ModelType, TermTarget
 from ...core.preprocess import SampleContext
 from ...core.samples import check_image, images_to_nchw
 from ..backbones import BACKBONES
@@ -102,6 +102,7 @@ def _axis_parallel_where_unoriented(boxes: np.ndarray, classes: np.ndarray, hp: 
 
 class Detection(ModelType):
     name = NAME
+    main_metric = MainMetric("mean_ap", higher_is_better=True)
     reads_backbone_files = True
 
     def param_specs(self):
