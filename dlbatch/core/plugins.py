@@ -3,6 +3,11 @@ entry-point group "dlbatch", and a user's plugins.toml ($DLBATCH_PLUGINS, else .
 that can add plugin modules and disable plugins by name.
 
 Everything concrete (backends, losses, model types, op kernels) is looked up here, by name.
+
+A third-party entry point that fails (import error, invalid hook implementation, a hook that
+raises) is skipped and recorded in `failed_plugins()`, with one warning, so one broken package
+cannot make dlbatch unusable. Modules named in a plugins.toml (dlbatch's own or the user's)
+are still a hard error: they were listed on purpose and there is nothing sensible to skip to.
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import importlib.resources
 import os
 import threading
 import tomllib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,15 +31,33 @@ PROJECT = "dlbatch"
 ENTRY_POINT_GROUP = "dlbatch"
 
 
+class DLPluginWarning(UserWarning):
+    """Some third-party plugins failed to load and were skipped."""
+
+
 @dataclass
 class PluginInfo:
     """What `dlbatch plugins` shows for one plugin."""
 
     name: str
-    source: str  # "builtin", "entry point", "plugins.toml"
+    source: str  # "builtin", "entry point", "plugins.toml", "runtime"
     distribution: str = ""
     version: str = ""
     registered: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FailedPlugin:
+    """A third-party plugin that was skipped; unpacks as `(name, reason)`."""
+
+    name: str
+    reason: str
+    source: str = "entry point"
+    distribution: str = ""
+    version: str = ""
+
+    def __iter__(self):
+        return iter((self.name, self.reason))
 
 
 @dataclass
@@ -43,6 +67,8 @@ class Registry:
     model_types: dict[str, Any] = field(default_factory=dict)
     ops: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> op_type -> kernel
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
+    failed: dict[str, FailedPlugin] = field(default_factory=dict)
+    disabled: dict[str, PluginInfo] = field(default_factory=dict)
     default_backend: str = "numpy"
 
 
@@ -54,13 +80,17 @@ def _read_toml(path: Path) -> dict:
         raise DLPluginError(f"{path} is not valid TOML ({exc}); fix or remove it") from exc
 
 
+def builtin_config_path() -> Path:
+    """The source-tree plugins.toml (a wheel ships it inside the package instead)."""
+    return Path(__file__).resolve().parents[2] / "plugins.toml"
+
+
 def builtin_config() -> dict:
     """The plugins.toml shipped with dlbatch (inside the wheel, or at the source-tree root)."""
     shipped = importlib.resources.files("dlbatch") / "plugins.toml"
     if shipped.is_file():
         return tomllib.loads(shipped.read_text())
-    source_tree = Path(__file__).resolve().parents[2] / "plugins.toml"
-    return _read_toml(source_tree)
+    return _read_toml(builtin_config_path())
 
 
 def user_config_path() -> Path | None:
@@ -72,10 +102,14 @@ def user_config_path() -> Path | None:
                                 "point it at a plugins.toml or unset it")
         return path
     local = Path.cwd() / "plugins.toml"
-    builtin = Path(__file__).resolve().parents[2] / "plugins.toml"
-    if local.is_file() and local.resolve() != builtin:
+    if local.is_file() and local.resolve() != builtin_config_path():
         return local
     return None
+
+
+def entry_points() -> list[importlib.metadata.EntryPoint]:
+    """Every installed entry point of the group "dlbatch" (not loaded)."""
+    return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
 
 
 def _distribution_of(module_name: str) -> tuple[str, str]:
@@ -88,6 +122,14 @@ def _distribution_of(module_name: str) -> tuple[str, str]:
     return "", ""
 
 
+def _ep_dist(ep) -> tuple[str, str]:
+    return (ep.dist.name, ep.dist.version) if ep.dist else ("", "")
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
 class PluginManager:
     """Loads plugins once and answers look-ups by name."""
 
@@ -95,6 +137,7 @@ class PluginManager:
         self._pm: pluggy.PluginManager | None = None
         self._registry: Registry | None = None
         self._lock = threading.RLock()
+        self._warned: set[tuple[str, str]] = set()
 
     # -- loading ---------------------------------------------------------------------------
     def _load(self) -> Registry:
@@ -109,9 +152,12 @@ class PluginManager:
             user.get("plugins", {}).get("disable", []))
         for name in disabled:
             pm.set_blocked(name)
+            reg.disabled[name] = PluginInfo(name, "")
 
         def add_module(module_name: str, source: str) -> None:
             if pm.is_blocked(module_name):
+                dist = ("dlbatch", _own_version()) if source == "builtin" else ("", "")
+                reg.disabled[module_name] = PluginInfo(module_name, source, *dist)
                 return
             try:
                 module = importlib.import_module(module_name)
@@ -126,57 +172,105 @@ class PluginManager:
 
         for module_name in builtin.get("plugins", {}).get("modules", []):
             add_module(module_name, "builtin")
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if pm.is_blocked(ep.name) or pm.get_plugin(ep.name) is not None:
+        pm.check_pending()
+        for ep in entry_points():
+            dist, version = _ep_dist(ep)
+            if pm.is_blocked(ep.name):
+                reg.disabled[ep.name] = PluginInfo(ep.name, "entry point", dist, version)
+                continue
+            if pm.get_plugin(ep.name) is not None or ep.name in reg.failed:
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:  # a broken third-party plugin must say which one it is
-                raise DLPluginError(f"entry point {ep.name!r} ({ep.value}) failed to load: {exc}. "
-                                    f"Fix or uninstall {ep.dist.name if ep.dist else 'its package'}, "
-                                    "or disable it in plugins.toml") from exc
-            pm.register(plugin, name=ep.name)
-            dist = ep.dist.name if ep.dist else ""
-            version = ep.dist.version if ep.dist else ""
+                pm.register(plugin, name=ep.name)
+                pm.check_pending()
+            except Exception as exc:  # a broken third-party plugin is skipped, not fatal
+                if pm.has_plugin(ep.name):
+                    pm.unregister(name=ep.name)
+                reg.failed[ep.name] = FailedPlugin(ep.name, f"{ep.value}: {_reason(exc)}",
+                                                   "entry point", dist, version)
+                continue
             reg.plugins[ep.name] = PluginInfo(ep.name, "entry point", dist, version)
         for module_name in user.get("plugins", {}).get("modules", []):
             add_module(module_name, f"plugins.toml ({user_path})")
         pm.check_pending()
-        self._call_hooks(pm, reg)
+        soft = {n for n, p in reg.plugins.items() if p.source == "entry point"}
+        for name, reason in self._call_hooks(pm, reg, soft).items():
+            info = reg.plugins.pop(name)
+            pm.unregister(name=name)
+            reg.failed[name] = FailedPlugin(name, reason, info.source, info.distribution, info.version)
         self._pm = pm
+        self._warn_failures(reg.failed.values())
         return reg
 
-    def _call_hooks(self, pm: pluggy.PluginManager, reg: Registry) -> None:
+    def _warn_failures(self, failed) -> None:
+        """One warning per load for failures not reported before in this process."""
+        new = [f for f in failed if (f.name, f.reason) not in self._warned]
+        if not new:
+            return
+        self._warned.update((f.name, f.reason) for f in new)
+        lines = "; ".join(f"{f.name} ({f.distribution or 'unknown distribution'}): {f.reason}" for f in new)
+        warnings.warn(f"{len(new)} dlbatch plugin(s) failed to load and were skipped: {lines}. "
+                      "Fix or uninstall the package, or run `dlbatch plugins disable NAME`",
+                      DLPluginWarning, stacklevel=4)
+
+    def _call_hooks(self, pm: pluggy.PluginManager, reg: Registry,
+                    soft: set[str] = frozenset()) -> dict[str, str]:
         """Call each hook implementation with a `register` bound to its plugin, so that
-        `dlbatch plugins` can say who registered what. Later plugins override earlier ones."""
+        `dlbatch plugins` can say who registered what. Later plugins override earlier ones.
+
+        Registrations are staged and applied only at the end, so a plugin in `soft` whose hook
+        raises contributes nothing; its name and reason are returned. Others re-raise."""
+        staged: list[tuple[str, Any]] = []  # (plugin name, apply function) in call order
+        failures: dict[str, str] = {}
 
         def run(hook_name: str, make_register) -> None:
             # get_hookimpls() lists in call order reversed (last registered first)
             for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
-                info = reg.plugins.setdefault(impl.plugin_name, PluginInfo(impl.plugin_name, "registered"))
-                impl.function(register=make_register(info))
+                name = impl.plugin_name
+                if name in failures:
+                    continue
+                info = reg.plugins.setdefault(name, PluginInfo(name, "registered"))
+                mine: list = []
+                try:
+                    impl.function(register=make_register(info, mine))
+                except Exception as exc:
+                    if name not in soft:
+                        raise
+                    failures[name] = f"{hook_name} raised {_reason(exc)}"
+                    continue
+                staged.extend((name, apply) for apply in mine)
 
         def named(table: dict, kind: str):
-            def make(info: PluginInfo):
+            def make(info: PluginInfo, out: list):
                 def register(obj) -> None:
                     name = getattr(obj, "name", "")
                     if not name:
                         raise DLPluginError(f"plugin {info.name} registered a {kind} without a name")
-                    table[name] = obj
-                    info.registered.append(f"{kind} {name}")
+
+                    def apply() -> None:
+                        table[name] = obj
+                        info.registered.append(f"{kind} {name}")
+                    out.append(apply)
                 return register
             return make
 
-        def ops(info: PluginInfo):
+        def ops(info: PluginInfo, out: list):
             def register(backend_name: str, op_type: str, kernel) -> None:
-                reg.ops.setdefault(backend_name, {})[op_type] = kernel
-                info.registered.append(f"op {backend_name}:{op_type}")
+                def apply() -> None:
+                    reg.ops.setdefault(backend_name, {})[op_type] = kernel
+                    info.registered.append(f"op {backend_name}:{op_type}")
+                out.append(apply)
             return register
 
         run("dlbatch_register_backends", named(reg.backends, "backend"))
         run("dlbatch_register_losses", named(reg.losses, "loss"))
         run("dlbatch_register_model_types", named(reg.model_types, "model type"))
         run("dlbatch_register_ops", ops)
+        for name, apply in staged:
+            if name not in failures:
+                apply()
+        return failures
 
     @property
     def registry(self) -> Registry:
@@ -218,9 +312,13 @@ class PluginManager:
         try:
             return table[name]
         except KeyError:
-            loaded = ", ".join(sorted(self.registry.plugins)) or "(none)"
+            reg = self.registry
+            loaded = ", ".join(sorted(reg.plugins)) or "(none)"
+            extra = f" Disabled plugins: {', '.join(sorted(reg.disabled))}." if reg.disabled else ""
+            if reg.failed:
+                extra += f" Plugins that failed to load: {', '.join(sorted(reg.failed))}."
             raise DLPluginError(f"unknown {kind} {name!r}; {did_you_mean(name, table)}. "
-                                f"Loaded plugins: {loaded}. Install or enable a plugin that "
+                                f"Loaded plugins: {loaded}.{extra} Install or enable a plugin that "
                                 f"registers it.") from None
 
     def backend(self, name: str):
@@ -240,6 +338,14 @@ class PluginManager:
 
     def plugins(self) -> list[PluginInfo]:
         return list(self.registry.plugins.values())
+
+    def failed_plugins(self) -> list[FailedPlugin]:
+        """Third-party plugins skipped because they failed to load, with the reason."""
+        return list(self.registry.failed.values())
+
+    def disabled_plugins(self) -> list[PluginInfo]:
+        """Plugins named in a `disable` list (source "" when nothing by that name is installed)."""
+        return list(self.registry.disabled.values())
 
 
 def _own_version() -> str:
