@@ -2,6 +2,7 @@
 trained with the `classification` loss term (multinomial logistic by default)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -11,8 +12,10 @@ from ..core.graph import ValueInfo
 from ..core.hookspecs import hookimpl
 from ..core.model_type import Encoded, LossTerm, MainMetric, ModelType, TermTarget
 from ..core.samples import check_image, class_index, images_to_nchw
+from ..visual.confusion_plot import write_confusion_matrix_png
 from .backbones import BACKBONES
 from .builder import GraphBuilder
+from .classification_overlay import draw_classification_overlay
 from .classifier_import import classifier_from_network
 
 MIN_SIDE = {"compact": 4, "resnet18": 1}
@@ -113,6 +116,18 @@ class Classification(ModelType):
             "confusion_matrix": confusion.tolist(),
             "class_ids": list(ids),
         }
+
+    def draw_overlay(self, image, result, hp):
+        return draw_classification_overlay(image, result, hp)
+
+    def evaluation_plots(self, summary, hp, out_dir):
+        """confusion_matrix.png (rows ground truth, columns predicted) with the class names."""
+        if summary.get("confusion_matrix") is None:
+            return []
+        names = dict(zip(hp["class_ids"], hp["class_names"]))
+        ids = summary.get("class_ids", hp["class_ids"])
+        return [write_confusion_matrix_png(summary["confusion_matrix"], [names.get(c, str(c)) for c in ids],
+                                           Path(out_dir) / "confusion_matrix.png")]
 
     def on_param_changed(self, model, name, old, new):
         if name == "class_ids" and len(old) != len(new):

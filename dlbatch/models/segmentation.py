@@ -22,6 +22,7 @@ from .file_backbone import read_backbone_file
 from .image_size import check_size_multiple
 from .label_images import LabelMap, label_image, weight_image
 from .segmentation_metrics import PixelConfusion, segmentation_measures
+from .segmentation_overlay import draw_segmentation_overlay
 
 NAME = "segmentation"
 LOGITS = "segmentation_logits"
@@ -123,6 +124,9 @@ class Segmentation(ModelType):
             if new.get(key) is not None:
                 new[key] = resize_nearest(np.asarray(new[key]), hp["image_height"], hp["image_width"])
         return new
+
+    def draw_overlay(self, image, result, hp):
+        return draw_segmentation_overlay(image, result, hp)
 
     def evaluation(self, hp) -> Evaluation:
         return PixelEvaluation(self._labels(hp), hp["class_ids"])

@@ -23,6 +23,7 @@ from .anchors import Anchors, anchors_per_location, generate_anchors, generate_o
 from .boxes import geometry_for
 from .coco_eval import DetectionEvaluation
 from .network import CAPACITY, CLASS_HEAD, HeadLayout, build_heads, build_pyramid
+from .overlay import draw_detection_overlay
 from .params import NAME, SPECS
 from .postprocess import postprocess_detections
 from .sample_boxes import read_boxes, scale_sample_boxes
@@ -206,6 +207,9 @@ class Detection(ModelType):
         new = super().preprocess_sample(sample, hp, index)
         scale_sample_boxes(new, _geometry(hp), SampleContext.of(new, hp, index))
         return new
+
+    def draw_overlay(self, image, result, hp):
+        return draw_detection_overlay(image, result, hp)
 
     def evaluation(self, hp) -> Evaluation:
         return BoxEvaluation(hp)
