@@ -1,36 +1,84 @@
-"""`dlbatch ...`: inspect plugins, backends and parameters; run the demo."""
+"""`dlbatch ...`: the root command. It mounts the command groups (model, data, plugins) and the
+top-level commands (train, evaluate, apply, backends, params, demo) and owns the one error
+handler: an expected error is one line on stderr and exit status 2, never a traceback, unless
+`dlbatch --debug ...` asks for it."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
-app = typer.Typer(help="dlbatch admin commands: plugins, backends, model parameters, demo.",
-                  no_args_is_help=True, add_completion=False)
+from . import apply_cmd, data_cmd, evaluate_cmd, model_cmd, train_cmd
+from .errors import EXIT_USER_ERROR, describe_error, is_expected
+from .plugins_cmd import plugins_app
 
-
-@app.command()
-def plugins(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
-    """List every loaded plugin: where it came from, its distribution and what it registered."""
-    from dlbatch.core.plugins import manager
-    infos = manager.plugins()
-    if as_json:
-        typer.echo(json.dumps([vars(p) for p in infos], indent=2))
-        return
-    for p in infos:
-        dist = f"{p.distribution} {p.version}".strip() or "-"
-        kinds: dict[str, list[str]] = {}
-        for item in p.registered:
-            kind, _, name = item.rpartition(" ")
-            kinds.setdefault(kind, []).append(name)
-        typer.echo(f"{p.name}  [{p.source}; {dist}]")
-        for kind, names in kinds.items():
-            shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
-            typer.echo(f"    {kind}: {shown}")
+DEBUG_KEY = "dlbatch.debug"
 
 
-@app.command()
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+class _Root(TyperGroup):
+    """Runs every command inside the error handler (sub-groups included, since they are
+    invoked from here)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except BrokenPipeError:  # e.g. `dlbatch apply ... | head`: the reader left, nothing to report
+            _silence_stdout()
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
+            if ctx.meta.get(DEBUG_KEY) or os.environ.get("DLBATCH_DEBUG"):
+                raise
+            expected = is_expected(exc)
+            hint = "" if expected else " (unexpected; run `dlbatch --debug ...` for the traceback)"
+            typer.echo(f"error: {describe_error(exc)}{hint}", err=True)
+            raise typer.Exit(EXIT_USER_ERROR if expected else 1) from None
+
+
+app = typer.Typer(cls=_Root, help="dlbatch: create, train, evaluate and apply deep-learning models; "
+                  "inspect plugins, backends and parameters.",
+                  epilog="Example: dlbatch data synth classification data && "
+                         "dlbatch model create classification -o m.onnx --dataset data --width 32 --height 32 && "
+                         "dlbatch train m.onnx data --out run --epochs 5",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+
+
+@app.callback()
+def _root(ctx: typer.Context,
+          debug: bool = typer.Option(False, "--debug", help="show the full traceback of an error")) -> None:
+    ctx.meta[DEBUG_KEY] = debug
+
+
+app.add_typer(model_cmd.model_app, name="model")
+app.add_typer(data_cmd.data_app, name="data")
+app.add_typer(plugins_app, name="plugins")
+app.command("train", epilog=train_cmd.EPILOG)(train_cmd.train)
+app.command("evaluate", epilog=evaluate_cmd.EPILOG)(evaluate_cmd.evaluate)
+app.command("apply", epilog=apply_cmd.EPILOG)(apply_cmd.apply)
+# the commands before `model create` / `model info` existed, kept for scripts that use them
+app.command("create", hidden=True)(model_cmd.create_legacy)
+app.command("info", hidden=True)(model_cmd.info)
+
+
+@app.command(epilog="Example: dlbatch backends")
 def backends() -> None:
     """List the compute backends, their devices and how many ops each implements."""
     from dlbatch.core.plugins import manager
@@ -40,72 +88,30 @@ def backends() -> None:
         typer.echo(f"{name}{default}: {backend.description} — {len(reg.ops.get(name, {}))} ops")
 
 
-@app.command()
-def params(model_type: str = typer.Argument("classification", help="model type")) -> None:
+@app.command(epilog="Example: dlbatch params detection")
+def params(model_type: str = typer.Argument("classification", help="model type"),
+           as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """Show the parameter table of a model type (names, kinds, defaults, allowed values)."""
     from dlbatch.core.params import ParamTable
     from dlbatch.core.plugins import manager
-    from dlbatch.core.errors import DLError
-    try:
-        mt = manager.model_type(model_type)
-    except DLError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2)
+    mt = manager.model_type(model_type)
     table = ParamTable(mt.name, mt.param_specs())
     defaults = mt.default_params()
+    rows = []
     for name, spec in table.specs.items():
-        flags = ", ".join(f for f, on in (("read-only", spec.readonly), ("runtime", spec.runtime)) if on)
-        default = defaults.get(name, spec.default)
-        allowed = f" allowed: {', '.join(map(str, spec.choices))}" if spec.choices else ""
-        typer.echo(f"{name:24s} {spec.kind:10s} default={default!r}{allowed}"
-                   f"{' [' + flags + ']' if flags else ''}  {spec.doc}")
-
-
-@app.command()
-def info(path: str = typer.Argument(..., help="a .onnx model file"),
-         as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
-    """Read a model file and show its type, classes, image size, size and solver progress."""
-    import dlbatch
-    from dlbatch.core.errors import DLError
-    try:
-        model = dlbatch.read_dl_model(path)
-    except DLError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2)
-    solver = model.solver_state_dict()
-    facts = {name: model.get_param(name) for name in (
-        "type", "class_ids", "class_names", "image_dimensions", "image_range_min", "image_range_max",
-        "num_trainable_params", "solver_type", "learning_rate", "batch_size")}
-    facts["backbone"] = model.meta.get("backbone")
-    facts["steps_trained"] = int(solver["step"])
+        flags = [f for f, on in (("read-only", spec.readonly), ("runtime", spec.runtime), ("fixed", spec.fixed)) if on]
+        rows.append({"name": name, "kind": spec.kind, "default": defaults.get(name, spec.default),
+                     "choices": list(spec.choices) if spec.choices else None, "flags": flags, "doc": spec.doc})
     if as_json:
-        typer.echo(json.dumps(facts, indent=2))
+        typer.echo(json.dumps(rows, indent=2))
         return
-    for key, value in facts.items():
-        typer.echo(f"{key:22s} {value}")
+    for r in rows:
+        allowed = f" allowed: {', '.join(map(str, r['choices']))}" if r["choices"] else ""
+        flags = f" [{', '.join(r['flags'])}]" if r["flags"] else ""
+        typer.echo(f"{r['name']:26s} {r['kind']:10s} default={r['default']!r}{allowed}{flags}  {r['doc']}")
 
 
-@app.command()
-def create(model_type: str = typer.Argument(..., help="model type, e.g. classification"),
-           out: str = typer.Argument(..., help="where to write the .onnx file"),
-           backbone: Optional[str] = typer.Option(None, help="backbone name"),
-           num_classes: int = typer.Option(2, help="number of classes (ids 0..K-1)"),
-           width: int = typer.Option(224), height: int = typer.Option(224), channels: int = typer.Option(3),
-           seed: int = typer.Option(42)) -> None:
-    """Create a freshly initialised model and write it to an .onnx file."""
-    import dlbatch
-    from dlbatch.core.errors import DLError
-    try:
-        model = dlbatch.create_dl_model(model_type, backbone=backbone, num_classes=num_classes,
-                                        image_dimensions=[width, height, channels], seed=seed)
-        dlbatch.write_dl_model(model, out)
-    except DLError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2)
-    typer.echo(f"wrote {out}: {model}")
-
-
-@app.command()
+@app.command(epilog="Example: dlbatch demo --epochs 3")
 def demo(epochs: int = typer.Option(12, help="training epochs"),
          backend: str = typer.Option("numpy", help="compute backend"),
          seed: Optional[int] = typer.Option(0, help="random seed")) -> None:
@@ -115,7 +121,7 @@ def demo(epochs: int = typer.Option(12, help="training epochs"),
 
 
 def main() -> None:
-    app()
+    app(prog_name="dlbatch")
 
 
 if __name__ == "__main__":
