@@ -7,6 +7,7 @@ errors are as visible as a frequent one's. Drawn with matplotlib when it is inst
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Sequence
 
@@ -111,11 +112,7 @@ def _with_pillow(m: np.ndarray, names: list[str], path: Path, title: str) -> Non
 
 
 def _matplotlib_available() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def write_confusion_matrix_png(confusion, class_names: Sequence, path, *, title: str = "confusion matrix",

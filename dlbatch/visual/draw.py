@@ -77,6 +77,42 @@ def draw_box_outline(draw: ImageDraw.ImageDraw, box: Sequence[float], colour: Co
     return r0, c0, r1, c1
 
 
+def oriented_box_band(box: Sequence[float], width: int, size: tuple[int, int]
+                      ) -> tuple[np.ndarray, int, int]:
+    """The outline of a rectangle2 box (row, col, phi, length1, length2; HALCON: half lengths
+    along d1 = (-sin phi, cos phi) and d2 = (cos phi, sin phi)) as a pixel mask: the pixels whose
+    centre lies inside the box and less than `width` from one of its sides, the rotated
+    counterpart of draw_box_outline. Returns (mask, row0, col0): the mask covers the box's
+    bounding window in the image, starting at pixel (row0, col0); it is empty when the box
+    lies outside the image. A box too thin to hold a pixel centre marks its nearest pixel."""
+    row, col, phi, l1, l2 = (float(v) for v in box)
+    l1, l2 = abs(l1), abs(l2)
+    sin, cos = math.sin(phi), math.cos(phi)
+    half_rows, half_cols = l1 * abs(sin) + l2 * abs(cos), l1 * abs(cos) + l2 * abs(sin)
+    r0, r1 = max(math.floor(row - half_rows), 0), min(math.ceil(row + half_rows), size[0] - 1)
+    c0, c1 = max(math.floor(col - half_cols), 0), min(math.ceil(col + half_cols), size[1] - 1)
+    if r1 < r0 or c1 < c0:
+        return np.zeros((0, 0), dtype=bool), 0, 0
+    dr = np.arange(r0, r1 + 1, dtype=np.float64)[:, None] - row
+    dc = np.arange(c0, c1 + 1, dtype=np.float64)[None, :] - col
+    u = np.abs(-sin * dr + cos * dc)  # distance from the centre along d1 ...
+    v = np.abs(cos * dr + sin * dc)   # ... and along d2
+    eps = 1e-9
+    inside = (u <= l1 + eps) & (v <= l2 + eps)
+    band = inside & ((u > l1 - width + eps) | (v > l2 - width + eps))
+    if not inside.any():
+        nearest = np.unravel_index(np.argmin(np.hypot(dr, dc)), band.shape)
+        band[nearest] = True
+    return band, r0, c0
+
+
+def paint_mask(picture: Image.Image, mask: np.ndarray, row0: int, col0: int, colour: Colour) -> None:
+    """Set the pixels of `mask` (placed with its first pixel at (row0, col0)) to `colour`."""
+    if mask.size and mask.any():
+        stencil = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+        picture.paste(colour, (col0, row0, col0 + mask.shape[1], row0 + mask.shape[0]), stencil)
+
+
 def draw_polygon(draw: ImageDraw.ImageDraw, points, colour: Colour, width: int) -> None:
     """A closed polygon outline through `points` ((N, 2) rows and columns), `width` wide,
     centred on the lines between the points."""
@@ -105,7 +141,8 @@ def draw_label(draw: ImageDraw.ImageDraw, text: str, row: int, col: int, colour:
 
     The label's left edge is at `col`; with `above` its bottom row is `row - 1` (just above an
     outline starting at `row`), or its top row is `row` when there is no room above. It is
-    moved inside the image where it fits. Returns the label box (r0, c0, r1, c1), inclusive."""
+    moved inside the image where it fits (a label wider than the image starts at column 0 and
+    is cut). Returns the label's box in the image (r0, c0, r1, c1), inclusive."""
     pad = 1
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     w, h = right - left + 2 * pad, bottom - top + 2 * pad
@@ -115,7 +152,7 @@ def draw_label(draw: ImageDraw.ImageDraw, text: str, row: int, col: int, colour:
     c0 = max(0, min(col, width - w))
     draw.rectangle([c0, r0, c0 + w - 1, r0 + h - 1], fill=colour)
     draw.text((c0 + pad - left, r0 + pad - top), text, fill=text_colour_on(colour), font=font)
-    return r0, c0, r0 + h - 1, c0 + w - 1
+    return r0, c0, min(r0 + h, height) - 1, min(c0 + w, width) - 1
 
 
 def class_edges(class_map: np.ndarray) -> np.ndarray:

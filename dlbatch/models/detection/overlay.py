@@ -2,22 +2,24 @@
 colour with "class confidence" on a label at its upper-left corner.
 
 rectangle1 boxes (row1, col1, row2, col2, pixel-edge convention of boxes.py) are drawn on the
-box's own border pixels. rectangle2 boxes (row, col, phi, length1, length2, HALCON) are drawn
-as their oriented outline through rotated_iou.corners, inset by half the line width so that
-the stroke also lies inside the box, plus a line from the centre to the middle of the +length1
-side showing phi (an arrow head where the direction counts, ignore_direction = false).
+box's own border pixels. rectangle2 boxes (row, col, phi, length1, length2, HALCON) likewise
+on their border pixels (pixel centres inside the oriented box, near a side; computed exactly
+rather than with Pillow's wide lines, which come out thinner on slopes), plus a line from the
+centre to the middle of the +length1 side showing phi (an arrow head where the direction
+counts, ignore_direction = false); the label sits at the box's topmost corner.
 The most confident boxes are drawn last, on top.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import numpy as np
 from PIL import ImageDraw
 
 from ...core.errors import DLParamError
-from ...visual.draw import draw_arrow, draw_box_outline, draw_label, draw_polygon, font_for, line_width_for, \
-    to_pil, to_rgb_uint8
+from ...visual.draw import draw_arrow, draw_box_outline, draw_label, font_for, line_width_for, \
+    oriented_box_band, paint_mask, to_pil, to_rgb_uint8
 from ...visual.palette import colour_of
 from .boxes import RECTANGLE1_KEYS
 from .rectangle2 import RECTANGLE2_KEYS, corners
@@ -42,13 +44,6 @@ def _result_boxes(result: Mapping[str, Any], keys) -> tuple[np.ndarray, np.ndarr
     return boxes, ids, names, confidences
 
 
-def oriented_outline(box, inset: float) -> np.ndarray:
-    """(4, 2) corners (row, col) of a rectangle2 box with both half lengths reduced by `inset`
-    (never below 0), so a stroke of width 2 * inset along them lies inside the box."""
-    row, col, phi, l1, l2 = (float(v) for v in box)
-    return corners(np.array([[row, col, phi, max(l1 - inset, 0.0), max(l2 - inset, 0.0)]]))[0]
-
-
 def draw_detection_overlay(image, result: Mapping[str, Any], hp: Mapping[str, Any]) -> np.ndarray:
     """RGB uint8 H x W x 3: `image` with the result's boxes (in the image's pixels) drawn."""
     rgb = to_rgb_uint8(image)
@@ -70,13 +65,14 @@ def draw_detection_overlay(image, result: Mapping[str, Any], hp: Mapping[str, An
         if instance_type == "rectangle1":
             r0, c0, _, _ = draw_box_outline(draw, boxes[j], colour, width, size)
         else:
-            outline = oriented_outline(boxes[j], width / 2)
-            draw_polygon(draw, outline, colour, width)
+            paint_mask(picture, *oriented_box_band(boxes[j], width, size), colour)
             row, col, phi, l1 = boxes[j, :4]
-            front = (row - (l1 - width / 2) * np.sin(phi), col + (l1 - width / 2) * np.cos(phi))
-            draw_arrow(draw, (row, col), front, colour, max(1, width // 2), head=directed)
-            top = int(np.argmin(outline[:, 0]))
-            r0, c0 = int(round(outline[top, 0])), int(round(outline[top, 1]))
+            reach = max(abs(l1) - width, 0.0)
+            front = (row - reach * np.sin(phi), col + reach * np.cos(phi))
+            draw_arrow(draw, (row, col), front, colour, width, head=directed)
+            box_corners = corners(boxes[j:j + 1])[0]
+            top = int(np.argmin(box_corners[:, 0]))
+            r0, c0 = int(math.ceil(box_corners[top, 0])), int(round(box_corners[top, 1]))
         labels.append((f"{names[j]} {confidences[j]:.2f}", r0, c0, colour))
     for text, r0, c0, colour in labels:  # labels over every outline, so none hides a label
         draw_label(draw, text, r0, c0, colour, font, size)
