@@ -38,8 +38,8 @@ import numpy as np
 from ..core.errors import DLParamError, DLSampleError
 from ..models.detection.boxes import RECTANGLE1_KEYS
 from ..models.detection.rectangle2 import RECTANGLE2_KEYS
-from .augment_geometry import (Affine, crop_map, map_rectangle1, map_rectangle2, mirror_map, rotation_map,
-                               warp_image, warp_labels)
+from .augment_geometry import (Affine, as_dtype, crop_map, map_rectangle1, map_rectangle2, mirror_map,
+                               rotation_map, warp_image, warp_labels)
 from .augment_params import METHODS, AugmentParams
 
 __all__ = ["AugmentParams", "augment_dl_samples", "METHODS"]
@@ -52,7 +52,8 @@ def augment_dl_samples(samples: Sequence[Mapping[str, Any]], params: AugmentPara
     """New sample dicts, some augmented (see the module docstring; HALCON's semantics).
 
     samples: preprocessed samples (model size, `image` float H x W x C or H x W in
-    `image_range`); they are never modified, an unaugmented sample comes back as a shallow copy.
+    `image_range`; an integer image, e.g. raw uint8 with image_range (0, 255), is rounded and
+    saturated); they are never modified, an unaugmented sample comes back as a shallow copy.
     params: AugmentParams or a dict of HALCON names. rng: a numpy Generator, the only source of
     randomness, so the same generator state and samples give the same result bit for bit
     (training saves and restores the state for resume)."""
@@ -175,7 +176,7 @@ def _with_added(sample, image: np.ndarray, added: np.ndarray | float, image_rang
     if image.ndim == 3 and np.ndim(added) == 2:
         added = added[:, :, None]
     new = dict(sample)
-    new["image"] = np.clip(image.astype(np.float64) + added, lo, hi).astype(image.dtype)
+    new["image"] = as_dtype(np.clip(image.astype(np.float64) + added, lo, hi), image.dtype)
     return new
 
 

@@ -106,7 +106,16 @@ def warp_image(image: np.ndarray, m: Affine) -> np.ndarray:
     img = image.astype(np.float64)
     top = img[r0, c0] * (1 - fc) + img[r0, c1] * fc
     bottom = img[r1, c0] * (1 - fc) + img[r1, c1] * fc
-    return (top * (1 - fr) + bottom * fr).astype(image.dtype)
+    return as_dtype(top * (1 - fr) + bottom * fr, image.dtype)
+
+
+def as_dtype(values: np.ndarray, dtype) -> np.ndarray:
+    """Float results in the image's dtype; integer images (raw uint8, say) are rounded and
+    saturated instead of truncated and wrapped."""
+    if np.dtype(dtype).kind in "iu":
+        info = np.iinfo(dtype)
+        values = np.clip(np.rint(values), info.min, info.max)
+    return values.astype(dtype)
 
 
 def warp_labels(label: np.ndarray, m: Affine, outside_value=None) -> np.ndarray:

@@ -193,3 +193,16 @@ def test_single_channel_images_and_empty_boxes():
     for seed in range(10):
         o = augment_dl_samples([s], ALL_ON, np.random.default_rng(seed))[0]
         assert o["image"].shape == (30, 20) and o["bbox_row1"].shape == (0,) and o["bbox_label_id"].shape == (0,)
+
+
+def test_integer_images_are_rounded_and_saturated_not_wrapped():
+    image = np.zeros((16, 16), np.uint8)
+    image[:, 8:] = 255
+    s = [{"image": image, "image_label_id": 0}] * 20
+    for params in ({"brightness_variation": 60}, {"rotate_range": 30}, {"crop_percentage": 60}):
+        for o in augment_dl_samples(s, dict(params, augmentation_percentage=100), np.random.default_rng(0),
+                                    image_range=(0, 255)):
+            assert o["image"].dtype == np.uint8
+            if "brightness_variation" in params:  # the dark half only brightens, the bright half only darkens
+                dark, bright = int(o["image"][0, 0]), int(o["image"][0, 15])
+                assert (dark == 0 or bright == 255) and dark + (255 - bright) <= 60
