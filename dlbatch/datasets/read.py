@@ -1,0 +1,61 @@
+"""read_dl_dataset: one entry point for every dataset format on disk, told apart by what the
+path is:
+
+- a folder with images/ and labels/ sub-folders: "segmentation" (segmentation_folder)
+- any other folder: "classification", one sub-folder per class (classification_folder)
+- a JSON object with "samples" and "class_ids": "halcon", a HALCON DLDataset (halcon_json)
+- a JSON object with "images" and "categories": "coco", detection (coco)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..core.errors import DLError, DLParamError
+from .classification_folder import read_classification_folder
+from .coco import read_coco
+from .dataset import DLDataset
+from .halcon_json import read_halcon_json
+from .jsonfile import load_json
+from .segmentation_folder import read_segmentation_folder
+
+FORMATS = ("classification", "coco", "segmentation", "halcon")
+
+
+def read_dl_dataset(path, *, format: str | None = None, image_dir=None, border_tolerance: float = 1.0,
+                    check_files: bool = True) -> DLDataset:
+    """The dataset at `path` as a lazy DLDataset; `format` (one of FORMATS) is found from the path
+    when None. image_dir replaces the image folder of a JSON dataset; border_tolerance (pixels)
+    is how far a box may reach outside its image; check_files checks that every image a JSON
+    file lists exists (a stat per file) instead of failing only when the sample is read."""
+    path = Path(path)
+    if not path.exists():
+        raise DLError(f"{path}: no such file or folder; pass a dataset folder (classification, "
+                      "segmentation) or a JSON file (COCO, HALCON DLDataset)")
+    if format is not None and format not in FORMATS:
+        raise DLParamError(f"unknown dataset format {format!r}; formats: {', '.join(FORMATS)}")
+    data = None
+    if path.is_file():
+        data = load_json(path, "dataset file")
+    format = format or _detect(path, data)
+    if format in ("classification", "segmentation"):
+        if not path.is_dir():
+            raise DLError(f"{path}: a {format} dataset is a folder, not a file")
+        if image_dir is not None:
+            raise DLParamError(f"image_dir applies to JSON datasets, not to the {format} folder {path}")
+        reader = read_classification_folder if format == "classification" else read_segmentation_folder
+        return reader(path, border_tolerance=border_tolerance)
+    if data is None:
+        raise DLError(f"{path}: a {format} dataset is a JSON file, not a folder")
+    reader = read_coco if format == "coco" else read_halcon_json
+    return reader(path, data, image_dir=image_dir, border_tolerance=border_tolerance, check_files=check_files)
+
+
+def _detect(path: Path, data) -> str:
+    if path.is_dir():
+        return "segmentation" if (path / "images").is_dir() and (path / "labels").is_dir() else "classification"
+    if isinstance(data, dict) and "samples" in data and "class_ids" in data:
+        return "halcon"
+    if isinstance(data, dict) and "images" in data and "categories" in data:
+        return "coco"
+    raise DLError(f"{path}: cannot tell the dataset format: a COCO file has 'images' and 'categories', a "
+                  "HALCON DLDataset file 'class_ids' and 'samples'; or pass format=")
