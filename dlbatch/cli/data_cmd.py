@@ -20,13 +20,17 @@ def synth(model_type: str = typer.Argument(..., help="classification, detection 
           seed: int = typer.Option(42, help="random seed: the same seed writes the same images"),
           width: int = typer.Option(64, help="image width in pixels"),
           height: int = typer.Option(64, help="image height in pixels"),
-          instance_type: Optional[str] = typer.Option(None, help="detection: rectangle1 (default) or rectangle2")
-          ) -> None:
+          channels: int = typer.Option(3, help="1 (grey) or 3 (colour)"),
+          num_classes: int = typer.Option(3, help="number of object classes"),
+          instance_type: Optional[str] = typer.Option(None, help="detection: rectangle1 (default) or rectangle2"),
+          halcon: bool = typer.Option(False, "--halcon", help="write a HALCON DLDataset .json (with "
+                                                              "train/validation/test splits) instead")) -> None:
     """Write the synthetic scenes to disk as a dataset (folders per class, COCO JSON, images/ + labels/) and
     print the path to pass to `dlbatch train` and `dlbatch model create --dataset`."""
     from dlbatch.datasets import write_synthetic_dataset
     kwargs = {"instance_type": instance_type} if instance_type is not None else {}
     path = write_synthetic_dataset(model_type, out_dir, num_samples=num, seed=seed, width=width, height=height,
+                                   channels=channels, num_classes=num_classes, format="halcon" if halcon else None,
                                    **kwargs)
     typer.echo(f"wrote {num} {model_type} samples; dataset path:", err=True)
     typer.echo(str(path))

@@ -97,6 +97,10 @@ def create_params(model_type: str, *, dataset: Optional[str], classes: Optional[
     if dims is not None:
         params["image_dimensions"] = dims
     params.update(user_set)
+    default_ids = mt.default_params().get("class_ids", table.specs["class_ids"].default)
+    if "class_ids" not in params and "num_classes" not in params and default_ids is None:
+        raise DLParamError(f"a {mt.name} model needs its classes: give --dataset PATH (classes taken from it), "
+                           "--classes 0,1,... or --num-classes K")
     if ds is not None and suggest_anchors and "min_level" in table.specs and "anchor_aspect_ratios" in table.specs:
         anchors = _suggest_anchors(mt, table, ds, params, user_set)
         if anchors:
