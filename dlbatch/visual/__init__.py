@@ -7,10 +7,10 @@ used for the confusion matrix when it is installed.
 from __future__ import annotations
 
 from .confusion_plot import write_confusion_matrix_png
-from .draw import (blend_classes, draw_arrow, draw_box_outline, draw_label, draw_polygon, font_for, line_width_for,
-                   to_pil, to_rgb_uint8)
+from .draw import (blend_classes, draw_arrow, draw_box_outline, draw_label, font_for, line_width_for,
+                   oriented_box_band, paint_mask, to_pil, to_rgb_uint8)
 from .palette import class_colour_rgb, class_index_colours, text_colour_on
 
-__all__ = ["blend_classes", "class_colour_rgb", "draw_arrow", "class_index_colours", "draw_box_outline", "draw_label",
-           "draw_polygon", "font_for", "line_width_for", "text_colour_on", "to_pil", "to_rgb_uint8",
-           "write_confusion_matrix_png"]
+__all__ = ["blend_classes", "class_colour_rgb", "class_index_colours", "draw_arrow", "draw_box_outline",
+           "draw_label", "font_for", "line_width_for", "oriented_box_band", "paint_mask", "text_colour_on",
+           "to_pil", "to_rgb_uint8", "write_confusion_matrix_png"]

@@ -113,13 +113,6 @@ def paint_mask(picture: Image.Image, mask: np.ndarray, row0: int, col0: int, col
         picture.paste(colour, (col0, row0, col0 + mask.shape[1], row0 + mask.shape[0]), stencil)
 
 
-def draw_polygon(draw: ImageDraw.ImageDraw, points, colour: Colour, width: int) -> None:
-    """A closed polygon outline through `points` ((N, 2) rows and columns), `width` wide,
-    centred on the lines between the points."""
-    xy = [(float(c), float(r)) for r, c in np.asarray(points, dtype=np.float64)]
-    draw.line(xy + xy[:1], fill=colour, width=width, joint="curve")
-
-
 def draw_arrow(draw: ImageDraw.ImageDraw, start, end, colour: Colour, width: int, head: bool = True) -> None:
     """A line from `start` to `end` ((row, col) each) with, when `head`, an arrow head at `end`."""
     (r0, c0), (r1, c1) = start, end

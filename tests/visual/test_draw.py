@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 
 from dlbatch.core.errors import DLParamError
 from dlbatch.visual import blend_classes, class_colour_rgb, draw_box_outline, text_colour_on, to_rgb_uint8
-from dlbatch.visual.draw import class_edges, draw_label, font_for, pixel_range
+from dlbatch.visual.draw import class_edges, draw_label, font_for, oriented_box_band, paint_mask, pixel_range
 
 
 def test_to_rgb_uint8_accepts_grey_single_channel_rgb_and_more_channels():
@@ -51,6 +51,28 @@ def test_box_outline_lies_on_the_box_border_pixels():
     expected = np.zeros((30, 40), dtype=bool)
     expected[5, 10:31] = expected[20, 10:31] = expected[5:21, 10] = expected[5:21, 30] = True
     assert np.array_equal(red, expected)
+
+
+@pytest.mark.parametrize("width", [1, 3])
+def test_an_unrotated_rectangle2_outline_is_the_rectangle1_outline_of_the_same_box(width):
+    # rows 5..20, cols 10..30: rectangle1 (4.5, 9.5, 20.5, 30.5) = rectangle2 centre (12.5, 20),
+    # phi 0 (length1 along the columns) and half lengths 10.5 (columns) and 8 (rows)
+    first = Image.new("RGB", (40, 30), (0, 0, 0))
+    draw_box_outline(ImageDraw.Draw(first), (4.5, 9.5, 20.5, 30.5), (255, 0, 0), width, (30, 40))
+    second = Image.new("RGB", (40, 30), (0, 0, 0))
+    paint_mask(second, *oriented_box_band((12.5, 20.0, 0.0, 10.5, 8.0), width, (30, 40)), (255, 0, 0))
+    assert np.array_equal(np.asarray(first), np.asarray(second))
+    # a quarter turn swaps the roles of the half lengths
+    third = Image.new("RGB", (40, 30), (0, 0, 0))
+    paint_mask(third, *oriented_box_band((12.5, 20.0, np.pi / 2, 8.0, 10.5), width, (30, 40)), (255, 0, 0))
+    assert np.array_equal(np.asarray(first), np.asarray(third))
+
+
+def test_oriented_band_outside_the_image_is_empty_and_a_thin_box_marks_one_pixel():
+    mask, _, _ = oriented_box_band((-50.0, -50.0, 0.3, 5.0, 2.0), 2, (30, 40))
+    assert not mask.any()
+    mask, r0, c0 = oriented_box_band((7.0, 9.3, 0.0, 0.2, 0.2), 2, (30, 40))
+    assert mask.sum() == 1 and tuple(np.argwhere(mask)[0] + (r0, c0)) == (7, 9)
 
 
 def test_class_edges_marks_both_sides_of_a_class_change_only():
