@@ -1,45 +1,19 @@
-"""Example third-party dlbatch plugin: one loss and one numpy op kernel."""
+"""Example third-party dlbatch plugin, found through its entry point in the group "dlbatch".
+
+It uses only dlbatch's public hooks (dlbatch.core.hookspecs), exactly as dlbatch's built-ins do:
+- loss "label_smoothing_logistic",
+- backend "numpy64" (the numpy backend in float64) with the numpy kernels registered for it,
+- the numpy kernel of the ONNX op Softplus, for "numpy" and "numpy64".
+"""
 from __future__ import annotations
 
-import numpy as np
-
-from dlbatch.backends.numpy_cpu.kernel import NumpyKernel
 from dlbatch.core.hookspecs import hookimpl
-from dlbatch.core.loss import Loss
-from dlbatch.losses.multinomial_logistic import one_hot, softmax_parts
 
+from .losses import LabelSmoothingLogistic
+from .numpy64 import NAME as NUMPY64, Numpy64Backend
+from .softplus import Softplus
 
-class LabelSmoothingLogistic(Loss):
-    """Cross-entropy against smoothed targets (1 - eps) * onehot + eps / K, weighted per
-    sample like the built-in multinomial logistic loss. Like every loss it returns the
-    weighted sum; the train step divides by the normaliser the model type encodes (the sum
-    of the weights for classification)."""
-
-    name = "label_smoothing_logistic"
-    epsilon = 0.1
-
-    def value_and_grad(self, xp, prediction, target, weights, options=None):
-        z = prediction
-        p, log_p = softmax_parts(xp, z)
-        smooth = (1 - self.epsilon) * one_hot(xp, target, z) + self.epsilon / z.shape[1]
-        a = xp.astype(weights, z.dtype)
-        value = xp.sum(a * -xp.sum(smooth * log_p, axis=1))
-        grad = (p - smooth) * xp.expand_dims(a, axis=1)
-        return value, grad
-
-
-class Softplus(NumpyKernel):
-    """y = log(1 + exp(x)), computed stably; dy/dx = sigmoid(x)."""
-
-    op_type = "Softplus"
-
-    def forward(self, ctx, inputs, attrs):
-        x = inputs[0]
-        return [np.logaddexp(0, x).astype(x.dtype)], x
-
-    def backward(self, ctx, saved, grads, attrs):
-        x = saved
-        return [grads[0] / (1 + np.exp(-x))]
+__all__ = ["LabelSmoothingLogistic", "Numpy64Backend", "Softplus"]
 
 
 @hookimpl
@@ -48,5 +22,15 @@ def dlbatch_register_losses(register):
 
 
 @hookimpl
+def dlbatch_register_backends(register):
+    register(Numpy64Backend())
+
+
+@hookimpl
 def dlbatch_register_ops(register):
-    register("numpy", "Softplus", Softplus())
+    from dlbatch.backends.numpy_cpu.ops import KERNELS
+    for kernel in KERNELS:
+        register(NUMPY64, kernel.op_type, kernel)
+    softplus = Softplus()
+    register("numpy", softplus.op_type, softplus)
+    register(NUMPY64, softplus.op_type, softplus)
