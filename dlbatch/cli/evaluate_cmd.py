@@ -32,6 +32,10 @@ def evaluate(model_file: Path = typer.Argument(..., help="the .onnx model"),
     data = read_dl_dataset(dataset)
     check_dataset_fits(model, data, dataset)
     if split is not None:
+        names = list(data.split_names())
+        if split not in names:
+            raise dlbatch.DLParamError(f"{dataset} has no split {split!r}; its splits: "
+                                       f"{', '.join(names) if names else 'none (leave out --split)'}")
         data = data.split(split)
     if len(data) == 0:
         raise dlbatch.DLParamError(f"{dataset}{f' split {split}' if split else ''} has no samples to evaluate")

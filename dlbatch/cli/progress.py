@@ -101,6 +101,11 @@ class RichTrainingProgress(TrainingListener):
             return "-"
         return _duration((now - self._begin) / this_run * (total - done))
 
+    @property
+    def running(self) -> bool:
+        """Whether the live bar is on screen."""
+        return self._progress is not None
+
     def close(self) -> None:
         """Stop the live bar (also after an error, so the terminal is left clean)."""
         if self._progress is not None:
