@@ -132,7 +132,8 @@ class DLDataset(Sequence):
         sample = {"image": image, "image_id": record.image_id, "image_file_name": record.image_file_name,
                   **_copy(record.labels)}
         if self._model_type == "detection" and record.size is None:
-            check_boxes(sample, self._instance_type, str(record.image_path), (height, width), self._tolerance)
+            where = f"{record.image_path} (image {record.image_id} of {self._source})"
+            check_boxes(sample, self._instance_type, where, (height, width), self._tolerance)
         if self._model_type == "segmentation":
             sample["segmentation_image"] = self._label_image(record, (height, width))
         return sample
