@@ -40,6 +40,9 @@ def _describe_registered(registered: list[str]) -> list[str]:
     kinds: dict[str, list[str]] = {}
     for item in registered:
         kind, _, name = item.rpartition(" ")
+        if kind == "op":  # "op numpy:Conv": one line per backend
+            backend, _, name = name.rpartition(":")
+            kind = f"ops for {backend}"
         kinds.setdefault(kind, []).append(name)
     lines = []
     for kind, names in kinds.items():
