@@ -31,7 +31,7 @@ def require(obj: Any, key: str, where: str, kind: type | tuple = object) -> Any:
     if not isinstance(obj, dict) or key not in obj:
         raise DLSampleError(f"{where}: missing the key {key!r}")
     value = obj[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise DLSampleError(f"{where}: {key!r} must be {names}, got {value!r}")
     return value

@@ -121,6 +121,9 @@ def test_samples_read_preprocess_and_train_a_model_of_their_type(tmp_path, model
         assert set(np.unique(prepared[0]["segmentation_image"])) <= set(np.unique(raw[0]["segmentation_image"]))
     losses = dlbatch.train_dl_model_batch(model, prepared)
     assert losses and all(np.isfinite(v) for v in losses.values())
+    summary = dlbatch.evaluate_dl_model(model, prepared)
+    main = model.model_type.main_metric.name
+    assert main in summary and np.isfinite(summary[main])
 
 
 def test_out_dir_must_be_new_or_empty_and_arguments_are_checked(tmp_path):
