@@ -105,10 +105,12 @@ class DLDataset(Sequence):
 
     def annotations(self, index: int) -> dict:
         """What the index knows about sample `index` without reading any file: image_id,
-        image_file_name, split and the labels held in memory (boxes, image_label_id)."""
+        image_file_name, split, image_size ([height, width] where the index declares it, as
+        COCO files do, else None) and the labels held in memory (boxes, image_label_id)."""
         record = self._records[self._position(index)]
+        size = None if record.size is None else list(record.size)
         return {"image_id": record.image_id, "image_file_name": record.image_file_name,
-                "split": record.split, **_copy(record.labels)}
+                "split": record.split, "image_size": size, **_copy(record.labels)}
 
     def image_path(self, index: int) -> Path:
         return self._records[self._position(index)].image_path

@@ -76,6 +76,7 @@ def test_annotations_give_labels_without_reading_and_samples_are_copies(tmp_path
     ds = read_dl_dataset(five_images(tmp_path))
     ann = ds.annotations(3)
     assert opened == [] and ann["bbox_col1"].tolist() == [2.5] and ann["split"] is None
+    assert ann["image_size"] == [10, 12]
     sample = ds[3]
     sample["bbox_col1"][0] = 99.0
     ann["bbox_col1"][0] = 77.0
