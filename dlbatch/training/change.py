@@ -94,8 +94,8 @@ def parse_change(change, model) -> list[ChangeStrategy]:
             raise DLParamError(f"{_where(i)}: {name!r} cannot change during training ({NOT_CHANGEABLE[name]}); "
                                "set it on the model before train_dl_model")
         if spec.readonly or spec.fixed:
-            raise DLParamError(f"{_where(i)}: {name!r} is {'read-only' if spec.readonly else 'fixed when the model is created'}"
-                               " and cannot change during training")
+            why = "read-only" if spec.readonly else "fixed when the model is created"
+            raise DLParamError(f"{_where(i)}: {name!r} is {why} and cannot change during training")
         if any(s.model_param == name for s in strategies):
             raise DLParamError(f"{_where(i)}: {name!r} already has a strategy; give all its values in one")
         epochs = _epochs(item["epochs"], i)

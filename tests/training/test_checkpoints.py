@@ -81,7 +81,8 @@ def test_log_holds_iterations_evaluations_and_epochs(run):
     assert [r["epoch"] for r in records if r["type"] == "evaluation"] == [2, 4, 5]
     iterations = [r for r in records if r["type"] == "iterations"]
     # 16 samples / batch 4: every iteration is its own window; their mean is the epoch's loss
-    assert [(r["epoch"], r["first_iteration"]) for r in iterations] == [(e, i) for e in range(1, 6) for i in range(1, 5)]
+    expected = [(e, i) for e in range(1, 6) for i in range(1, 5)]
+    assert [(r["epoch"], r["first_iteration"]) for r in iterations] == expected
     assert [r["step"] for r in iterations] == list(range(1, 21))
     per_epoch = {e: np.mean([r["losses"]["total_loss"] for r in iterations if r["epoch"] == e]) for e in range(1, 6)}
     for r in epochs:

@@ -87,7 +87,8 @@ def test_sigkill_mid_epoch_then_resume_gives_bit_identical_weights(tmp_path):
     assert resumed["best_epoch"] == reference["best_epoch"]
     assert _without_times(resumed["history"]) == _without_times(reference["history"])
     # the log holds each record once, the killed partial epoch cut away, losses equal bit for bit
-    assert _without_times(read_log(killed / "log.jsonl")) == _without_times(read_log(tmp_path / "reference" / "log.jsonl"))
+    reference_log = read_log(tmp_path / "reference" / "log.jsonl")
+    assert _without_times(read_log(killed / "log.jsonl")) == _without_times(reference_log)
 
 
 class StopAfter(TrainingListener):
