@@ -60,6 +60,14 @@ class RunFiles:
     def state_model(self, epoch: int) -> Path:
         return self.state_dir / f"epoch_{epoch:04d}.onnx"
 
+    def clear(self) -> None:
+        """A fresh run removes what an earlier, unfinished run in the folder left behind (a
+        best.onnx from before its first state, say), so nothing of it mixes with the new run."""
+        for path in (self.best, self.final, self.curves):
+            path.unlink(missing_ok=True)
+        for old in self.state_dir.glob("epoch_*.onnx"):
+            old.unlink(missing_ok=True)
+
     def make(self) -> None:
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)

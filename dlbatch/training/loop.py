@@ -36,7 +36,8 @@ def train_dl_model(model, train, validation=None, *, epochs: int, evaluation_int
                    change=None, augment=None, seed: int = 42, out_dir=None, resume: bool = False,
                    progress=True) -> dict:
     """Train `model` in place for `epochs` epochs on `train` (a sequence of raw or prepared
-    sample dicts), evaluating `validation` every `evaluation_interval_epochs` epochs and after
+    sample dicts; an image that is floating point in the model's size counts as prepared and
+    is used as it is, anything else goes through preprocess_dl_samples), evaluating `validation` every `evaluation_interval_epochs` epochs and after
     the last one (no validation set: no evaluation and no best.onnx).
 
     change: HALCON change strategies (a dict or a list; see training.change). augment: a dict of
@@ -81,8 +82,9 @@ def _saved_state(files: RunFiles | None, resume: bool, arguments: dict, epochs: 
         return None
     files.make()
     saved = read_state(files)
-    if saved is None:
-        return None  # resume=True with nothing saved yet: the run starts from its beginning
+    if saved is None:  # a fresh run; resume=True with nothing saved yet starts from the beginning too
+        files.clear()
+        return None
     if not resume:
         raise DLParamError(f"{files.out_dir} already holds a training run (state after epoch {saved['epoch']} "
                            f"of {saved.get('epochs')}); pass resume=True (CLI: --resume) to continue it, or "

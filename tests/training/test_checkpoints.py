@@ -129,3 +129,15 @@ def test_a_finished_run_is_not_overwritten_without_resume(tmp_path):
 def test_bad_arguments_are_clear_errors(bad):
     with pytest.raises(DLParamError, match=next(iter(k for k in bad if k != "epochs" or len(bad) == 1))):
         train_dl_model(classifier(), striped_samples(8), **bad)
+
+
+def test_a_fresh_run_removes_what_an_unfinished_run_left(tmp_path):
+    (tmp_path / "state").mkdir()
+    for name in ("best.onnx", "final.onnx", "curves.png", "state/epoch_0001.onnx"):
+        (tmp_path / name).write_bytes(b"left over")
+    (tmp_path / "log.jsonl").write_text('{"type": "epoch", "epoch": 7}\n{"type": "iter')
+    train_dl_model(classifier(), striped_samples(8), epochs=1, out_dir=tmp_path, progress=False)
+    assert not (tmp_path / "best.onnx").exists()  # no validation set: this run has no best
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["epoch_0001.onnx", "state.json"]
+    dlbatch.read_dl_model(tmp_path / "state" / "epoch_0001.onnx")
+    assert [r["epoch"] for r in read_log(tmp_path / "log.jsonl") if r["type"] == "epoch"] == [1]
