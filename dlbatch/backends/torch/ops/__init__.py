@@ -22,6 +22,14 @@ OPS: dict[str, str] = {
     "LRN": "lrn",
     "ReduceMean": "reduce",
     "Resize": "resize",
+    # issue 15: transformers, ConvNeXt and GroupNorm networks as PyTorch exports them
+    "LayerNormalization": "normalization", "InstanceNormalization": "normalization",
+    "Erf": "pointwise", "Gelu": "pointwise", "Pow": "pointwise", "Sqrt": "pointwise", "Exp": "pointwise",
+    "Log": "pointwise", "Neg": "pointwise", "Abs": "pointwise", "Reciprocal": "pointwise",
+    "Gather": "indexing", "Slice": "indexing", "Split": "indexing", "Expand": "indexing", "Where": "indexing",
+    "Shape": "shapecalc", "ConstantOfShape": "shapecalc", "Range": "shapecalc", "Cast": "shapecalc",
+    "Equal": "shapecalc", "Mod": "shapecalc",
+    "ReduceSum": "reduce", "ReduceMax": "reduce",
 }
 
 
