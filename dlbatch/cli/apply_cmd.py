@@ -58,10 +58,11 @@ def summarise_result(result: dict[str, Any], label_png_base: Optional[Path]) -> 
     return out
 
 
-def apply(model_file: Path = typer.Argument(..., help="the .onnx model"),
-          images: list[Path] = typer.Argument(..., help="image files (any format Pillow reads)"),
-          overlay: Optional[Path] = typer.Option(None, help="write <image>.overlay.png with the result drawn, and label "
-                                                            "images as PNG, into this folder"),
+def apply(model_file: Path = typer.Argument(..., metavar="FILE.onnx", help="the .onnx model"),
+          images: list[Path] = typer.Argument(..., metavar="IMAGE", help="image files (any format Pillow reads)"),
+          overlay: Optional[Path] = typer.Option(None, metavar="DIR",
+                                                 help="write <image>.overlay.png with the result drawn, and label "
+                                                      "images as PNG, into this folder"),
           backend: Optional[str] = typer.Option(None, help="compute backend (see dlbatch backends)"),
           device: str = typer.Option("cpu", help="device of the backend, e.g. cpu or cuda:0")) -> None:
     """Apply a model to images: one JSON line per image with the result (classes, boxes, class pixels)."""

@@ -14,8 +14,8 @@ data_app = typer.Typer(help="Write a synthetic dataset to disk; show what a data
 
 @data_app.command("synth", epilog="Example: dlbatch data synth detection data --num 200 --instance-type rectangle2 "
                                   "(then: dlbatch train m.onnx \"$(dlbatch data synth ... )\" --out run)")
-def synth(model_type: str = typer.Argument(..., help="classification, detection or segmentation"),
-          out_dir: Path = typer.Argument(..., help="folder to write (created)"),
+def synth(model_type: str = typer.Argument(..., metavar="TYPE", help="classification, detection or segmentation"),
+          out_dir: Path = typer.Argument(..., metavar="DIR", help="folder to write (created)"),
           num: int = typer.Option(100, "--num", "-n", help="number of images"),
           seed: int = typer.Option(42, help="random seed: the same seed writes the same images"),
           width: int = typer.Option(64, help="image width in pixels"),
@@ -37,8 +37,9 @@ def synth(model_type: str = typer.Argument(..., help="classification, detection 
 
 
 @data_app.command("info", epilog="Example: dlbatch data info data/coco.json --json")
-def info(path: str = typer.Argument(..., help="a dataset: class folders, COCO .json, images/+labels/ folder "
-                                              "or HALCON DLDataset .json"),
+def info(path: str = typer.Argument(..., metavar="DATASET",
+                                    help="a dataset: class folders, COCO .json, images/+labels/ folder or HALCON "
+                                         "DLDataset .json"),
          as_json: bool = typer.Option(False, "--json", help="one JSON object")) -> None:
     """Show a dataset's model type, instance type, classes, size and splits (images are not read)."""
     from dlbatch.datasets import read_dl_dataset

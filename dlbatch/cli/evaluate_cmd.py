@@ -15,8 +15,8 @@ from .render import class_table, confusion_table, measures_table, print_titled, 
 EPILOG = "Example: dlbatch evaluate run/best.onnx data --json   or   dlbatch evaluate m.onnx data --plots plots"
 
 
-def evaluate(model_file: Path = typer.Argument(..., help="the .onnx model"),
-             dataset: str = typer.Argument(..., help="labelled dataset (any format dlbatch reads)"),
+def evaluate(model_file: Path = typer.Argument(..., metavar="FILE.onnx", help="the .onnx model"),
+             dataset: str = typer.Argument(..., metavar="DATASET", help="labelled dataset (any format dlbatch reads)"),
              as_json: bool = typer.Option(False, "--json", help="print one JSON object with every measure"),
              split: Optional[str] = typer.Option(None, help="only this split of the dataset (train, validation, "
                                                             "test)"),

@@ -112,9 +112,10 @@ def create_params(model_type: str, *, dataset: Optional[str], classes: Optional[
 
 @model_app.command("create", epilog="Example: dlbatch model create detection -o det.onnx --dataset data/coco.json "
                                     "--width 128 --height 128 --set learning_rate=0.001 --set solver_type=adam")
-def create(model_type: str = typer.Argument(..., help="model type: classification, detection, segmentation "
-                                                      "(or one a plugin registered)"),
-           out: Path = typer.Option(..., "-o", "--out", help="the .onnx file to write"),
+def create(model_type: str = typer.Argument(..., metavar="TYPE",
+                                            help="model type: classification, detection, segmentation (or one a "
+                                                 "plugin registered)"),
+           out: Path = typer.Option(..., "-o", "--out", metavar="OUT.onnx", help="the .onnx file to write"),
            backbone: Optional[str] = typer.Option(None, help="backbone name (e.g. compact, resnet18) or an "
                                                             "ONNX classifier file"),
            dataset: Optional[str] = typer.Option(None, help="take class ids and names (detection: instance type "
@@ -154,7 +155,7 @@ def create_legacy(model_type: str = typer.Argument(...), out: Path = typer.Argum
 
 
 @model_app.command("info", epilog="Example: dlbatch model info run/best.onnx --json")
-def info(path: Path = typer.Argument(..., help="a .onnx model file"),
+def info(path: Path = typer.Argument(..., metavar="FILE.onnx", help="a .onnx model file"),
          as_json: bool = typer.Option(False, "--json", help="one JSON object instead of tables")) -> None:
     """Show a model file's parameters, parameter count, ONNX ops and opset, and steps trained."""
     import dlbatch
@@ -168,9 +169,11 @@ def info(path: Path = typer.Argument(..., help="a .onnx model file"),
 
 @model_app.command("set", epilog="Example: dlbatch model set m.onnx learning_rate=0.0005 solver_type=adam "
                                  "'class_weights=[1, 2]'")
-def set_params(path: Path = typer.Argument(..., help="a dlbatch .onnx model file, rewritten in place"),
-               assignments: list[str] = typer.Argument(..., help="KEY=VALUE pairs, values parsed as JSON where "
-                                                                  "they parse")) -> None:
+def set_params(path: Path = typer.Argument(..., metavar="FILE.onnx",
+                                          help="a dlbatch .onnx model file, rewritten in place"),
+               assignments: list[str] = typer.Argument(..., metavar="KEY=VALUE",
+                                                       help="KEY=VALUE pairs, values parsed as JSON where they "
+                                                            "parse")) -> None:
     """Change model parameters in a model file (validated; the file is replaced atomically)."""
     import dlbatch
     values = parse_assignments(assignments, option="model set")

@@ -33,11 +33,12 @@ def train_and_validation(dataset, validation: Optional[str], seed: int):
     return split.split("train"), split.split("validation"), f"{TRAIN_PERCENT}/{VALIDATION_PERCENT} split, seed {seed}"
 
 
-def train(model_file: Path = typer.Argument(..., help="the .onnx model to train (not modified)"),
-          dataset: str = typer.Argument(..., help="training dataset (class folders, COCO .json, images/+labels/ "
-                                                  "or HALCON .json)"),
-          out: Path = typer.Option(..., "--out", "-o", help="folder for best.onnx, final.onnx, state, log.jsonl, "
-                                                            "curves.png"),
+def train(model_file: Path = typer.Argument(..., metavar="FILE.onnx", help="the .onnx model to train (not modified)"),
+          dataset: str = typer.Argument(..., metavar="DATASET",
+                                        help="training dataset (class folders, COCO .json, images/+labels/ or "
+                                             "HALCON .json)"),
+          out: Path = typer.Option(..., "--out", "-o", metavar="DIR",
+                                   help="folder for best.onnx, final.onnx, state, log.jsonl, curves.png"),
           validation: Optional[str] = typer.Option(None, help="validation dataset (default: the dataset's "
                                                                "validation split, or 20% of it chosen with --seed)"),
           epochs: int = typer.Option(10, help="number of epochs"),
@@ -70,6 +71,8 @@ def train(model_file: Path = typer.Argument(..., help="the .onnx model to train 
     if validation is not None:
         check_dataset_fits(model, validation_set, validation)
     typer.echo(f"{len(train_set)} training and {len(validation_set)} validation samples ({how})")
+    if len(validation_set) == 0:
+        typer.echo("no validation samples: training runs without evaluation and writes no best.onnx")
     listener = RichTrainingProgress()
     try:
         result = train_dl_model(model, train_set, validation_set if len(validation_set) else None, epochs=epochs,
