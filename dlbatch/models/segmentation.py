@@ -116,7 +116,13 @@ class Segmentation(ModelType):
     def decode(self, outputs, hp, meta, contexts):
         winner, confidence = softmax_confidence(outputs[meta["logits"]])
         ids = np.asarray(hp["class_ids"])
-        return [{"segmentation_image": ids[w], "segmentation_confidence": c} for w, c in zip(winner, confidence)]
+        results = []
+        for w, c, ctx in zip(winner, confidence, contexts):
+            size = (ctx.original_height, ctx.original_width)
+            if size != (ctx.image_height, ctx.image_width):  # back to the raw image's pixels
+                w, c = resize_nearest(w, *size), resize_nearest(c, *size)
+            results.append({"segmentation_image": ids[w], "segmentation_confidence": c})
+        return results
 
     def preprocess_sample(self, sample, hp, index):
         new = super().preprocess_sample(sample, hp, index)

@@ -195,8 +195,11 @@ class Detection(ModelType):
     def decode(self, outputs, hp, meta, contexts):
         ids, names, geometry = np.asarray(hp["class_ids"]), hp["class_names"], _geometry(hp)
         results = []
-        for det in self.detections(outputs, hp, meta):
-            r = {key: det.boxes[:, j].copy() for j, key in enumerate(geometry.keys)}
+        for det, ctx in zip(self.detections(outputs, hp, meta), contexts):
+            boxes = det.boxes
+            if (ctx.original_height, ctx.original_width) != (ctx.image_height, ctx.image_width):
+                boxes = geometry.scale(boxes, 1 / ctx.scale_row, 1 / ctx.scale_col)  # raw image's pixels
+            r = {key: np.array(boxes[:, j], dtype=np.float64) for j, key in enumerate(geometry.keys)}
             r["bbox_class_id"] = ids[det.classes]
             r["bbox_class_name"] = [names[c] for c in det.classes]
             r["bbox_confidence"] = det.scores.copy()

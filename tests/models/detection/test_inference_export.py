@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import dlbatch
+from dlbatch.core.preprocess import SampleContext
 from dlbatch.data import detection_samples
 from dlbatch.models.detection import inference_export
 from dlbatch.models.detection.inference_export import OUTPUT_NAMES, OUTPUT_TYPES, results_from_outputs
@@ -172,7 +173,8 @@ def test_the_postprocess_graph_equals_the_numpy_decoding_on_the_same_head_output
     deltas = rng.normal(0.0, 0.6, size=(3, num_anchors, 4)).astype(np.float32)
     deltas[:, ::97, :2] = 40.0  # moved wholly outside: degenerate after clipping
     heads = {meta["class_logits"]: logits, meta["box_deltas"]: deltas}
-    ours = model.model_type.decode(heads, hp, meta, None)
+    contexts = [SampleContext.of({}, hp, i) for i in range(3)]  # results in network pixels
+    ours = model.model_type.decode(heads, hp, meta, contexts)
     theirs = results_from_outputs(postprocess_session(model).run(None, heads), 3)
     assert_same_detections(ours, theirs, box_tol=1e-9, score_tol=1e-12)
     assert all(len(r["bbox_confidence"]) > 20 for r in ours)
