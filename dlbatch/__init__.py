@@ -72,6 +72,28 @@ def export_inference_onnx(model: DLModel, path) -> None:
     _export(model, path)
 
 
+def train_dl_model(model: DLModel, train, validation=None, **options) -> dict:
+    """The training procedure (HALCON's train_dl_model): shuffled epochs of
+    train_dl_model_batch, change strategies, augmentation, evaluation, best/final checkpoints
+    and exact resume; options in dlbatch.training.train_dl_model."""
+    from .training import train_dl_model as _train
+    return _train(model, train, validation, **options)
+
+
+def read_dl_dataset(path, **options):
+    """A dataset on disk (class folders, COCO JSON, images/ + labels/, HALCON DLDataset JSON)
+    as a lazy sequence of raw samples; options in dlbatch.datasets.read_dl_dataset."""
+    from .datasets import read_dl_dataset as _read
+    return _read(path, **options)
+
+
+def split_dl_dataset(dataset, train_percent: float = 70, validation_percent: float = 15, seed: int = 42):
+    """A copy of `dataset` whose samples are split into train/validation/test (HALCON's
+    split_dl_dataset), the same for the same seed."""
+    from .datasets import split_dl_dataset as _split
+    return _split(dataset, train_percent, validation_percent, seed)
+
+
 def plugins():
     """Every loaded plugin: name, source, distribution, version and what it registered."""
     return plugin_manager.plugins()
@@ -80,7 +102,8 @@ def plugins():
 __all__ = [
     "DLModel", "create_dl_model", "read_dl_model", "write_dl_model", "train_dl_model_batch",
     "apply_dl_model", "evaluate_dl_model", "get_dl_model_param", "set_dl_model_param",
-    "preprocess_dl_samples", "detection_params_from_samples", "export_inference_onnx", "set_system", "get_system",
+    "preprocess_dl_samples", "train_dl_model", "read_dl_dataset", "split_dl_dataset",
+    "detection_params_from_samples", "export_inference_onnx", "set_system", "get_system",
     "plugins", "plugin_manager",
     "DLError", "DLParamError", "DLSampleError", "DLPluginError", "DLBackendError", "DLNumericError",
     "DLModelFileError",

@@ -9,10 +9,12 @@ from .errors import DLSampleError
 
 
 def as_sample_list(samples) -> list[Mapping]:
-    """Accept one dict or a sequence of dicts; anything else is an error that says so."""
+    """Accept one dict or a sequence of dicts (a list, a tuple, a dlbatch.datasets view);
+    anything else is an error that says so."""
     if isinstance(samples, Mapping):
         return [samples]
-    if isinstance(samples, (list, tuple)):
+    if isinstance(samples, Sequence) and not isinstance(samples, (str, bytes)):
+        samples = list(samples)  # a dataset view (any Sequence of dicts) is read here
         for i, s in enumerate(samples):
             if not isinstance(s, Mapping):
                 raise DLSampleError(f"sample {i} is a {type(s).__name__}, expected a dict with "
