@@ -88,3 +88,13 @@ def test_the_whole_chain_as_a_subprocess(tmp_path, case):
     if model_type == "classification":  # the same for every model type: once is enough
         plugins = cli("plugins", "list", cwd=tmp_path).stdout
         assert "dlbatch.backends.numpy_cpu.plugin" in plugins
+
+
+def test_a_real_process_prints_one_error_line_or_with_debug_the_traceback(tmp_path):
+    plain = subprocess.run([*dlbatch_command(), "model", "info", "missing.onnx"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=60)
+    assert plain.returncode == 2 and plain.stdout == ""
+    assert plain.stderr == "error: model file missing.onnx does not exist\n"
+    debug = subprocess.run([*dlbatch_command(), "--debug", "model", "info", "missing.onnx"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60, env=dict(os.environ, COLUMNS="120"))
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "DLModelFileError" in debug.stderr
