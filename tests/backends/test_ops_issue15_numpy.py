@@ -125,6 +125,7 @@ CASES = [
     Case("pow-tensor-both", "Pow", lambda r: [pos(r, 2, 3, 4), n(r, 3, 1)], torch_fn=torch.pow),
     Case("pow-int-exponent", "Pow", lambda r: [n(r, 3, 4), np.array(2, np.int64)], diff=(0,),
          torch_fn=lambda a, b: a ** 2),
+    Case("pow-int-base", "Pow", lambda r: [i64(2, 3, 4), np.array([2.0, 0.5, 1.0])], diff=()),
     Case("pow-scalar-base-broadcast", "Pow", lambda r: [pos(r, 1), n(r, 2, 3)], torch_fn=torch.pow),
     Case("sqrt", "Sqrt", lambda r: [pos(r, 3, 4)], torch_fn=torch.sqrt),
     Case("exp", "Exp", lambda r: [n(r, 3, 4)], torch_fn=torch.exp),
@@ -207,6 +208,7 @@ CASES = [
          torch_fn=lambda x, a: x.amax(1)),
     Case("reducemax-opset13-attr", "ReduceMax", lambda r: [n(r, 2, 3, 4)], {"axes": [0, 2]}, opset=13,
          torch_fn=lambda x: x.amax((0, 2), keepdim=True)),
+    Case("reducemax-empty-axis", "ReduceMax", lambda r: [np.zeros((2, 0, 3)), i64(1)], opset=18, diff=()),
     # existing kernels in transformer shapes
     Case("matmul-ntd-de", "MatMul", lambda r: [n(r, 2, 5, 4), n(r, 4, 6)], torch_fn=torch.matmul),
     Case("matmul-attention-scores", "MatMul", lambda r: [n(r, 2, 3, 5, 4), n(r, 2, 3, 4, 5)], torch_fn=torch.matmul),

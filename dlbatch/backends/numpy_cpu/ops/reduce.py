@@ -78,6 +78,11 @@ class ReduceMax(_Reduce):
         axes, keep = self._axes(ctx, attrs, inputs, x)
         if axes is None:
             return [x], None
+        if any(x.shape[a] == 0 for a in axes):  # the maximum of an empty set: the lowest value
+            low = False if x.dtype == bool else (-np.inf if is_float(x) else np.iinfo(x.dtype).min)
+            kshape = tuple(1 if i in axes else s for i, s in enumerate(x.shape))
+            y = np.full(kshape, low, dtype=x.dtype)
+            return [y if keep else y.reshape([s for i, s in enumerate(x.shape) if i not in axes])], None
         ymax = x.max(axis=axes, keepdims=True)
         y = ymax if keep else ymax.reshape([s for i, s in enumerate(x.shape) if i not in axes])
         return [y], (x, axes, ymax)

@@ -35,7 +35,7 @@ class Pow(TorchKernel):
     def forward(self, ctx, inputs, attrs):
         a, b = inputs
         y = torch.pow(a, b)
-        return [y.to(a.dtype) if a.is_floating_point() and y.dtype != a.dtype else y]
+        return [y if y.dtype == a.dtype else y.to(a.dtype)]
 
 
 def _unary(name, fn):

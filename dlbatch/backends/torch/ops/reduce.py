@@ -3,6 +3,8 @@ input 1; keepdims (default 1); noop_with_empty_axes. ReduceMax is torch.amax, wh
 splits evenly between tied maxima (the numpy kernel follows it)."""
 from __future__ import annotations
 
+import torch
+
 from ....core.onnx_attributes import reduce_axes
 from ..kernel import TorchKernel
 
@@ -40,4 +42,9 @@ class ReduceMax(_Reduce):
     op_type = "ReduceMax"
 
     def reduce(self, x, dims, keep):
+        if any(x.shape[d] == 0 for d in dims):  # the maximum of an empty set: the lowest value
+            shape = [1 if i in dims else s for i, s in enumerate(x.shape) if keep or i not in dims]
+            low = False if x.dtype == torch.bool else (
+                -torch.inf if x.is_floating_point() else torch.iinfo(x.dtype).min)
+            return torch.full(shape, low, dtype=x.dtype, device=x.device)
         return x.amax(dim=dims, keepdim=keep)
