@@ -9,8 +9,11 @@ node whose inputs are known before any image arrives is evaluated here, once, wi
 `Shape` of a computed tensor is known when its static shape is: the image input has a fixed
 C x H x W, shape inference gives the rest. A free batch dimension is handled by folding twice,
 with two batch sizes: values equal in both runs are constants; a value that depends on the
-batch size is allowed only as the target shape of a `Reshape` (the usual `x.view(x.size(0), -1)`),
-where the batch entry is rewritten to `0` (copy the input's dimension) or `-1` (inferred).
+batch size becomes, as the target shape of a `Reshape` (the usual `x.view(x.size(0), -1)`), a
+constant whose batch entry is `0` (copy the input's dimension) or `-1` (inferred); anywhere else
+(a class token expanded to `x.shape[0]`) the nodes computing it stay in the graph and run on the
+actual batch. `CastLike` of a constant is folded when the type of its second input is known.
+Files exported with a fixed batch are made batch-free first (onnx_batch_rewrite).
 """
 from __future__ import annotations
 
@@ -63,10 +66,14 @@ def _with_input_dims(graph: onnx.GraphProto, dims: Mapping[str, Sequence[int]]) 
 
 
 def infer_shapes(graph: onnx.GraphProto, opsets: Mapping[str, int], ir_version: int,
-                 dims: Mapping[str, Sequence[int]]) -> dict[str, tuple | None]:
-    """Static shapes of every value onnx shape inference can tell (inputs fixed to `dims`)."""
+                 dims: Mapping[str, Sequence[int]], elem_types: dict | None = None) -> dict[str, tuple | None]:
+    """Static shapes of every value onnx shape inference can tell (inputs fixed to `dims`).
+    `elem_types`, when given, receives the ONNX element type of every value inference typed."""
     g = _with_input_dims(graph, dims)
     del g.value_info[:]
+    for vi in g.output:  # a file's declared output shape (say, a fixed batch of 1) may contradict `dims`
+        if vi.type.HasField("tensor_type"):
+            vi.type.tensor_type.ClearField("shape")
     model = helper.make_model(g, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
     model.ir_version = max(int(ir_version), 4)
     shapes: dict[str, tuple | None] = {}
@@ -77,8 +84,12 @@ def infer_shapes(graph: onnx.GraphProto, opsets: Mapping[str, int], ir_version: 
         pass
     for vi in [*g.input, *g.value_info, *g.output]:
         shapes[vi.name] = _tensor_shape(vi.type)
+        if elem_types is not None and vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
+            elem_types[vi.name] = vi.type.tensor_type.elem_type
     for init in g.initializer:
         shapes[init.name] = tuple(init.dims)
+        if elem_types is not None:
+            elem_types[init.name] = init.data_type
     for name, d in dims.items():
         shapes[name] = tuple(int(x) for x in d)
     return shapes
@@ -129,7 +140,8 @@ def _has_subgraph(node: onnx.NodeProto) -> bool:
 def _propagate(graph: onnx.GraphProto, opsets: Mapping[str, int], ir_version: int,
                initial: Mapping[str, np.ndarray], dims: Mapping[str, Sequence[int]]):
     opset = opsets.get("", opsets.get("ai.onnx", 1))
-    shapes = infer_shapes(graph, opsets, ir_version, dims)
+    elem_types: dict = {}
+    shapes = infer_shapes(graph, opsets, ir_version, dims, elem_types)
     known: dict[str, np.ndarray] = dict(initial)
     for node in graph.node:
         if node.domain not in DEFAULT_DOMAINS or node.op_type in NEVER_FOLD or _has_subgraph(node):
@@ -141,6 +153,16 @@ def _propagate(graph: onnx.GraphProto, opsets: Mapping[str, int], ir_version: in
             s = shapes.get(node.input[0])
             if s is not None and all(d is not None for d in s):
                 known[node.output[0]] = _shape_value(node, s, opset)
+            continue
+        if node.op_type == "CastLike" and node.input[0] in known and node.input[1] not in known:
+            # the result depends on the second input's type only (the default exporter casts
+            # constants "like" the activations)
+            target = elem_types.get(node.input[1])
+            if target:
+                try:
+                    known[node.output[0]] = known[node.input[0]].astype(helper.tensor_dtype_to_np_dtype(target))
+                except (KeyError, TypeError, ValueError):
+                    pass
             continue
         ins = [i for i in node.input if i]
         if all(i in known for i in ins):
@@ -167,24 +189,28 @@ def _live_nodes(nodes: list, outputs: Sequence[str]) -> list:
 
 
 def _batch_free_reshape(name: str, values: list[np.ndarray], consumers: list, runs_shapes: list,
-                        probes: Sequence[int]) -> np.ndarray:
-    """A Reshape target shape that depends on the batch size -> one that does not."""
+                        probes: Sequence[int]) -> tuple[np.ndarray, bool]:
+    """A Reshape target shape that depends on the batch size -> one that does not, and whether
+    the consumers' allowzero flag must be dropped for it."""
     base = values[0].astype(np.int64).reshape(-1)
     differ = sorted({int(i) for v in values[1:] for i in np.nonzero(v.reshape(-1) != base)[0]})
-    if len(differ) == 1:
+    if len(differ) == 1 and all(v.size == base.size for v in values):
         pos = differ[0]
         others = [int(x) for i, x in enumerate(base) if i != pos]
         allowzero = any(a.name == "allowzero" and a.i for n in consumers for a in n.attribute)
+        # with allowzero a 0 in the target means an empty dimension; a target without zeros
+        # means the same with or without it, so the flag is dropped where 0 (copy) is written
+        zeros_elsewhere = 0 in others
         batch_at = all(int(v.reshape(-1)[pos]) == p for v, p in zip(values, probes))
         data_is_batch = all(shapes.get(n.input[0]) and shapes[n.input[0]][0] == p
                             for n in consumers for shapes, p in zip(runs_shapes, probes))
         out = base.copy()
-        if pos == 0 and batch_at and data_is_batch and not allowzero:
+        if pos == 0 and batch_at and data_is_batch and not (allowzero and zeros_elsewhere):
             out[0] = 0
-            return out
-        if -1 not in others:
+            return out, allowzero
+        if -1 not in others and not (allowzero and zeros_elsewhere):
             out[pos] = -1
-            return out
+            return out, False
     raise DLModelFileError(
         f"the target shape {name!r} of Reshape node(s) {[n.name or n.output[0] for n in consumers]} depends on "
         "the batch size in a way dlbatch cannot express (it trains with any batch size)")
@@ -224,9 +250,12 @@ def fold_constants(graph: onnx.GraphProto, opsets: Mapping[str, int], ir_version
     """Evaluate everything that does not depend on the graph inputs' values.
 
     `input_dims` gives each graph input's shape; None marks a free (batch) dimension, which
-    is probed with two sizes. `fixed_batch` is the batch size the file was exported with, if
-    it has one (see _free_reshape_batch). Returns the nodes left to run and the constants
-    they read."""
+    is probed with two sizes. A value that differs between the probes depends on the batch
+    size: as a Reshape target it becomes a constant with 0 or -1 at the batch entry
+    (_batch_free_reshape); otherwise the nodes computing it stay in the graph and run with
+    the actual batch (a class token expanded to x.shape[0], say). `fixed_batch` is the batch
+    size the file was exported with, if it has one (see _free_reshape_batch). Returns the
+    nodes left to run and the constants they read."""
     free = any(d is None for dims in input_dims.values() for d in dims)
     probes = BATCH_PROBES if free else (None,)
     runs = []
@@ -236,31 +265,36 @@ def fold_constants(graph: onnx.GraphProto, opsets: Mapping[str, int], ir_version
     known_all = set(runs[0][0])
     for known, _ in runs[1:]:
         known_all &= set(known)
+    static = {n for n in known_all if all(_same(runs[0][0][n], known[n]) for known, _ in runs[1:])}
     graph_outputs = [o.name for o in graph.output]
-    constant_outputs = [o for o in graph_outputs if o in known_all and o not in initializers]
-    remaining = [n for n in graph.node if not all(o in known_all for o in n.output if o)]
+    constant_outputs = [o for o in graph_outputs if o in static and o not in initializers]
+    remaining = [n for n in graph.node if not all(o in static for o in n.output if o)]
     remaining = _live_nodes(remaining, graph_outputs)
-    consumers: dict[str, list] = {}
-    for n in remaining:
-        for idx, i in enumerate(n.input):
-            if i and i in known_all:
-                consumers.setdefault(i, []).append((n, idx))
-    constants: dict[str, np.ndarray] = {}
-    for name in [*consumers, *constant_outputs]:
+    rewritten: dict[str, np.ndarray] = {}
+    clear_allowzero: set[str] = set()
+    for name in dict.fromkeys(i for n in remaining for i in n.input if i and i in known_all and i not in static):
+        users = [(n, idx) for n in remaining for idx, i in enumerate(n.input) if i == name]
+        if not users or not all(n.op_type == "Reshape" and idx == 1 for n, idx in users):
+            continue
         values = [known[name] for known, _ in runs]
-        if all(_same(values[0], v) for v in values[1:]):
-            constants[name] = values[0]
-            continue
-        users = consumers.get(name, [])
-        if users and all(n.op_type == "Reshape" and idx == 1 for n, idx in users):
-            constants[name] = _batch_free_reshape(name, values, [n for n, _ in users],
-                                                  [s for _, s in runs], probes)
-            continue
-        where = ", ".join(f"{n.op_type} node {n.name or n.output[0]!r}" for n, _ in users) or "a graph output"
-        raise DLModelFileError(f"value {name!r} (read by {where}) depends on the batch size; dlbatch trains "
-                               "with any batch size and can only fold batch-dependent shapes into Reshape "
-                               "targets. Export the network without batch-size arithmetic (e.g. "
-                               "torch.flatten instead of expanding to x.size(0))")
+        try:
+            rewritten[name], drop_allowzero = _batch_free_reshape(
+                name, values, [n for n, _ in users], [s for _, s in runs], probes)
+        except DLModelFileError:
+            continue  # computed with the actual batch at run time instead
+        if drop_allowzero:
+            clear_allowzero.update(n.name or n.output[0] for n, _ in users)
+    if rewritten or clear_allowzero:
+        remaining = [_without_allowzero(n) if (n.name or n.output[0]) in clear_allowzero else n for n in remaining]
+        fixed = static | set(rewritten)
+        remaining = _live_nodes([n for n in remaining if not all(o in fixed for o in n.output if o)], graph_outputs)
+    constants: dict[str, np.ndarray] = {}
+    read = dict.fromkeys([*(i for n in remaining for i in n.input if i), *constant_outputs])
+    for name in read:
+        if name in rewritten:
+            constants[name] = rewritten[name]
+        elif name in static:
+            constants[name] = runs[0][0][name]
     shapes = dict(runs[0][1])
     if free:
         second = runs[1][1]
@@ -271,3 +305,12 @@ def fold_constants(graph: onnx.GraphProto, opsets: Mapping[str, int], ir_version
         if fixed_batch is not None:
             remaining = _free_reshape_batch(remaining, constants, shapes, int(fixed_batch))
     return Folded(nodes=remaining, constants=constants, shapes=shapes)
+
+
+def _without_allowzero(node: onnx.NodeProto) -> onnx.NodeProto:
+    n2 = onnx.NodeProto()
+    n2.CopyFrom(node)
+    for a in list(n2.attribute):
+        if a.name == "allowzero":
+            n2.attribute.remove(a)
+    return n2

@@ -18,7 +18,8 @@ from .errors import DLModelFileError, DLParamError
 from .graph import Graph, ValueInfo
 from .hyperparameters import check_consistency, initial_hyperparameters
 from .model import DLModel
-from .onnx_import import FLOAT_TYPES, check_ops, import_graph, real_inputs, type_name
+from .onnx_import import (FLOAT_TYPES, check_ops, import_graph, real_inputs, type_name, unsupported_ops,
+                          unsupported_ops_message)
 from .params import ParamTable
 from .plugins import manager
 from .read_overrides import IMAGE_PARAMS, apply_overrides, differs, runtime_overrides
@@ -109,8 +110,17 @@ def read_foreign(proto, path: Path, backend_name: str, device: str, params: dict
     table = ParamTable(model_type.name, model_type.param_specs())
     precision, runtime = runtime_overrides(params, table)
     network = import_network(proto, path, params)
-    made = model_type.import_foreign(network, params)
-    check_ops(made.graph, manager.kernels(backend_name), backend_name, str(path))
+    kernels = manager.kernels(backend_name)
+    try:
+        made = model_type.import_foreign(network, params)
+    except DLModelFileError as exc:
+        # an op without a kernel often also leaves shapes unknown: name the ops first
+        missing = unsupported_ops(network.graph, kernels)
+        if missing:
+            raise DLModelFileError(f"{unsupported_ops_message(missing, kernels, backend_name, str(path))} "
+                                   f"(reading it as a {model_type.name} model also failed: {exc})") from None
+        raise
+    check_ops(made.graph, kernels, backend_name, str(path))
     base = {**made.params, "image_width": network.image_width, "image_height": network.image_height,
             "image_num_channels": network.image_num_channels, **_batchnorm_momentum(made.graph)}
     hp = initial_hyperparameters(table, model_type, base)

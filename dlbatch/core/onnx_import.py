@@ -8,8 +8,11 @@ arrives (onnx_fold); give each remaining initializer a role:
 
 - trainable: float tensors read as weights/biases: Conv/ConvTranspose W and B, Gemm A/B/C,
   MatMul operands, BatchNormalization (and Instance/LayerNormalization, PRelu) scale and shift,
-  and non-scalar float operands of Add/Mul/Sum (a bias added after a MatMul, a per-channel
-  scale). Sub/Div operands (input normalization) and scalars stay constants.
+  the data of Expand and Gather (a class token, an embedding table), and non-scalar float
+  operands of Add/Mul/Sum/Concat (a bias added after a MatMul, a per-channel scale, a position
+  embedding, a class token concatenated as it is). Sub/Div operands (input normalization),
+  scalars and uniform values the graph makes itself from Constant nodes and shapes (GroupNorm's
+  unit InstanceNormalization scale, a zero bias) stay constants.
 - statistics: BatchNormalization running mean and variance (inputs 3 and 4).
 - constants: everything else (shapes, axes, pads, scales, integer tensors).
 """
@@ -24,6 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .errors import DLModelFileError
 from .graph import Graph, Node, ValueInfo
+from .onnx_batch_rewrite import free_fixed_batch
 from .onnx_fold import DEFAULT_DOMAINS, Folded, fold_constants
 
 MIN_OPSET, MAX_OPSET = 7, 21
@@ -41,9 +45,15 @@ TRAINABLE_SLOTS = {
     "Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (0, 1, 2), "MatMul": (0, 1),
     "BatchNormalization": (1, 2), "InstanceNormalization": (1, 2), "LayerNormalization": (1, 2),
     "PRelu": (1,),
+    # a class token broadcast over the batch, concatenated, or an embedding table picked from
+    "Expand": (0,), "Gather": (0,),
 }
 STATISTIC_SLOTS = {"BatchNormalization": (3, 4)}
-NONSCALAR_TRAINABLE_OPS = ("Add", "Mul", "Sum")
+NONSCALAR_TRAINABLE_OPS = ("Add", "Mul", "Sum", "Concat")
+# ops whose output carries none of their inputs' values (only shapes or types), and ops whose
+# output carries the values of some inputs only (the others give a shape or a type)
+SHAPE_ONLY_OPS = ("Shape", "Size", "ConstantOfShape", "RandomNormalLike", "RandomUniformLike")
+VALUE_INPUTS = {"CastLike": (0,), "Expand": (0,), "Reshape": (0,), "Tile": (0,)}
 
 
 def type_name(elem_type: int) -> str:
@@ -78,10 +88,22 @@ def check_opset(proto: onnx.ModelProto, where: str) -> int:
 
 
 def check_domains(nodes, where: str) -> None:
+    """Every node of another domain than ai.onnx, listed at once."""
+    foreign: dict[tuple[str, str], list[str]] = {}
     for n in nodes:
         if n.domain not in DEFAULT_DOMAINS:
-            raise DLModelFileError(f"{where}: node {n.name or n.output[0]!r} uses op {n.op_type!r} of domain "
-                                   f"{n.domain!r}; dlbatch runs ai.onnx operators only")
+            foreign.setdefault((n.domain, n.op_type), []).append(n.name or n.output[0])
+    if foreign:
+        listed = "; ".join(f"{op!r} of domain {dom!r} ({_node_list(names)})" for (dom, op), names in foreign.items())
+        raise DLModelFileError(f"{where}: the graph uses operators outside ai.onnx, which dlbatch does not run: "
+                               f"{listed}. Export with standard ONNX operators only (torch.onnx.export does "
+                               "unless a custom symbolic or op is registered)")
+
+
+def _node_list(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return f"node{'s' if len(names) > 1 else ''} {shown}{more}"
 
 
 def check_array_dtype(name: str, arr: np.ndarray, where: str, what: str = "initializer") -> None:
@@ -112,15 +134,32 @@ def tensor_to_array(t: onnx.TensorProto, where: str, what: str = "initializer") 
     return np.asarray(arr)
 
 
-def check_ops(graph: Graph, kernels: Mapping[str, Any], backend: str, where: str) -> None:
-    """Every node needs a kernel on the chosen backend; name the first that has none."""
+def unsupported_ops(graph: Graph, kernels: Mapping[str, Any]) -> dict[str, list[str]]:
+    """op type -> names of the nodes using it, for every op without a kernel (graph order)."""
+    missing: dict[str, list[str]] = {}
     for n in graph.nodes:
         if n.op_type not in kernels:
-            raise DLModelFileError(
-                f"{where}: node {n.name or n.outputs[0]!r} uses op {n.op_type!r}, which the {backend} backend "
-                f"does not support. Supported ops of the {backend} backend: {', '.join(sorted(kernels))}. "
-                f"A plugin can add it: implement the dlbatch_register_ops hook and call "
-                f"register({backend!r}, {n.op_type!r}, kernel), then read the model again")
+            missing.setdefault(n.op_type, []).append(n.name or n.outputs[0])
+    return missing
+
+
+def unsupported_ops_message(missing: Mapping[str, list[str]], kernels: Mapping[str, Any], backend: str,
+                            where: str) -> str:
+    ops = sorted(missing)
+    listed = "; ".join(f"{op!r} ({_node_list(missing[op])})" for op in ops)
+    example = ops[0]
+    return (f"{where}: {len(ops)} op{'s' if len(ops) > 1 else ''} of this network {'are' if len(ops) > 1 else 'is'} "
+            f"not supported by the {backend} backend: {listed}. Supported ops of the {backend} backend: "
+            f"{', '.join(sorted(kernels))}. A plugin can add the missing ones: implement the dlbatch_register_ops "
+            f"hook and call register({backend!r}, {example!r}, kernel) for each, then read the model again")
+
+
+def check_ops(graph: Graph, kernels: Mapping[str, Any], backend: str, where: str) -> None:
+    """Every node needs a kernel on the chosen backend; list every op that has none, with its
+    nodes, at once."""
+    missing = unsupported_ops(graph, kernels)
+    if missing:
+        raise DLModelFileError(unsupported_ops_message(missing, kernels, backend, where))
 
 
 # -- nodes ------------------------------------------------------------------------------------
@@ -188,10 +227,53 @@ def initializer_arrays(graph: onnx.GraphProto, where: str) -> dict[str, np.ndarr
 
 
 # -- roles ------------------------------------------------------------------------------------
-def assign_roles(nodes: list[Node], constants: Mapping[str, np.ndarray]) -> tuple[list, list, list]:
-    """(trainable, statistics, constants) names, in first-use order."""
+def made_in_graph(nodes, initializers: Mapping[str, np.ndarray]) -> set[str]:
+    """Values the graph makes without reading any initializer's numbers: `Constant` nodes and
+    what is computed from them and from shapes only (GroupNorm's unit scale for
+    InstanceNormalization, the default exporter's zero convolution bias Expand(CastLike(0, x),
+    Shape(W)[:1])). Such a value is not a parameter of the exported network."""
+    carries = set(initializers)
+    for n in nodes:
+        if n.op_type in SHAPE_ONLY_OPS:
+            continue
+        slots = VALUE_INPUTS.get(n.op_type, range(len(n.input)))
+        if any(n.input[k] in carries for k in slots if k < len(n.input) and n.input[k]):
+            carries.update(o for o in n.output if o)
+    made = set()
+    for n in nodes:
+        made.update(o for o in n.output if o and o not in carries)
+    return made
+
+
+def _uniform(arr: np.ndarray) -> bool:
+    return arr.size > 0 and bool(np.all(arr == arr.reshape(-1)[0]))
+
+
+def _groupnorm_unit_affine(nodes: list[Node], constants: Mapping[str, np.ndarray]) -> set[str]:
+    """GroupNorm as exported: Reshape to N x G x -1, InstanceNormalization with scale 1 and
+    shift 0, Reshape back, then the real per-channel scale and shift (Mul, Add). That unit
+    scale and zero shift are no parameters of the network (once an exporter has moved them into
+    initializers, made_in_graph cannot tell)."""
+    producers = {o: n for n in nodes for o in n.outputs if o}
+    out = set()
+    for n in nodes:
+        if n.op_type != "InstanceNormalization" or len(n.inputs) < 3:
+            continue
+        src = producers.get(n.inputs[0])
+        scale, shift = constants.get(n.inputs[1]), constants.get(n.inputs[2])
+        if (src is not None and src.op_type == "Reshape" and scale is not None and shift is not None
+                and scale.size and np.all(scale == 1) and np.all(shift == 0)):
+            out.update(n.inputs[1:3])
+    return out
+
+
+def assign_roles(nodes: list[Node], constants: Mapping[str, np.ndarray],
+                 made: set[str] = frozenset()) -> tuple[list, list, list]:
+    """(trainable, statistics, constants) names, in first-use order. Uniform values the graph
+    made itself (`made`, see made_in_graph) are never trainable."""
     role: dict[str, str] = {}
     order: list[str] = []
+    made = set(made) | _groupnorm_unit_affine(nodes, constants)
     for n in nodes:
         for idx, name in enumerate(n.inputs):
             if not name or name not in constants:
@@ -200,7 +282,7 @@ def assign_roles(nodes: list[Node], constants: Mapping[str, np.ndarray]) -> tupl
                 role[name] = "constant"
                 order.append(name)
             arr = constants[name]
-            if arr.dtype.kind != "f":
+            if arr.dtype.kind != "f" or (name in made and _uniform(arr)):
                 continue
             if idx in STATISTIC_SLOTS.get(n.op_type, ()):
                 role[name] = "statistics"
@@ -233,13 +315,17 @@ def import_graph(proto: onnx.ModelProto, input_dims: Mapping[str, tuple], where:
     graph = proto.graph
     check_domains(graph.node, where)
     initial = initializer_arrays(graph, where)
+    if fixed_batch is not None and any(d is None for dims in input_dims.values() for d in dims):
+        graph = free_fixed_batch(graph, opsets_of(proto), proto.ir_version or 3, initial, input_dims,
+                                 int(fixed_batch), where)
+        initial = initializer_arrays(graph, where)
     folded: Folded = fold_constants(graph, opsets_of(proto), proto.ir_version or 3, initial, input_dims,
                                    fixed_batch=fixed_batch)
     for name, arr in folded.constants.items():
         check_array_dtype(name, arr, where, "constant")
     nodes = nodes_from_proto(folded.nodes, where)
     if roles:
-        trainable, statistics, constants = assign_roles(nodes, folded.constants)
+        trainable, statistics, constants = assign_roles(nodes, folded.constants, made_in_graph(graph.node, initial))
     else:
         trainable, statistics, constants = [], [], list(folded.constants)
     inputs = [value_info_from_proto(vi, tuple(input_dims[vi.name]) if vi.name in input_dims else None)

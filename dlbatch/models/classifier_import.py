@@ -1,7 +1,8 @@
 """A classifier network made elsewhere (e.g. torch.onnx.export) as a classification model.
 
 The network must end in class scores N x K (optionally behind a Softmax over the classes, in
-which case the loss reads the Softmax input). When the scores come from a fully connected layer,
+which case the loss reads the Softmax input); scores N x K x 1 x 1 or N x 1 x 1 x K are
+flattened to N x K. When the scores come from a fully connected layer,
 that layer is recorded as the head, so a new class count re-initialises it (HALCON behaviour).
 """
 from __future__ import annotations
@@ -77,6 +78,29 @@ def find_head(graph: Graph, values: dict, logits: str) -> tuple[str | None, str 
     return None, None
 
 
+def _scores_as_nk(graph: Graph, out: ValueInfo) -> ValueInfo:
+    """Class scores N x K x 1 x 1 (a 1x1 convolution and global pooling, no flatten) or
+    N x 1 x 1 x K -> N x K: a Flatten is appended and takes over the output's name, so the
+    network's own output keeps its meaning."""
+    shape = tuple(out.shape)
+    if len(shape) < 3 or any(d is None for d in shape[1:]):
+        return out
+    rest = [d for d in shape[1:] if d != 1]
+    if len(rest) != 1:
+        return out
+    inner = f"{out.name}.unflattened"
+    taken = {o for n in graph.nodes for o in n.outputs} | {i for n in graph.nodes for i in n.inputs}
+    while inner in taken:
+        inner += "_"
+    for n in graph.nodes:
+        n.inputs = [inner if i == out.name else i for i in n.inputs]
+        n.outputs = [inner if o == out.name else o for o in n.outputs]
+    graph.nodes.append(Node("Flatten", [inner], [out.name], {"axis": 1}, f"{out.name}/flatten_to_NxK"))
+    flat = ValueInfo(out.name, (shape[0], rest[0]), out.dtype)
+    graph.outputs = [flat if o.name == out.name else o for o in graph.outputs]
+    return flat
+
+
 def classifier_from_network(network) -> ForeignModel:
     """A core.onnx_foreign.ForeignNetwork -> the graph, values, metadata and derived
     hyperparameters of a classification model."""
@@ -84,7 +108,7 @@ def classifier_from_network(network) -> ForeignModel:
     if len(graph.outputs) != 1:
         raise DLModelFileError(f"{path}: a classifier needs exactly one output (class scores N x K); this "
                                f"graph has {len(graph.outputs)} ({[o.name for o in graph.outputs]})")
-    out = graph.outputs[0]
+    out = _scores_as_nk(graph, graph.outputs[0])
     if len(out.shape) != 2 or out.shape[1] is None or out.shape[1] < 1:
         raise DLModelFileError(f"{path}: output {out.name!r} has shape {out.shape}; an importable classifier "
                                "ends in class scores of shape N x K (K known)")

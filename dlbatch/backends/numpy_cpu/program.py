@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 from ...core.backend import ForwardResult, OpContext, Program, missing_kernel_error
 from ...core.errors import DLPluginError
+from ...core.kernel_errors import node_error
 from ...core.graph import Graph
 from . import buffers, parallel
 
@@ -174,7 +175,10 @@ class NumpyProgram(Program):
                 ngrad = plan.needs_input_grad[idx] if training else (False,) * len(st.inputs)
                 ctx = OpContext(training=training, bn_momentum=bn_momentum,
                                 needs_input_grad=ngrad, rng=rng, opset=graph.opset)
-                outs, saved = st.kernel.forward(ctx, ins, st.attrs)
+                try:
+                    outs, saved = st.kernel.forward(ctx, ins, st.attrs)
+                except Exception as exc:
+                    raise node_error(exc, st.name, st.op_type, "numpy", "forward")
                 for i, value in ctx.statistic_updates.items():
                     stats[st.inputs[i]] = value
                 for name, out in zip(st.outputs, outs):
@@ -201,7 +205,10 @@ class NumpyProgram(Program):
                 gouts = [grads.pop(o, None) if o else None for o in st.outputs]
                 if all(g is None for g in gouts):
                     continue
-                gins = st.kernel.backward(ctx, saved, gouts, st.attrs)
+                try:
+                    gins = st.kernel.backward(ctx, saved, gouts, st.attrs)
+                except Exception as exc:
+                    raise node_error(exc, st.name, st.op_type, "numpy", "backward")
                 del saved, gouts
                 for name, g, need in zip(st.inputs, gins, ctx.needs_input_grad):
                     if need and g is not None:

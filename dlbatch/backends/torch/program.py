@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 from ...core.backend import ForwardResult, Program, missing_kernel_error
 from ...core.errors import DLPluginError
+from ...core.kernel_errors import node_error
 from ...core.graph import Graph
 from ._lazy import require_torch
 from .kernel import TorchOpContext
@@ -119,8 +120,8 @@ class TorchProgram(Program):
                 try:
                     outs = step.kernel.forward(ctx, ins, step.attrs)
                 except Exception as exc:
-                    exc.add_note(f"(torch backend, in {step.label})")
-                    raise
+                    raise node_error(exc, step.node.name or step.outputs[0], step.node.op_type, "torch",
+                                     "forward")
                 for i, value in ctx.statistic_updates.items():
                     stats[step.inputs[i]] = value.detach()
                 for name, out in zip(step.outputs, outs):
@@ -165,5 +166,8 @@ class TorchProgram(Program):
         tape.outputs = {}
         if not outs or not leaves:
             return {}
-        grads = torch.autograd.grad(outs, leaves, gouts, allow_unused=True)
+        try:
+            grads = torch.autograd.grad(outs, leaves, gouts, allow_unused=True)
+        except Exception as exc:
+            raise node_error(exc, None, None, "torch", "backward")
         return {n: g for n, g in zip(names, grads) if g is not None}
