@@ -146,8 +146,22 @@ def all_float_trainable(graph: Graph, values: dict) -> Graph:
                  constants=[n for n in values if n not in floats], opset=graph.opset)
 
 
-@pytest.mark.parametrize("net,style,dynamic", COMBOS, ids=[f"{a}-{b}-{'dyn' if c else 'fixed'}" for a, b, c in COMBOS])
+IDS = [f"{a}-{b}-{'dyn' if c else 'fixed'}" for a, b, c in COMBOS]
+
+
+@pytest.mark.parametrize("net,style,dynamic", COMBOS, ids=IDS)
 def test_exported_network_runs_and_trains_like_pytorch_on_both_backends(net, style, dynamic):
+    check_exported(net, style, dynamic, "cpu")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("net,style,dynamic", COMBOS, ids=IDS)
+def test_exported_network_on_cuda(net, style, dynamic):
+    check_exported(net, style, dynamic, "cuda")
+
+
+def check_exported(net, style, dynamic, device):
+    """numpy on the CPU, torch on `device`."""
     if (net, style, dynamic) in IMPORTER_PENDING:
         pytest.xfail("the importer does not yet rewrite a parameter expanded over a free batch (issue 15 item 2)")
     torch.manual_seed(0)
@@ -171,13 +185,14 @@ def test_exported_network_runs_and_trains_like_pytorch_on_both_backends(net, sty
     out_name = graph.outputs[0].name
     grads, outs = {}, {}
     for name, backend in BACKENDS.items():
-        prog = backend.compile(graph, manager.kernels(name), device="cpu", dtype="float64")
-        res = prog.forward({k: backend.asarray(v, device="cpu") for k, v in values.items()},
-                           {graph.inputs[0].name: backend.asarray(x, device="cpu")}, training=True)
+        dev = device if name == "torch" else "cpu"
+        prog = backend.compile(graph, manager.kernels(name), device=dev, dtype="float64")
+        res = prog.forward({k: backend.asarray(v, device=dev) for k, v in values.items()},
+                           {graph.inputs[0].name: backend.asarray(x, device=dev)}, training=True)
         y = backend.to_numpy(res.outputs[out_name])
         np.testing.assert_allclose(y, expect_y, rtol=MODULE_TOL, atol=MODULE_TOL, err_msg=f"{name} forward")
         outs[name] = y
-        g = prog.backward(res.tape, {out_name: backend.asarray(r, device="cpu")})
+        g = prog.backward(res.tape, {out_name: backend.asarray(r, device=dev)})
         grads[name] = {k: backend.to_numpy(v) for k, v in g.items()}
     np.testing.assert_allclose(outs["numpy"], outs["torch"], rtol=1e-12, atol=1e-13)
     assert set(grads["numpy"]) == set(grads["torch"]) and grads["numpy"]

@@ -53,18 +53,18 @@ def one_node_graph(case, xs, trainable: bool):
                  constants=consts, opset=case.opset)
 
 
-def run_program(backend_name, case, xs, *, training, dtype, out_grads=None):
+def run_program(backend_name, case, xs, *, training, dtype, out_grads=None, device="cpu"):
     backend = BACKENDS[backend_name]
     graph = one_node_graph(case, xs, trainable=training)
-    prog = backend.compile(graph, manager.kernels(backend_name), device="cpu", dtype=dtype)
-    values = {f"x{i}": backend.asarray(v, device="cpu") for i, v in enumerate(xs)
+    prog = backend.compile(graph, manager.kernels(backend_name), device=device, dtype=dtype)
+    values = {f"x{i}": backend.asarray(v, device=device) for i, v in enumerate(xs)
               if v is not None and f"x{i}" in graph.initializer_names()}
-    feed = {v.name: backend.asarray(xs[int(v.name[1:])], device="cpu") for v in graph.inputs}
+    feed = {v.name: backend.asarray(xs[int(v.name[1:])], device=device) for v in graph.inputs}
     res = prog.forward(values, feed, training=training)
     outs = [backend.to_numpy(res.outputs[f"y{k}"]) for k in range(case.n_out)]
     grads = {}
     if training and out_grads is not None:
-        g = {f"y{k}": backend.asarray(gk, device="cpu") for k, gk in enumerate(out_grads) if gk is not None}
+        g = {f"y{k}": backend.asarray(gk, device=device) for k, gk in enumerate(out_grads) if gk is not None}
         grads = {k: backend.to_numpy(v) for k, v in prog.backward(res.tape, g).items()}
     return outs, grads
 
@@ -97,17 +97,14 @@ NUMPY_PROGRAM_GAPS = {
 }
 
 
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_torch_backend_equals_numpy_backend_float64(case):
-    if case.id in NUMPY_PROGRAM_GAPS:
-        pytest.xfail(NUMPY_PROGRAM_GAPS[case.id])
+def _compare_with_numpy(case, device):
     xs = case.inputs(seed=7)
     has_float = any(is_float(v) for v in xs)
     r = np.random.default_rng(8)
     outs_np, _ = run_program("numpy", case, xs, training=False, dtype="float64")
     gs = [r.standard_normal(y.shape) if np.issubdtype(y.dtype, np.floating) else None for y in outs_np]
-    res = {b: run_program(b, case, xs, training=has_float, dtype="float64", out_grads=gs) for b in BACKENDS}
-    (yn, gn), (yt, gt) = res["numpy"], res["torch"]
+    yn, gn = run_program("numpy", case, xs, training=has_float, dtype="float64", out_grads=gs)
+    yt, gt = run_program("torch", case, xs, training=has_float, dtype="float64", out_grads=gs, device=device)
     for a, b in zip(yn, yt):
         assert a.shape == b.shape and a.dtype == b.dtype, (case.id, a.shape, b.shape, a.dtype, b.dtype)
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=f"{case.id} value")
@@ -115,8 +112,22 @@ def test_torch_backend_equals_numpy_backend_float64(case):
     assert wanted <= set(gn), (case.id, set(gn))
     for name in wanted:
         assert name in gt, (case.id, name, sorted(gt))
-        got = gt[name]
-        np.testing.assert_allclose(gn[name], got, rtol=1e-10, atol=1e-12, err_msg=f"{case.id} grad {name}")
+        np.testing.assert_allclose(gn[name], gt[name], rtol=1e-10, atol=1e-12, err_msg=f"{case.id} grad {name}")
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_torch_backend_equals_numpy_backend_float64(case):
+    if case.id in NUMPY_PROGRAM_GAPS:
+        pytest.xfail(NUMPY_PROGRAM_GAPS[case.id])
+    _compare_with_numpy(case, "cpu")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", [c for c in CASES if c.id not in NUMPY_PROGRAM_GAPS], ids=str)
+def test_torch_cuda_equals_numpy_backend_float64(case):
+    """The same on a GPU: host operands (indices, shapes, axes) and integer tensors next to
+    CUDA tensors."""
+    _compare_with_numpy(case, "cuda")
 
 
 def _groupnorm_graph(groups, c):
