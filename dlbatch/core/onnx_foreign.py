@@ -78,6 +78,23 @@ def _image_dims(vi, params: dict, path: Path) -> tuple[int, int, int]:
     return c, h, w
 
 
+class _NoTrainable(DLModelFileError):
+    """No weights found; keeps the graph, whose unknown ops may be the reason."""
+
+    def __init__(self, message: str, graph: Graph):
+        super().__init__(message)
+        self.graph = graph
+
+
+def _ops_first(graph: Graph, kernels, backend_name: str, path: Path, exc: DLModelFileError, model_type: str):
+    """An op without a kernel often hides shapes and roles too: name the ops before `exc`."""
+    missing = unsupported_ops(graph, kernels)
+    if not missing:
+        return exc
+    return DLModelFileError(f"{unsupported_ops_message(missing, kernels, backend_name, str(path))} (reading it as a "
+                            f"{model_type} model also failed: {exc})")
+
+
 def import_network(proto: onnx.ModelProto, path: Path, params: dict) -> ForeignNetwork:
     """Fold and convert the file's graph with the image size fixed (from the file, or from
     `params` where the file leaves it free)."""
@@ -90,7 +107,8 @@ def import_network(proto: onnx.ModelProto, path: Path, params: dict) -> ForeignN
     dtype = graph.inputs[0].dtype if graph.inputs else "float32"
     graph.inputs = [ValueInfo(vi.name, (None, c, None, None), dtype)]
     if not graph.trainable:
-        raise DLModelFileError(f"{path}: no trainable parameters found (no float initializers read as weights)")
+        raise _NoTrainable(f"{path}: no trainable parameters found (no float initializers read as weights)",
+                           graph)
     return ForeignNetwork(path, proto.graph.name or path.stem, graph, imported.values, imported.shapes,
                           vi.name, c, h, w, vi.type.tensor_type.elem_type == TensorProto.DOUBLE)
 
@@ -109,17 +127,18 @@ def read_foreign(proto, path: Path, backend_name: str, device: str, params: dict
     model_type = manager.model_type(params.pop("type", "classification"))
     table = ParamTable(model_type.name, model_type.param_specs())
     precision, runtime = runtime_overrides(params, table)
-    network = import_network(proto, path, params)
     kernels = manager.kernels(backend_name)
+    try:
+        network = import_network(proto, path, params)
+    except _NoTrainable as exc:
+        raise _ops_first(exc.graph, kernels, backend_name, path, exc, model_type.name) from None
     try:
         made = model_type.import_foreign(network, params)
     except DLModelFileError as exc:
-        # an op without a kernel often also leaves shapes unknown: name the ops first
-        missing = unsupported_ops(network.graph, kernels)
-        if missing:
-            raise DLModelFileError(f"{unsupported_ops_message(missing, kernels, backend_name, str(path))} "
-                                   f"(reading it as a {model_type.name} model also failed: {exc})") from None
-        raise
+        err = _ops_first(network.graph, kernels, backend_name, path, exc, model_type.name)
+        if err is exc:
+            raise
+        raise err from None
     check_ops(made.graph, kernels, backend_name, str(path))
     base = {**made.params, "image_width": network.image_width, "image_height": network.image_height,
             "image_num_channels": network.image_num_channels, **_batchnorm_momentum(made.graph)}
