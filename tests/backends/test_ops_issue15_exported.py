@@ -10,6 +10,10 @@ both backends:
   initializer (all made trainable here, whatever roles the importer would give them), and
   those that keep a PyTorch parameter's name equal torch autograd of the module.
 
+Also the raw graphs of free-batch exports (only Constant nodes folded): the batch-dependent
+shape computations (class token expanded to Shape(x)[0], attention reshapes) run on the
+kernels at batch sizes 1, 3 and 5.
+
 The importer's own behaviour (roles, batch rewriting, error lists) is tested elsewhere; this
 module only needs the graphs.
 """
@@ -28,7 +32,7 @@ nn = torch.nn
 
 from dlbatch.backends.numpy_cpu.backend import NumpyBackend  # noqa: E402
 from dlbatch.backends.torch.backend import TorchBackend  # noqa: E402
-from dlbatch.core.graph import Graph  # noqa: E402
+from dlbatch.core.graph import Graph, ValueInfo  # noqa: E402
 from dlbatch.core.onnx_import import import_graph  # noqa: E402
 from dlbatch.core.plugins import manager  # noqa: E402
 
@@ -205,3 +209,55 @@ def check_exported(net, style, dynamic, device):
                                        err_msg=f"autograd of {k}")
             matched += 1
     assert matched >= 2, sorted(grads["numpy"])
+
+
+def raw_graph(proto):
+    """The exported graph as it is, only `Constant` nodes turned into constants: the shape
+    computations on the batch size (Shape -> Gather -> ... -> Expand of the class token) stay
+    in the graph and run on the kernels."""
+    from onnx import numpy_helper
+
+    from dlbatch.core.onnx_import import initializer_arrays, nodes_from_proto
+
+    values = initializer_arrays(proto.graph, "test")
+    kept = []
+    for node in proto.graph.node:
+        if node.op_type == "Constant":
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        else:
+            kept.append(node)
+    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    floats = [k for k, v in values.items() if v.dtype.kind == "f" and v.size > 1]
+    graph = Graph(nodes_from_proto(kept, "test"), [ValueInfo("x", (None, 3, SIZE, SIZE))],
+                  [ValueInfo(proto.graph.output[0].name, ())], trainable=floats,
+                  constants=[k for k in values if k not in floats], opset=opset)
+    return graph, values
+
+
+RAW = [("vit", "legacy17"), ("vit", "dynamo"), ("attention", "legacy13")]
+
+
+@pytest.mark.parametrize("net,style", RAW, ids=[f"{a}-{b}" for a, b in RAW])
+def test_batch_dependent_shape_subgraphs_run_at_any_batch_size(net, style):
+    """With a free batch, the class token's Expand and the attention reshapes take the batch
+    size from Shape at run time: both backends agree with the module at batch sizes 1, 3, 5."""
+    torch.manual_seed(0)
+    module = NETS[net]().eval()
+    graph, values = raw_graph(export(module, style, True))
+    assert "Shape" in {n.op_type for n in graph.nodes}
+    module = module.double()
+    out = graph.outputs[0].name
+    for batch in (1, 3, 5):
+        x = np.random.default_rng(batch).standard_normal((batch, 3, SIZE, SIZE))
+        expect = module(torch.from_numpy(x)).detach().numpy()
+        got = {}
+        for name, backend in BACKENDS.items():
+            prog = backend.compile(graph, manager.kernels(name), device="cpu", dtype="float64")
+            res = prog.forward({k: backend.asarray(v.astype(np.float64) if v.dtype.kind == "f" else v, device="cpu")
+                                for k, v in values.items()}, {"x": backend.asarray(x, device="cpu")}, training=True)
+            grads = prog.backward(res.tape, {out: backend.asarray(np.ones(expect.shape), device="cpu")})
+            got[name] = backend.to_numpy(res.outputs[out]), {k: backend.to_numpy(v) for k, v in grads.items()}
+            np.testing.assert_allclose(got[name][0], expect, rtol=MODULE_TOL, atol=MODULE_TOL)
+        assert set(got["numpy"][1]) == set(got["torch"][1])
+        for k, g in got["numpy"][1].items():
+            np.testing.assert_allclose(g, got["torch"][1][k], rtol=1e-9, atol=1e-11, err_msg=k)
