@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from ....core.onnx_attributes import text, unsupported
 from ..kernel import NumpyKernel
 from ._util import is_float, needs, unbroadcast
 
@@ -114,10 +115,8 @@ class Gelu(NumpyKernel):
     op_type = "Gelu"
 
     def _mode(self, attrs):
-        mode = attrs.get("approximate", "none")
-        mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+        mode = text(attrs.get("approximate"), "none")
         if mode not in ("none", "tanh"):
-            from ....core.onnx_attributes import unsupported
             raise unsupported("Gelu", f"approximate={mode!r}", "'none', 'tanh'")
         return mode
 
