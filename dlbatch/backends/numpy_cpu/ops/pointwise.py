@@ -16,8 +16,9 @@ import math
 import numpy as np
 
 from ....core.onnx_attributes import text, unsupported
+from .. import parallel
 from ..kernel import NumpyKernel
-from ._util import is_float, needs, unbroadcast
+from ._util import is_float, needs, scratch, unbroadcast
 
 _WIDTH, _DEG, _LIMIT = 0.5, 16, 6.0
 
@@ -39,49 +40,61 @@ def _erf_tables() -> np.ndarray:
 
 
 _ERF_TABLE = np.ascontiguousarray(_erf_tables().T)  # (degree, interval): one contiguous row per degree
-_CHUNK = 1 << 15  # elements per pass: the Clenshaw loop's temporaries stay in cache
+_CHUNK = 1 << 13  # elements per task: the Clenshaw loop's eight temporaries stay in cache
 _SMALL = 0.25  # below this, erf(x)/x as its Taylor series in x^2 (exact relative accuracy near 0)
 _SERIES = [(-1) ** n / (math.factorial(n) * (2 * n + 1)) * 2 / math.sqrt(math.pi) for n in range(12)]
 
 
-def _erf_abs(a: np.ndarray, out: np.ndarray) -> None:
-    """erf of a float64 chunk of non-negative values, into out."""
-    idx = np.minimum((a * (1.0 / _WIDTH)).astype(np.intp), _ERF_TABLE.shape[1] - 1)
-    t = a - idx * _WIDTH
+def _erf_chunk(x: np.ndarray, out: np.ndarray) -> None:
+    """out = erf(x) for one 1-D chunk (any float type), computed in float64 with per-thread
+    scratch buffers (no allocation inside the worker threads except for tiny arguments)."""
+    n = x.size
+    a, t, t2, tmp, b1, b2, c = (scratch(f"erf{k}", (n,), np.float64) for k in range(7))
+    idx = scratch("erf_idx", (n,), np.intp)
+    np.abs(x, out=a)
+    np.multiply(a, 1.0 / _WIDTH, out=t)
+    np.copyto(idx, t, casting="unsafe")  # truncation = floor for a >= 0
+    np.minimum(idx, _ERF_TABLE.shape[1] - 1, out=idx)
+    np.multiply(idx, _WIDTH, out=tmp)
+    np.subtract(a, tmp, out=t)
     t *= 2.0 / _WIDTH
     t -= 1.0  # position inside the interval, in [-1, 1]
-    t2 = 2.0 * t
-    b1 = np.zeros_like(a)
-    b2 = np.zeros_like(a)
-    for j in range(_DEG, 0, -1):
-        c = _ERF_TABLE[j].take(idx)
-        c += t2 * b1
+    np.multiply(t, 2.0, out=t2)
+    b1.fill(0.0)
+    b2.fill(0.0)
+    for j in range(_DEG, 0, -1):  # Clenshaw: b_j = c_j + 2t b_{j+1} - b_{j+2}
+        np.take(_ERF_TABLE[j], idx, out=c)
+        np.multiply(t2, b1, out=tmp)
+        c += tmp
         c -= b2
-        b1, b2 = c, b1
-    np.multiply(t, b1, out=out)
-    out += _ERF_TABLE[0].take(idx)
-    out -= b2
-    out[a >= _LIMIT] = 1.0
+        b1, b2, c = c, b1, b2
+    np.take(_ERF_TABLE[0], idx, out=c)
+    np.multiply(t, b1, out=tmp)
+    c += tmp
+    c -= b2
+    c[a >= _LIMIT] = 1.0
     small = a < _SMALL
     if small.any():
         s = a[small]
         z = s * s
         p = np.full_like(s, _SERIES[-1])
-        for c in _SERIES[-2::-1]:
+        for k in _SERIES[-2::-1]:
             p *= z
-            p += c
-        out[small] = s * p
+            p += k
+        c[small] = s * p
+    np.copysign(c, x, out=c)
+    np.copyto(out, c, casting="unsafe")
 
 
 def erf(x: np.ndarray) -> np.ndarray:
-    """erf of any float array, computed in float64 chunks and returned in x's dtype."""
+    """erf of any float array in its own dtype; chunks run on the numpy backend's threads
+    (elementwise, so the result does not depend on the thread count)."""
     x = np.asarray(x)
-    x64 = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
-    y = np.empty_like(x64)
-    for k in range(0, x64.size, _CHUNK):
-        _erf_abs(np.abs(x64[k:k + _CHUNK]), y[k:k + _CHUNK])
-    np.copysign(y, x64, out=y)
-    return y.reshape(x.shape).astype(x.dtype, copy=False)
+    flat = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty_like(flat)
+    ranges = [(k, min(flat.size, k + _CHUNK)) for k in range(0, flat.size, _CHUNK)]
+    parallel.run_sized(lambda r: _erf_chunk(flat[r[0]:r[1]], out[r[0]:r[1]]), ranges, flat.size)
+    return out.reshape(x.shape)
 
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
