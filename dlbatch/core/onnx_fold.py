@@ -66,11 +66,15 @@ def _with_input_dims(graph: onnx.GraphProto, dims: Mapping[str, Sequence[int]]) 
 
 
 def infer_shapes(graph: onnx.GraphProto, opsets: Mapping[str, int], ir_version: int,
-                 dims: Mapping[str, Sequence[int]], elem_types: dict | None = None) -> dict[str, tuple | None]:
+                 dims: Mapping[str, Sequence[int]], elem_types: dict | None = None,
+                 hints: Mapping[str, tuple[tuple, int]] | None = None) -> dict[str, tuple | None]:
     """Static shapes of every value onnx shape inference can tell (inputs fixed to `dims`).
-    `elem_types`, when given, receives the ONNX element type of every value inference typed."""
+    `elem_types`, when given, receives the ONNX element type of every value inference typed;
+    `hints` gives (shape, element type) of values known otherwise."""
     g = _with_input_dims(graph, dims)
     del g.value_info[:]
+    for name, (shape, elem) in (hints or {}).items():
+        g.value_info.append(helper.make_tensor_value_info(name, elem, list(shape)))
     for vi in g.output:  # a file's declared output shape (say, a fixed batch of 1) may contradict `dims`
         if vi.type.HasField("tensor_type"):
             vi.type.tensor_type.ClearField("shape")
@@ -139,10 +143,63 @@ def _has_subgraph(node: onnx.NodeProto) -> bool:
 
 def _propagate(graph: onnx.GraphProto, opsets: Mapping[str, int], ir_version: int,
                initial: Mapping[str, np.ndarray], dims: Mapping[str, Sequence[int]]):
-    opset = opsets.get("", opsets.get("ai.onnx", 1))
-    elem_types: dict = {}
-    shapes = infer_shapes(graph, opsets, ir_version, dims, elem_types)
+    """Known values and static shapes with the inputs fixed to `dims`. onnx shape inference
+    stops at a Reshape whose target it cannot see (a target computed by Shape of an activation,
+    as GroupNorm and attention exports have): once folding knows such a target, the Reshape's
+    output shape is handed back to inference as a hint and inference runs again."""
     known: dict[str, np.ndarray] = dict(initial)
+    hints: dict[str, tuple[tuple, int]] = {}
+    for _ in range(MAX_INFERENCE_ROUNDS):
+        elem_types: dict = {}
+        shapes = infer_shapes(graph, opsets, ir_version, dims, elem_types, hints)
+        _fold_pass(graph, opsets, ir_version, known, shapes, elem_types)
+        new = _shape_hints(graph, known, shapes, elem_types)
+        if not set(new) - set(hints):
+            break
+        hints.update(new)
+    return known, shapes
+
+
+MAX_INFERENCE_ROUNDS = 16
+
+
+def _shape_hints(graph, known, shapes, elem_types) -> dict[str, tuple[tuple, int]]:
+    """Shapes inference left unknown but folding can tell: values it computed (an Unsqueeze
+    whose axes come from a Range), and the outputs of Reshapes with a known target."""
+    out = {}
+    for node in graph.node:
+        for name in node.output:
+            res = shapes.get(name)
+            if name in known and (res is None or any(d is None for d in res)):
+                try:
+                    elem = helper.np_dtype_to_tensor_dtype(known[name].dtype)
+                except (KeyError, TypeError, ValueError):
+                    continue
+                out[name] = (tuple(int(d) for d in known[name].shape), elem)
+    for node in graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.domain not in DEFAULT_DOMAINS:
+            continue
+        res = shapes.get(node.output[0])
+        if res is not None and all(d is not None for d in res):
+            continue
+        data, target = shapes.get(node.input[0]), known.get(node.input[1])
+        dtype = elem_types.get(node.input[0])
+        if data is None or any(d is None for d in data) or target is None or not dtype:
+            continue
+        allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
+        t = [int(x) for x in np.asarray(target).reshape(-1)]
+        if not allowzero:
+            t = [data[i] if x == 0 and i < len(data) else x for i, x in enumerate(t)]
+        try:
+            shape = np.empty(tuple(int(d) for d in data), dtype=np.bool_).reshape(t).shape
+        except ValueError:
+            continue
+        out[node.output[0]] = (tuple(int(d) for d in shape), dtype)
+    return out
+
+
+def _fold_pass(graph, opsets, ir_version, known, shapes, elem_types) -> None:
+    opset = opsets.get("", opsets.get("ai.onnx", 1))
     for node in graph.node:
         if node.domain not in DEFAULT_DOMAINS or node.op_type in NEVER_FOLD or _has_subgraph(node):
             continue
@@ -170,7 +227,6 @@ def _propagate(graph: onnx.GraphProto, opsets: Mapping[str, int], ir_version: in
             for name, value in zip(node.output, evaluate_node(node, feeds, opsets, ir_version)):
                 if name:
                     known[name] = value
-    return known, shapes
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -288,10 +344,14 @@ def fold_constants(graph: onnx.GraphProto, opsets: Mapping[str, int], ir_version
         remaining = [_without_allowzero(n) if (n.name or n.output[0]) in clear_allowzero else n for n in remaining]
         fixed = static | set(rewritten)
         remaining = _live_nodes([n for n in remaining if not all(o in fixed for o in n.output if o)], graph_outputs)
+    batch_input = next((k for k, v in input_dims.items() if len(v) and v[0] is None), None)
+    if batch_input is not None:
+        remaining = _batch_placeholders(remaining, runs, static | set(rewritten), probes, batch_input,
+                                        rewritten, graph_outputs)
     constants: dict[str, np.ndarray] = {}
     read = dict.fromkeys([*(i for n in remaining for i in n.input if i), *constant_outputs])
     for name in read:
-        if name in rewritten:
+        if name in rewritten and name not in static:
             constants[name] = rewritten[name]
         elif name in static:
             constants[name] = runs[0][0][name]
@@ -305,6 +365,59 @@ def fold_constants(graph: onnx.GraphProto, opsets: Mapping[str, int], ir_version
         if fixed_batch is not None:
             remaining = _free_reshape_batch(remaining, constants, shapes, int(fixed_batch))
     return Folded(nodes=remaining, constants=constants, shapes=shapes)
+
+
+def _batch_placeholders(remaining: list, runs, fixed: set, probes, image: str, new_constants: dict,
+                        graph_outputs) -> list:
+    """A batch-dependent integer vector (the target of an Expand over the batch, say
+    [N, 1, D] from Shape -> Gather -> Unsqueeze -> Concat -> Where) whose entries are either
+    constant or the batch size is recomputed as Concat(Gather(Shape(image), [0]), constants):
+    three small nodes instead of the exporter's chain."""
+    producers = {o: n for n in remaining for o in n.output if o}
+    wanted = dict.fromkeys(i for n in remaining for i in n.input
+                           if i and i not in fixed and all(i in known for known, _ in runs))
+    added: list = []
+    replaced: set[str] = set()
+    batch = f"{image}.batch_size"
+    for name in wanted:
+        values = [np.asarray(known[name]) for known, _ in runs]
+        base = values[0]
+        prod = producers.get(name)
+        if (prod is None or len([o for o in prod.output if o]) != 1 or base.ndim != 1 or base.dtype != np.int64
+                or any(v.shape != base.shape or v.dtype != base.dtype for v in values)):
+            continue
+        differ = {int(i) for v in values[1:] for i in np.nonzero(v != base)[0]}
+        if not differ or not all(int(v[i]) == p for v, p in zip(values, probes) for i in differ):
+            continue
+        if not added:
+            new_constants[f"{batch}.index"] = np.array([0], dtype=np.int64)
+            added += [helper.make_node("Shape", [image], [f"{image}.shape"], name=f"{image}.shape"),
+                      helper.make_node("Gather", [f"{image}.shape", f"{batch}.index"], [batch], name=batch, axis=0)]
+        pieces, run = [], []
+        for i, x in enumerate(base):
+            if i in differ:
+                if run:
+                    pieces.append(run)
+                    run = []
+                pieces.append(None)
+            else:
+                run.append(int(x))
+        if run:
+            pieces.append(run)
+        inputs = []
+        for k, piece in enumerate(pieces):
+            if piece is None:
+                inputs.append(batch)
+            else:
+                cname = f"{name}.part{k}"
+                new_constants[cname] = np.array(piece, dtype=np.int64)
+                inputs.append(cname)
+        added.append(helper.make_node("Concat", inputs, [name], name=f"{name}.with_batch", axis=0))
+        replaced.add(name)
+    if not added:
+        return remaining
+    kept = [n for n in remaining if not any(o in replaced for o in n.output if o)]
+    return _live_nodes(added + kept, graph_outputs)
 
 
 def _without_allowzero(node: onnx.NodeProto) -> onnx.NodeProto:
