@@ -123,7 +123,6 @@ COMBOS = [(net, style, dyn) for net in NETS for style in STYLES for dyn in (Fals
 # the exported files hold float32 constants (epsilon, sqrt(2) of the GELU, 1/sqrt(d) of the
 # attention): the float64 graph differs from the float64 module by their rounding, ~1e-8
 MODULE_TOL = 1e-6
-IMPORTER_PENDING = {("vit", "legacy17", True), ("vit", "dynamo", True)}  # class token expanded over a free batch
 
 
 def export(module, style, dynamic):
@@ -166,8 +165,6 @@ def test_exported_network_on_cuda(net, style, dynamic):
 
 def check_exported(net, style, dynamic, device):
     """numpy on the CPU, torch on `device`."""
-    if (net, style, dynamic) in IMPORTER_PENDING:
-        pytest.xfail("the importer does not yet rewrite a parameter expanded over a free batch (issue 15 item 2)")
     torch.manual_seed(0)
     module = NETS[net]().eval()
     with torch.no_grad():  # exporters merge initializers of equal value (fresh LayerNorm ones and zeros)
