@@ -57,7 +57,7 @@ class TorchBackend(Backend):
             arr = arr.astype(arr.dtype.newbyteorder("="))
         if device != "cpu":
             # the transfer is the copy; a host copy is only needed for a read-only array
-            host = np.ascontiguousarray(arr)
+            host = np.ascontiguousarray(arr).reshape(arr.shape)  # ascontiguousarray makes 0-d 1-d
             if not host.flags.writeable:
                 host = host.copy()
             return torch.from_numpy(host).to(device=device, dtype=tdtype)
