@@ -74,10 +74,16 @@ class Program(ABC):
 
 class Backend(ABC):
     """A compute backend plugin. `xp` is its array namespace (array-API style), used by
-    losses and solvers so that they are written once for every backend."""
+    losses and solvers so that they are written once for every backend.
+
+    `trains` says whether the backend's programs run training forwards and backward. An
+    inference-only backend (onnxruntime) sets it False: the train step then refuses before it
+    touches anything, naming the backends that train, and the user switches backend to train
+    and back to infer (weights and solver state travel with the model)."""
 
     name: str = ""
     description: str = ""
+    trains: bool = True
 
     @property
     @abstractmethod
@@ -114,3 +120,8 @@ class Backend(ABC):
 
     def set_deterministic(self, flag: bool) -> None:
         """Make the backend use deterministic algorithms (SPEC section 8)."""
+
+
+def training_backend_names(backends: Mapping[str, Backend]) -> list[str]:
+    """The names of the registered backends that train (sorted), for error messages."""
+    return sorted(name for name, b in backends.items() if getattr(b, "trains", True))

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import solvers
-from .errors import DLNumericError, DLSampleError
+from .backend import training_backend_names
+from .errors import DLBackendError, DLNumericError, DLSampleError
 from .loss import Loss
 from .model_type import LossTerm
 from .plugins import manager
@@ -53,7 +54,22 @@ def bound_terms(model) -> list[BoundTerm]:
             for t, name in pairs]
 
 
+def refuse_inference_only(model) -> None:
+    """An inference-only backend (Backend.trains False) cannot run the step: say so before
+    anything is read or written, with the backends that train and how to switch."""
+    if getattr(model.backend, "trains", True):
+        return
+    trainers = training_backend_names(manager.registry.backends)
+    names = ", ".join(trainers) or "(none registered)"
+    first = trainers[0] if trainers else "numpy"
+    raise DLBackendError(f"the {model.backend_name} backend runs inference only (apply_dl_model, "
+                         f"evaluate_dl_model); train_dl_model_batch needs a backend that trains: {names}. "
+                         f"Switch with set_dl_model_param(model, 'backend', {first!r}), train, then switch "
+                         f"back; weights and solver state move with the model. Nothing was changed")
+
+
 def train_step(model, samples) -> dict[str, float]:
+    refuse_inference_only(model)
     samples = as_sample_list(samples)
     hp = model.hyperparameters
     bs, mult = hp["batch_size"], hp["batch_size_multiplier"]

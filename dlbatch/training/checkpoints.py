@@ -9,9 +9,11 @@
     out_dir/state/state.json     which epoch_XXXX.onnx is current, plus epoch, best metric and
                                  epoch, history, the log's size and the run's arguments
 
-Every file is written atomically (temporary file, then os.replace). The model file of an epoch
-is written before state.json names it, and older model files are removed only after, so a kill
-at any moment leaves a state.json that names a complete model file.
+Every file is written atomically (core.atomic_file: temporary file, fsync, os.replace, fsync of
+the folder). The model file of an epoch is written before state.json names it, and older model
+files are removed only after, so a kill at any moment leaves a state.json that names a complete
+model file. A killed write leaves a temporary file; the next state write (whose target is
+another epoch's file) and a fresh run clear those of dead writers, so none pile up.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.atomic_file import atomic_write
+from ..core.atomic_file import atomic_write, clear_stale_temps
 from ..core.errors import DLModelFileError
 from .log import json_safe
 
@@ -67,6 +69,13 @@ class RunFiles:
             path.unlink(missing_ok=True)
         for old in self.state_dir.glob("epoch_*.onnx"):
             old.unlink(missing_ok=True)
+        self.clear_temps()
+
+    def clear_temps(self) -> None:
+        """Remove the temporary files that killed writers of this run's files left behind."""
+        mine = {p.name for p in (self.best, self.final, self.curves)}
+        clear_stale_temps(self.out_dir, mine.__contains__)
+        clear_stale_temps(self.state_dir, lambda n: bool(_MODEL_NAME.match(n)) or n == self.state_json.name)
 
     def make(self) -> None:
         try:
@@ -91,10 +100,13 @@ def write_state(model, files: RunFiles, epoch: int, state: dict) -> None:
     for old in files.state_dir.iterdir():
         if _MODEL_NAME.match(old.name) and old.name != model_path.name:
             old.unlink(missing_ok=True)
+    clear_stale_temps(files.state_dir, lambda n: bool(_MODEL_NAME.match(n)))
 
 
 def read_state(files: RunFiles) -> dict | None:
-    """The state of the run in out_dir, or None when it holds none."""
+    """The state of the run in out_dir, or None when it holds none. Temporary files a killed
+    run left behind are cleared first."""
+    files.clear_temps()
     path = files.state_json
     if not path.exists():
         return None

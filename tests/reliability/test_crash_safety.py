@@ -1,0 +1,264 @@
+"""Crash safety: a process writing a model file, a training checkpoint or the resumable state
+is killed with SIGKILL at random moments; every time the file reads back as the complete old or
+the complete new model (weights and solver state compared), at most the killed write's
+temporary file is left, the next write clears it, and train_dl_model(resume=True) continues a
+killed run to the weights of an uninterrupted one. A full disk leaves the old file intact.
+
+The writers are forked children of the test process (no interpreter start per kill), so the
+50+ kills take a few seconds."""
+from __future__ import annotations
+
+import errno
+import os
+import random
+import select
+import signal
+import time
+
+import numpy as np
+import pytest
+
+import dlbatch
+from dlbatch.core import atomic_file
+from dlbatch.core.errors import DLModelFileError
+from dlbatch.training import train_dl_model
+from dlbatch.training.checkpoints import RunFiles, read_state, write_state
+from tests.training.tiny import classifier, striped_samples
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork and SIGKILL")
+
+KILLS = 50
+TRAINING_KILLS = 5
+
+
+def _big_model():
+    """A classifier whose file is a few MB (1000 classes, Adam moments), so kills land mid-write."""
+    model = dlbatch.create_dl_model("classification", backbone="compact", class_ids=list(range(1000)),
+                                    image_dimensions=[16, 16, 1], backend="numpy", solver_type="adam",
+                                    batch_size=2, seed=0)
+    return model
+
+
+def _step(model, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    dlbatch.train_dl_model_batch(model, [{"image": rng.random((16, 16, 1)).astype(np.float32),
+                                          "image_label_id": int(rng.integers(1000))} for _ in range(2)])
+
+
+def _everything(model) -> dict:
+    return {**{f"w/{k}": v for k, v in model.state_dict().items()},
+            **{f"s/{k}": v for k, v in model.solver_state_dict().items()}}
+
+
+def _equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a)
+
+
+def _temps(folder) -> list[str]:
+    return sorted(n for n in os.listdir(folder) if atomic_file.temp_target(n) is not None)
+
+
+def _fork(work) -> tuple[int, int]:
+    """A child running work(report) where report() tells the parent one more write is done; the
+    child's pid and the read end of that pipe."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        code = 0
+        try:
+            os.close(read_fd)
+            work(lambda: os.write(write_fd, b"."))
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    return pid, read_fd
+
+
+def _kill(pid: int, read_fd: int, delay: float) -> tuple[bool, int]:
+    """SIGKILL the child after `delay` s: (whether it was killed rather than finished, the
+    writes it completed)."""
+    time.sleep(delay)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _, status = os.waitpid(pid, 0)
+    done = 0
+    while select.select([read_fd], [], [], 0)[0]:
+        chunk = os.read(read_fd, 65536)
+        if not chunk:
+            break
+        done += len(chunk)
+    os.close(read_fd)
+    return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, done
+
+
+def test_sigkill_during_write_dl_model_leaves_old_or_new_model_and_no_pile_of_temps(tmp_path):
+    old, new = _big_model(), _big_model()
+    _step(old, 1)
+    _step(new, 1)
+    _step(new, 2)
+    versions = [_everything(old), _everything(new)]
+    assert not _equal(*versions)
+    path = tmp_path / "model.onnx"
+    dlbatch.write_dl_model(old, path)
+    assert os.path.getsize(path) > 2_000_000
+
+    def rewrite(report):
+        while True:
+            for m in (new, old):
+                dlbatch.write_dl_model(m, path)
+                report()
+
+    rng = random.Random(1234)
+    killed = mid_write = 0
+    seen = [0, 0]
+    for _ in range(KILLS):
+        left_before = set(_temps(tmp_path))
+        pid, fd = _fork(rewrite)
+        was_killed, writes = _kill(pid, fd, rng.uniform(0.0, 0.08))
+        assert was_killed, "the writer ended by itself"
+        killed += 1
+        back = _everything(dlbatch.read_dl_model(path))
+        match = [i for i, v in enumerate(versions) if _equal(back, v)]
+        assert match, "the model file is neither the complete old nor the complete new model"
+        seen[match[0]] += 1
+        temps = _temps(tmp_path)
+        assert len(temps) <= 1, temps  # at most the killed write's own
+        assert all(atomic_file.temp_target(t) == "model.onnx" for t in temps)
+        if writes:  # the child completed a write, which cleared what the killed one before left
+            assert not left_before & set(temps)
+        mid_write += bool(temps)
+    dlbatch.write_dl_model(old, path)  # a later write clears the last killed write's file
+    assert sorted(os.listdir(tmp_path)) == ["model.onnx"]
+    assert _equal(_everything(dlbatch.read_dl_model(path)), versions[0])
+    assert killed == KILLS
+    assert mid_write > 0, "no kill landed inside a write; the model is too small for this test"
+    print(f"\n{killed} kills survived, {mid_write} of them inside a write; the file held the old model "
+          f"{seen[0]} times, the new one {seen[1]} times")
+
+
+def _run(model_factory, out, epochs, train, validation):
+    return train_dl_model(model_factory(), train, validation, epochs=epochs, seed=5, out_dir=out, resume=True,
+                          evaluation_interval_epochs=1, progress=None)
+
+
+def test_sigkill_during_training_then_resume_always_works(tmp_path):
+    def make():
+        return classifier(backend="numpy", solver_type="adam", batch_size=2, class_ids=list(range(200)))
+    train, validation = striped_samples(16, seed=1), striped_samples(4, seed=2)
+    epochs = 6
+    start = time.monotonic()
+    reference = _run(make, tmp_path / "reference", epochs, train, validation)
+    duration = time.monotonic() - start
+    ref_model = dlbatch.read_dl_model(tmp_path / "reference" / "final.onnx")
+
+    out = tmp_path / "killed"
+    rng = random.Random(99)
+    kills = attempts = 0
+    while kills < TRAINING_KILLS and attempts < 4 * TRAINING_KILLS:
+        attempts += 1
+        pid, fd = _fork(lambda report: _run(make, out, epochs, train, validation))
+        was_killed, _ = _kill(pid, fd, rng.uniform(0.05, 0.6) * duration)
+        if not was_killed:
+            break  # the run finished before the kill
+        kills += 1
+        state = read_state(RunFiles(out))  # clears the killed writer's temporary files
+        if state is not None:
+            dlbatch.read_dl_model(out / "state" / state["model_file"])
+        for name in ("best.onnx", "final.onnx"):
+            if (out / name).exists():
+                dlbatch.read_dl_model(out / name)
+        for folder in (out, out / "state"):
+            assert not (folder.exists() and _temps(folder)), _temps(folder)
+    assert kills >= 1
+    result = _run(make, out, epochs, train, validation)
+    assert _equal(_everything(dlbatch.read_dl_model(out / "final.onnx")), _everything(ref_model))
+    assert [r["losses"] for r in result["history"]] == [r["losses"] for r in reference["history"]]
+    print(f"\n{kills} training kills survived ({attempts} runs started)")
+
+
+# -- full disk -------------------------------------------------------------------------------
+def _disk_full_after(monkeypatch, nbytes: int):
+    """os.write fails with ENOSPC once `nbytes` have been written (a partial write first)."""
+    real = os.write
+    written = [0]
+
+    def write(fd, data):
+        if written[0] >= nbytes:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = real(fd, bytes(memoryview(data)[:max(1, nbytes - written[0])]))
+        written[0] += n
+        return n
+    monkeypatch.setattr(atomic_file.os, "write", write)
+
+
+def test_full_disk_leaves_the_old_model_and_says_so(tmp_path, monkeypatch):
+    model = _big_model()
+    path = tmp_path / "m.onnx"
+    dlbatch.write_dl_model(model, path)
+    before = path.read_bytes()
+    _step(model, 3)
+    _disk_full_after(monkeypatch, 100_000)
+    with pytest.raises(DLModelFileError) as info:
+        dlbatch.write_dl_model(model, path)
+    monkeypatch.undo()
+    message = str(info.value)
+    assert str(path) in message and "No space left on device" in message
+    assert "left unchanged" in message and "disk is full" in message
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.onnx"]
+
+
+def test_full_disk_for_a_new_file_leaves_nothing(tmp_path, monkeypatch):
+    _disk_full_after(monkeypatch, 10)
+    with pytest.raises(DLModelFileError, match="no file was written"):
+        dlbatch.write_dl_model(_big_model(), tmp_path / "new.onnx")
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == []
+
+
+def test_full_disk_during_a_checkpoint_keeps_the_previous_state(tmp_path, monkeypatch):
+    files = RunFiles(tmp_path)
+    files.make()
+    model = classifier(backend="numpy")
+    write_state(model, files, 1, {"note": "first"})
+    first = _everything(model)
+    model.set_param("learning_rate", 0.5)
+    _disk_full_after(monkeypatch, 0)
+    with pytest.raises(DLModelFileError, match="epoch_0002.onnx.*No space left"):
+        write_state(model, files, 2, {"note": "second"})
+    monkeypatch.undo()
+    state = read_state(files)
+    assert state["epoch"] == 1 and state["note"] == "first"
+    assert _equal(_everything(dlbatch.read_dl_model(files.state_dir / state["model_file"])), first)
+    assert sorted(os.listdir(files.state_dir)) == ["epoch_0001.onnx", "state.json"]
+
+
+# -- which temporary files a write clears ------------------------------------------------------
+def _dead_pid() -> int:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid
+
+
+def test_a_live_writers_temporary_file_is_kept_and_a_dead_ones_removed(tmp_path):
+    host = atomic_file.temp_name("x").split(".")[2]
+    live = tmp_path / f".m.onnx.{host}.{os.getppid()}.aa11.tmp"  # the parent process is alive
+    dead = tmp_path / f".m.onnx.{host}.{_dead_pid()}.bb22.tmp"
+    other_host = tmp_path / f".m.onnx.{'0' * 8 if host != '0' * 8 else '1' * 8}.{_dead_pid()}.cc33.tmp"
+    other_target = tmp_path / f".n.onnx.{host}.{_dead_pid()}.dd44.tmp"
+    old_live = tmp_path / f".m.onnx.{host}.{os.getppid()}.ee55.tmp"
+    legacy_old, legacy_new = tmp_path / ".m.onnx.k2j_x9ab.tmp", tmp_path / ".m.onnx.q8w7e6r5.tmp"
+    for p in (live, dead, other_host, other_target, old_live, legacy_old, legacy_new):
+        p.write_bytes(b"partial")
+    long_ago = time.time() - atomic_file.STALE_AFTER_S - 60
+    for p in (old_live, legacy_old):
+        os.utime(p, (long_ago, long_ago))
+    dlbatch.write_dl_model(classifier(backend="numpy"), tmp_path / "m.onnx")
+    left = set(os.listdir(tmp_path))
+    assert left == {"m.onnx", live.name, other_host.name, other_target.name, legacy_new.name}
