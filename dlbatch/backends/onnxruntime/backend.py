@@ -16,7 +16,7 @@ import numpy as np
 
 from ...core.backend import Backend
 from ...core.errors import DLBackendError
-from ._lazy import INSTALL_HINT, require_onnxruntime
+from ._lazy import require_onnxruntime
 
 ENV_THREADS = "DLBATCH_NUM_THREADS"
 DTYPES = ("float32",)
@@ -33,8 +33,8 @@ def env_num_threads() -> int | None:
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
-    description = (f"onnxruntime InferenceSession on the cpu, float32, inference only (train on numpy or "
-                   f"torch); needs {INSTALL_HINT}")
+    description = ("onnxruntime InferenceSession on the cpu, float32, inference only (train on numpy or "
+                   "torch); optional extra dlbatch[onnxruntime]")
     trains = False
 
     @property
