@@ -134,12 +134,27 @@ def graph_to_proto(graph: Graph, values: Mapping[str, np.ndarray], *, precision:
                                if v is not None)
         nodes.append(proto)
     initializers = []
+    always_float32 = _float32_operands(graph)
     for key in graph.initializer_names():
         arr = np.asarray(values[key])
+        if key in always_float32 and arr.dtype.kind == "f":
+            arr = arr.astype(np.float32)
         initializers.append(numpy_helper.from_array(np.asarray(arr, order="C"), key))
     inputs = [value_info(v, precision, input_shapes.get(v.name)) for v in graph.inputs]
     outputs = [value_info(v, precision) for v in graph.outputs]
     return helper.make_graph(nodes, name, inputs, outputs, initializers)
+
+
+def _float32_operands(graph: Graph) -> set[str]:
+    """Initializers that ONNX types as tensor(float) whatever the data type (Resize and
+    Upsample scales): a float64 model keeps them float32 in its files, or onnxruntime and the
+    checker refuse the graph."""
+    names = set()
+    for n in graph.nodes:
+        position = {"Upsample": 1, "Resize": 1 if graph.opset < 11 else 2}.get(n.op_type)
+        if position is not None and len(n.inputs) > position and n.inputs[position]:
+            names.add(n.inputs[position])
+    return names
 
 
 def opset_imports(graph: Graph) -> list:

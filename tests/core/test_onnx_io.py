@@ -519,3 +519,24 @@ def test_onnx_backend_adapter_run_node_and_run_model():
         xs = np.random.default_rng(n).normal(size=(n, 3, 8, 8)).astype(np.float32)
         ref = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": xs})
         np.testing.assert_allclose(rep.run([xs])[0], ref[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_float64_model_with_resize_writes_a_valid_onnx_file(tmp_path):
+    """Resize scales are tensor(float) in ONNX whatever the data type: a float64 segmentation
+    model keeps them float32 in its file, so the checker's full type inference accepts it and the
+    model reads back computing the same in float64."""
+    import onnx
+
+    model = dlbatch.create_dl_model("segmentation", backbone="compact", class_ids=[0, 1, 2],
+                                    image_dimensions=[32, 32, 3], precision="float64", seed=1)
+    path = tmp_path / "seg64.onnx"
+    dlbatch.write_dl_model(model, path)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    scales = {n.input[2] for n in proto.graph.node if n.op_type == "Resize"}
+    assert scales and all(t.data_type == onnx.TensorProto.FLOAT for t in proto.graph.initializer if t.name in scales)
+    back = dlbatch.read_dl_model(path)
+    assert back.precision == "float64"
+    image = np.random.default_rng(0).uniform(-127, 128, (32, 32, 3)).astype(np.float32)
+    ours, theirs = dlbatch.apply_dl_model(model, [{"image": image}]), dlbatch.apply_dl_model(back, [{"image": image}])
+    np.testing.assert_array_equal(ours[0]["segmentation_confidence"], theirs[0]["segmentation_confidence"])
