@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..core.errors import DLSampleError
-from ..core.samples import require_key
+from ..core.samples import fits_int64, require_key, sample_array
 
 
 class LabelMap:
@@ -36,7 +36,7 @@ class LabelMap:
 
 def _image_2d(value, index: int, key: str, hp: Mapping[str, Any]) -> np.ndarray:
     h, w = hp["image_height"], hp["image_width"]
-    arr = np.asarray(value)
+    arr = sample_array(value, index, key)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.shape != (h, w):
@@ -58,6 +58,9 @@ def label_image(sample: Mapping, index: int, hp: Mapping[str, Any], labels: Labe
         if (arr != np.round(arr)).any():
             raise DLSampleError(f"sample {index}: 'segmentation_image' must hold integer class ids, "
                                 "found fractional values")
+    if not fits_int64(arr):
+        raise DLSampleError(f"sample {index}: 'segmentation_image' holds values from {arr.min()!r} to {arr.max()!r}, "
+                            f"outside the range of class ids (int64); class_ids are {labels.class_ids}")
     arr = arr.astype(np.int64)
     _, known = labels.positions(arr)
     if not known.all():

@@ -8,7 +8,7 @@ import numpy as np
 
 from ...core.errors import DLSampleError
 from ...core.preprocess import SampleContext
-from ...core.samples import require_key
+from ...core.samples import fits_int64, require_key, sample_array
 
 LABEL_KEY = "bbox_label_id"
 BORDER_TOLERANCE = 1e-6  # boxes may touch the image border (-0.5 .. side - 0.5) up to rounding
@@ -16,7 +16,7 @@ BORDER_TOLERANCE = 1e-6  # boxes may touch the image border (-0.5 .. side - 0.5)
 
 def _vector(sample: Mapping, index: int, key: str, kind: str) -> np.ndarray:
     value = require_key(sample, index, key, "training a detection model needs")
-    arr = np.asarray(value)
+    arr = sample_array(value, index, key)
     if arr.ndim == 0:
         arr = arr.reshape(1)
     if arr.ndim != 1:
@@ -27,6 +27,8 @@ def _vector(sample: Mapping, index: int, key: str, kind: str) -> np.ndarray:
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise DLSampleError(f"sample {index}: {key!r} contains NaN or infinite values (box "
                             f"{int(np.flatnonzero(~np.isfinite(arr))[0])})")
+    if kind == "int" and not fits_int64(arr):
+        raise DLSampleError(f"sample {index}: {key!r} holds {arr.max()!r}, outside the range of class ids (int64)")
     return arr.astype(np.int64 if kind == "int" else np.float64)
 
 
