@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import DLParamError
+from .errors import DLModelFileError, DLParamError
 from .model import DLModel
 from .onnx_export import PREFIX, write_model_file
 from .onnx_file import check_model_file, load_model_proto
@@ -36,9 +36,14 @@ def read_dl_model(path, backend: str | None = None, device: str = "cpu", **param
     props = {p.key: p.value for p in proto.metadata_props}
     backend_name = backend or manager.default_backend()
     manager.backend(backend_name)  # unknown backend: a clear error listing the available ones
-    if PREFIX + "format_version" in props:
-        return read_dlbatch_file(proto, path, props, backend_name, device, params)
-    return read_foreign(proto, path, backend_name, device, params)
+    try:
+        if PREFIX + "format_version" in props:
+            return read_dlbatch_file(proto, path, props, backend_name, device, params)
+        return read_foreign(proto, path, backend_name, device, params)
+    except DLModelFileError as exc:
+        if str(path) in str(exc):
+            raise
+        raise DLModelFileError(f"{path}: {exc}") from exc.__cause__  # every file error names the file
 
 
 __all__ = ["read_dl_model", "write_dl_model", "load_model_proto", "MIN_OPSET", "MAX_OPSET"]
