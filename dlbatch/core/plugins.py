@@ -8,6 +8,12 @@ A third-party entry point that fails (import error, invalid hook implementation,
 raises) is skipped and recorded in `failed_plugins()`, with one warning, so one broken package
 cannot make dlbatch unusable. Modules named in a plugins.toml (dlbatch's own or the user's)
 are still a hard error: they were listed on purpose and there is nothing sensible to skip to.
+
+A name (backend, loss, model type, or a backend's op kernel) belongs to the first plugin that
+registers it; nothing is ever silently replaced. A third-party plugin registering a taken name
+is skipped like a failed one, its reason naming both plugins; a conflict involving a
+plugins.toml module or a runtime registration is a DLPluginError naming both. To replace a
+built-in, disable it (`dlbatch plugins disable NAME`).
 """
 from __future__ import annotations
 
@@ -69,7 +75,18 @@ class Registry:
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
     failed: dict[str, FailedPlugin] = field(default_factory=dict)
     disabled: dict[str, PluginInfo] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)  # "loss focal" / "op numpy:Conv" -> plugin
     default_backend: str = "numpy"
+
+    def holds(self, label: str) -> bool:
+        """Whether the registration `label` ("loss focal", "op numpy:Conv") is in the tables."""
+        if label.startswith("op "):
+            backend, op_type = label[3:].split(":", 1)
+            return op_type in self.ops.get(backend, {})
+        for prefix, table in (("backend ", self.backends), ("loss ", self.losses), ("model type ", self.model_types)):
+            if label.startswith(prefix):
+                return label[len(prefix):] in table
+        return False
 
 
 def _read_toml(path: Path) -> dict:
@@ -195,7 +212,7 @@ class PluginManager:
             add_module(module_name, f"plugins.toml ({user_path})")
         pm.check_pending()
         soft = {n for n, p in reg.plugins.items() if p.source == "entry point"}
-        for name, reason in self._call_hooks(pm, reg, soft).items():
+        for name, reason in self._call_hooks(pm, reg, soft, order=[n for n, _ in pm.list_name_plugin()]).items():
             info = reg.plugins.pop(name)
             pm.unregister(name=name)
             reg.failed[name] = FailedPlugin(name, reason, info.source, info.distribution, info.version)
@@ -214,14 +231,15 @@ class PluginManager:
                       "Fix or uninstall the package, or run `dlbatch plugins disable NAME`",
                       DLPluginWarning, stacklevel=4)
 
-    def _call_hooks(self, pm: pluggy.PluginManager, reg: Registry,
-                    soft: set[str] = frozenset()) -> dict[str, str]:
+    def _call_hooks(self, pm: pluggy.PluginManager, reg: Registry, soft: set[str] = frozenset(),
+                    order: list[str] = (), taken: Registry | None = None) -> dict[str, str]:
         """Call each hook implementation with a `register` bound to its plugin, so that
-        `dlbatch plugins` can say who registered what. Later plugins override earlier ones.
+        `dlbatch plugins` can say who registered what.
 
         Registrations are staged and applied only at the end, so a plugin in `soft` whose hook
-        raises contributes nothing; its name and reason are returned. Others re-raise."""
-        staged: list[tuple[str, Any]] = []  # (plugin name, apply function) in call order
+        raises, or that registers a name another plugin (earlier in `order`, or already in
+        `taken`) holds, contributes nothing; its name and reason are returned. Others raise."""
+        staged: list[tuple[str, str, Any]] = []  # (plugin name, label, apply function) in call order
         failures: dict[str, str] = {}
 
         def run(hook_name: str, make_register) -> None:
@@ -239,7 +257,7 @@ class PluginManager:
                         raise
                     failures[name] = f"{hook_name} raised {_reason(exc)}"
                     continue
-                staged.extend((name, apply) for apply in mine)
+                staged.extend((name, label, apply) for label, apply in mine)
 
         def named(table: dict, kind: str):
             def make(info: PluginInfo, out: list):
@@ -251,7 +269,7 @@ class PluginManager:
                     def apply() -> None:
                         table[name] = obj
                         info.registered.append(f"{kind} {name}")
-                    out.append(apply)
+                    out.append((f"{kind} {name}", apply))
                 return register
             return make
 
@@ -260,17 +278,43 @@ class PluginManager:
                 def apply() -> None:
                     reg.ops.setdefault(backend_name, {})[op_type] = kernel
                     info.registered.append(f"op {backend_name}:{op_type}")
-                out.append(apply)
+                out.append((f"op {backend_name}:{op_type}", apply))
             return register
 
         run("dlbatch_register_backends", named(reg.backends, "backend"))
         run("dlbatch_register_losses", named(reg.losses, "loss"))
         run("dlbatch_register_model_types", named(reg.model_types, "model type"))
         run("dlbatch_register_ops", ops)
-        for name, apply in staged:
-            if name not in failures:
-                apply()
+        self._apply_without_conflicts(staged, reg, soft, order, taken or reg, failures)
         return failures
+
+    @staticmethod
+    def _apply_without_conflicts(staged, reg: Registry, soft, order, taken: Registry, failures: dict) -> None:
+        """Apply each plugin's registrations, plugin by plugin in `order`, unless one of its
+        names is held by another plugin: then a soft plugin is skipped, any other raises."""
+        owners = {label: owner for label, owner in taken.owners.items() if taken.holds(label)}
+        rank = {name: i for i, name in enumerate(order)}
+        plugins = sorted(dict.fromkeys(name for name, _, _ in staged), key=lambda n: rank.get(n, len(rank)))
+        for plugin in plugins:
+            if plugin in failures:
+                continue
+            mine = [(label, apply) for name, label, apply in staged if name == plugin]
+            clash = next(((label, owners[label]) for label, _ in mine if owners.get(label, plugin) != plugin), None)
+            if clash is not None:
+                label, owner = clash
+                kind, name = label.rsplit(" ", 1)
+                source = getattr(reg.plugins.get(owner) or taken.plugins.get(owner), "source", "")
+                text = (f"{kind} {name!r} is registered by both {plugin!r} and {owner!r}"
+                        f"{f' ({source})' if source else ''}; a plugin cannot replace another's {kind}: rename "
+                        f"one, or disable {owner!r} (`dlbatch plugins disable {owner}`) to use {plugin!r}")
+                if plugin in soft:
+                    failures[plugin] = f"conflict: {text}"
+                    continue
+                raise DLPluginError(f"plugin conflict: {text}")
+            for label, apply in mine:
+                owners[label] = plugin
+                reg.owners[label] = plugin
+                apply()
 
     @property
     def registry(self) -> Registry:
@@ -292,15 +336,17 @@ class PluginManager:
             reg = self.registry
             assert self._pm is not None
             name = name or getattr(plugin, "__name__", None) or repr(plugin)
-            self._pm.register(plugin, name=name)
-            self._pm.check_pending()
             sub = Registry()
-            sub.plugins = reg.plugins
             tmp = pluggy.PluginManager(PROJECT)
             tmp.add_hookspecs(hookspecs)
             tmp.register(plugin, name=name)
-            reg.plugins[name] = PluginInfo(name, "runtime")
-            self._call_hooks(tmp, sub)
+            tmp.check_pending()
+            sub.plugins[name] = PluginInfo(name, "runtime")
+            sub.plugins.update({k: v for k, v in reg.plugins.items() if k != name})
+            self._call_hooks(tmp, sub, taken=reg)  # a name another plugin holds: DLPluginError, nothing changed
+            self._pm.register(plugin, name=name)
+            reg.plugins[name] = sub.plugins[name]
+            reg.owners.update(sub.owners)
             reg.backends.update(sub.backends)
             reg.losses.update(sub.losses)
             reg.model_types.update(sub.model_types)
