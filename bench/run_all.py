@@ -3,7 +3,11 @@ scaling sweep and Markdown summary tables. Options: --quick (fewer steps, no sca
 --device cuda, --threads N (default 2: numpy backend threads, torch threads, onnxruntime
 intra-op threads alike), --model classification|segmentation|detection|detection_r2|all
 (default all: the classification cases, then the segmentation cases, then the detection cases,
-then the oriented detection case and the rotated-NMS micro-benchmark).
+then the oriented detection case and the rotated-NMS micro-benchmark, then the suite), or
+--model suite: only the benchmark suite (bench/suite.py: eleven networks of different shapes
+at batch 1-64 and sides 32-256, numpy and torch backends against a hand-written PyTorch loop
+fed NCHW and channels_last, numpy against onnxruntime inference; CPU only; --quick, --threads
+and --rounds are passed on; it writes bench/results/suite.json and suite.md).
 
 Segmentation cases train and run the segmentation model type (backbone + top-down decoder,
 per-pixel loss) on dlbatch.data.segmentation_samples; the hand-written reference is the same
@@ -128,6 +132,15 @@ def run_rotated_nms(quick=False, sizes=NMS_SIZES) -> list[dict]:
     return records
 
 
+def run_suite(args) -> int:
+    """bench/suite.py in its own process, its output passed through; its exit status."""
+    cmd = [sys.executable, str(HERE / "suite.py"), "--threads", str(args.threads)]
+    cmd += ["--quick"] if args.quick else []
+    cmd += ["--rounds", str(args.rounds)] if args.rounds else []
+    sys.stdout.flush()
+    return subprocess.run(cmd).returncode
+
+
 def machine_state() -> dict:
     """calibrate.py in its own process: how fast GEMM and memory are right now (see there)."""
     proc = subprocess.run([sys.executable, str(HERE / "calibrate.py")], capture_output=True, text=True)
@@ -153,9 +166,12 @@ def main() -> None:
                     help="run every main case this many times, implementations alternating within a "
                          "round; a ratio is the median of the per-round ratios (default 3, --quick 1): "
                          "other load on the machine then distorts a ratio less")
-    ap.add_argument("--model", default="all", choices=["all", *MODELS],
-                    help="which cases to run (the scaling sweep belongs to classification)")
+    ap.add_argument("--model", default="all", choices=["all", *MODELS, "suite"],
+                    help="which cases to run (the scaling sweep belongs to classification; suite: "
+                         "only bench/suite.py, which 'all' runs last)")
     args = ap.parse_args()
+    if args.model == "suite":
+        sys.exit(run_suite(args))
     t_start = time.perf_counter()
     steps = 5 if args.quick else 20
     rounds = args.rounds or (1 if args.quick else 3)
@@ -278,6 +294,8 @@ def main() -> None:
             print(f"| {a['batch']} x {a['side']} | {fmt(na and na * 1000, '.1f')} | {fmt(nb and nb * 1000, '.1f')} "
                   f"| {fmt(ratio(a, b), '.2f')} | {fmt(per, '.2f')} |")
     print(f"\n(bench took {summary['elapsed_s']:.0f} s)")
+    if args.model == "all" and run_suite(args) != 0:
+        sys.exit("bench/suite.py failed")
 
 
 if __name__ == "__main__":
