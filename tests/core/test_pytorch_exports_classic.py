@@ -10,7 +10,6 @@ import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
-pytest.importorskip("onnxscript")
 
 from .pytorch_export_nets import STYLES, check_read_and_apply, check_train_step  # noqa: E402
 
