@@ -99,7 +99,10 @@ def smoke_records(networks, batch, side, a, cache_dir) -> dict:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     out = {n: {} for n in networks}
     for line in proc.stdout.strip().splitlines():
-        rec = json.loads(line)
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # not a record (a library's message)
+            continue
         print(line, flush=True)
         out[rec["network"]][label(rec)] = rec
     for n in networks:
@@ -114,9 +117,9 @@ def run_round(network, batch, side, a, cache_dir) -> dict:
     if network in STEP_CASE_NETWORKS:
         model, backbone = STEP_CASE_NETWORKS[network]
         out = {}
-        for label in STEP_CASE_IMPLS:
-            impl = "handwritten_train" if label.startswith("handwritten") else label
-            out[label] = run_case(impl, backbone, batch, side, a.steps, threads=a.threads, model=model)
+        for name in STEP_CASE_IMPLS:
+            impl = "handwritten_train" if name.startswith("handwritten") else name
+            out[name] = run_case(impl, backbone, batch, side, a.steps, threads=a.threads, model=model)
         return out
     return {impl: run_suite_case(network, impl, batch, side, a.steps, a.warmup, a.threads, cache_dir)
             for impl in SUITE_IMPLS}
