@@ -232,3 +232,19 @@ def test_a_kernel_failing_at_apply_or_train_time_is_a_dlbatch_error_naming_the_n
     assert_same_snapshot(before, snapshot(model))
     model.set_param("batch_size", 3)
     dlbatch.train_dl_model_batch(model, _samples(3))  # the batch it does fit still trains
+
+
+def test_every_node_of_a_foreign_domain_is_listed_at_once(tmp_path):
+    w, b = _weights(7)
+    nodes = [helper.make_node("FusedThing", ["x"], ["a"], name="custom_1", domain="com.example"),
+             helper.make_node("OtherThing", ["a"], ["c"], name="custom_2", domain="com.example"),
+             helper.make_node("Flatten", ["c"], ["flat"], name="flatten"),
+             helper.make_node("Gemm", ["flat", "w", "b"], ["scores"], name="fc")]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", C, H, W])
+    y = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", K])
+    g = helper.make_graph(nodes, "g", [x], [y], initializer=[_init("w", w), _init("b", b)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    with pytest.raises(DLModelFileError) as info:
+        dlbatch.read_dl_model(_write(tmp_path, m))
+    for fragment in ("'FusedThing'", "'OtherThing'", "'custom_1'", "'custom_2'", "com.example"):
+        assert fragment in str(info.value)
