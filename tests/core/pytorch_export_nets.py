@@ -1,7 +1,7 @@
 """Eleven small classifiers written in plain torch.nn, as a PyTorch user would write them, and
 the four ways tests/core/test_pytorch_exports*.py export them with torch.onnx.export.
 
-Export styles (the calls docs/import_from_pytorch.md recommends):
+Export styles (the calls the README section "Import from PyTorch" recommends):
 
 - legacy13: TorchScript exporter (dynamo=False), opset 13, dynamic batch,
   do_constant_folding=False (eval mode: batch norm kept with its running statistics, dropout
