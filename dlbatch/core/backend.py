@@ -42,6 +42,7 @@ class OpContext:
     statistic_updates: dict = field(default_factory=dict)
     rng: Any = None  # numpy Generator for dropout masks on the numpy backend
     opset: int = 17  # the graph's ai.onnx opset: some attributes moved to inputs over time
+    num_outputs: int = 1  # outputs the node declares (Split without sizes, optional outputs)
 
     def update_statistic(self, input_index: int, value) -> None:
         self.statistic_updates[input_index] = value

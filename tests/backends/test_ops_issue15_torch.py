@@ -91,10 +91,7 @@ def test_torch_forward_matches_onnx_reference_float32(case):
             np.testing.assert_array_equal(y, ref, err_msg=case.id)
 
 
-NUMPY_PROGRAM_GAPS = {
-    # the numpy program's OpContext does not carry the node's output count (torch's does)
-    "split-equal-by-outputs": "numpy program: Split without sizes before opset 18 needs the output count",
-}
+NUMPY_PROGRAM_GAPS: dict[str, str] = {}  # case id -> why the numpy program cannot run it yet
 
 
 def _compare_with_numpy(case, device):

@@ -174,7 +174,7 @@ class NumpyProgram(Program):
                 # backward needs (explicit False per input; an empty tuple would mean "all")
                 ngrad = plan.needs_input_grad[idx] if training else (False,) * len(st.inputs)
                 ctx = OpContext(training=training, bn_momentum=bn_momentum,
-                                needs_input_grad=ngrad, rng=rng, opset=graph.opset)
+                                needs_input_grad=ngrad, rng=rng, opset=graph.opset, num_outputs=len(st.outputs))
                 try:
                     outs, saved = st.kernel.forward(ctx, ins, st.attrs)
                 except Exception as exc:

@@ -99,7 +99,7 @@ class Split(NumpyKernel):
 def _num_outputs(ctx, attrs) -> int:
     """The part count of a Split without sizes: `num_outputs` (opset 18), else the node's
     output count where the context carries it (0 = unknown: split_sizes then needs sizes)."""
-    return int(attrs.get("num_outputs", 0)) or int(getattr(ctx, "num_outputs", 0) or 0)
+    return int(attrs.get("num_outputs", 0)) or int(ctx.num_outputs)
 
 
 class Expand(NumpyKernel):
