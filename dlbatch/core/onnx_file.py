@@ -189,6 +189,7 @@ def check_model_file(proto: onnx.ModelProto, path: Path) -> int:
         onnx.checker.check_model(proto, full_check=True)  # full: types and shapes too (an int Conv weight)
     except Exception as exc:
         msg = str(exc).strip().splitlines()
-        raise DLModelFileError(f"{path} is not a valid ONNX model ({msg[0] if msg else type(exc).__name__}); the "
-                               "file is truncated or corrupt, or its exporter broke the ONNX rules; re-export it") from None
+        reason = msg[0] if msg else type(exc).__name__
+        raise DLModelFileError(f"{path} is not a valid ONNX model ({reason}); the file is truncated or corrupt, "
+                               "or its exporter broke the ONNX rules; re-export it") from None
     return opset

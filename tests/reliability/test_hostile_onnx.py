@@ -52,7 +52,7 @@ def _watched_and_bounded(extra_bytes: int = 1 << 30):
     try:
         yield _OPENED
     finally:
-        opened, _OPENED = _OPENED, None
+        _OPENED = None
         if limit is not None:
             resource.setrlimit(resource.RLIMIT_AS, limit)
 
@@ -169,7 +169,8 @@ def build_corpus(folder: Path, tmp: Path) -> dict[str, tuple[Path, str]]:
                                   "share bytes"),
         "terabyte_dims_no_data": (_edited(_no_data_terabytes), "one value field"),
         "terabyte_dims_short_raw": (_edited(lambda p: _dims(_init(p, "conv.weight"), [2 ** 20, 2 ** 20, 3, 3])),
-                                    r"declares shape \[1048576, 1048576, 3, 3\] \(39582418599936 bytes\) but holds 648"),
+                                    r"declares shape \[1048576, 1048576, 3, 3\] \(39582418599936 bytes\) "
+                                    r"but holds 648"),
         "negative_dims": (_edited(lambda p: _dims(_init(p, "conv.weight"), [-6, 3, 3, -3])), "negative dimension"),
         "overflowing_dims": (_edited(lambda p: _dims(_init(p, "conv.weight"), [2 ** 62, 4, 8, 3])), "overflow"),
         "constant_of_shape_14_gb": (_edited(_bomb), "'bomb'"),

@@ -12,7 +12,10 @@ import dlbatch
 from dlbatch.core.errors import DLPluginError
 from dlbatch.core.plugins import DLPluginWarning, manager
 from dlbatch.losses.focal import Focal
-from tests.plugins.conftest import fake_distribution, fresh_plugins  # noqa: F401 (fixture)
+from tests.plugins.conftest import fake_distribution
+from tests.plugins.conftest import fresh_plugins as _fresh_plugins_fixture
+
+fresh_plugins = _fresh_plugins_fixture  # the fixture, under its own name
 
 
 def _loss_plugin(loss_name: str, marker: str) -> str:
