@@ -97,8 +97,9 @@ GENERIC: list[ParamSpec] = [
     ParamSpec("runtime", "str", "cpu", "cpu or gpu", choices=("cpu", "gpu"), runtime=True),
     ParamSpec("device", "str", "cpu", "device of the backend, e.g. cpu or cuda:0", runtime=True),
     ParamSpec("backend", "str", None, "compute backend plugin name", runtime=True),
-    ParamSpec("precision", "str", "float32", "floating-point type of weights and activations",
-              choices=("float32", "float64"), runtime=True),
+    ParamSpec("precision", "str", "float32", "floating-point type of weights and activations; "
+              "bfloat16 (torch backend): forward under bfloat16 autocast, float32 weights and solver state",
+              choices=("float32", "float64", "bfloat16"), runtime=True),
 ]
 
 _KIND_NAMES = {
