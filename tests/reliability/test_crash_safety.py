@@ -187,7 +187,8 @@ def test_sigkill_during_training_then_resume_always_works(tmp_path):
     result = _run(make, out, epochs, train, validation)
     assert _equal(_everything(dlbatch.read_dl_model(out / "final.onnx")), _everything(ref_model))
     assert [r["losses"] for r in result["history"]] == [r["losses"] for r in reference["history"]]
-    print(f"\n{kills} training kills survived ({attempts} runs started); epochs saved at each kill: {epochs_done}; a whole run takes {duration:.2f} s")
+    print(f"\n{kills} training kills survived ({attempts} runs started); epochs saved at each kill: "
+          f"{epochs_done}; a whole run takes {duration:.2f} s")
 
 
 # -- full disk -------------------------------------------------------------------------------
