@@ -37,8 +37,8 @@ def temp_name(target_name: str) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True  # another thread of this process may be writing it
+    if pid == os.getpid() or os.name != "posix":
+        return True  # another thread may be writing it; on Windows os.kill would end the process
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
