@@ -1,5 +1,7 @@
 """`dlbatch train`: train_dl_model on a dataset from disk, with a progress bar and the evaluation
-table at each interval; checkpoints, resumable state, log and curves go to --out."""
+table at each interval; checkpoints, resumable state, log and curves go to --out. With --nproc
+(and --nnodes) it runs as a torchrun job (launch.py); a worker of such a job (or of a torchrun
+command a user wrote) joins the process group first, and only rank 0 prints and writes."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +17,8 @@ from .options import parse_assignments, parse_augment, parse_change
 EPILOG = ("Example: dlbatch train m.onnx data --out run --epochs 20 --set learning_rate=0.01 "
           "--change '{\"model_param\": \"learning_rate\", \"initial_value\": 0.01, \"epochs\": [15], "
           "\"values\": [0.001]}' --augment '{\"augmentation_percentage\": 50, \"mirror\": \"rc\"}'  "
-          "(after an interruption: the same command with --resume)")
+          "(after an interruption: the same command with --resume). On 8 GPUs: dlbatch train m.onnx data "
+          "--out run --backend torch --device cuda --nproc 8")
 
 TRAIN_PERCENT, VALIDATION_PERCENT = 80, 20
 
@@ -33,7 +36,22 @@ def train_and_validation(dataset, validation: Optional[str], seed: int):
     return split.split("train"), split.split("validation"), f"{TRAIN_PERCENT}/{VALIDATION_PERCENT} split, seed {seed}"
 
 
-def train(model_file: Path = typer.Argument(..., metavar="FILE.onnx", help="the .onnx model to train (not modified)"),
+def worker_args(model_file, dataset, out, validation, epochs, seed, evaluation_interval, assignments, change,
+                augment, backend, device, resume) -> list[str]:
+    """The `train` command line each torchrun worker runs: these options, without --nproc."""
+    args = ["train", str(model_file), dataset, "--out", str(out), "--epochs", str(epochs), "--seed", str(seed),
+            "--evaluation-interval", str(evaluation_interval), "--device", device]
+    for flag, value in (("--validation", validation), ("--change", change), ("--augment", augment),
+                        ("--backend", backend)):
+        if value is not None:
+            args += [flag, value]
+    for item in assignments or []:
+        args += ["--set", item]
+    return args + (["--resume"] if resume else [])
+
+
+def train(ctx: typer.Context,
+          model_file: Path = typer.Argument(..., metavar="FILE.onnx", help="the .onnx model to train (not modified)"),
           dataset: str = typer.Argument(..., metavar="DATASET",
                                         help="training dataset (class folders, COCO .json, images/+labels/ or "
                                              "HALCON .json)"),
@@ -51,15 +69,41 @@ def train(model_file: Path = typer.Argument(..., metavar="FILE.onnx", help="the 
           backend: Optional[str] = typer.Option(None, help="compute backend (see dlbatch backends)"),
           device: str = typer.Option("cpu", help="device of the backend, e.g. cpu or cuda:0"),
           resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last state"),
+          nproc: Optional[int] = typer.Option(None, "--nproc", help="train with this many processes on this machine "
+                                                                   "(one per GPU; batch_size is per process), "
+                                                                   "started through torchrun"),
+          nnodes: int = typer.Option(1, "--nnodes", help="machines taking part (run the command on each)"),
+          node_rank: int = typer.Option(0, "--node-rank", help="this machine's number, 0..nnodes-1"),
+          rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", metavar="HOST:PORT",
+                                                      help="where the machines meet: node 0's address and a free "
+                                                           "port (needed with --nnodes > 1)"),
           ) -> None:
     """Train a model file on a dataset: shuffled epochs, evaluation at each interval, best/final checkpoints."""
     import dlbatch
     from dlbatch.datasets import read_dl_dataset
     from dlbatch.training import train_dl_model
 
+    from dlbatch.training import ranks
+
+    from . import launch
     from .progress import RichTrainingProgress, describe_result
     if epochs < 1:
         raise DLParamError(f"--epochs must be >= 1, got {epochs}")
+    worker = ranks.launched_by_torchrun()
+    if not worker and (nproc is not None or nnodes > 1):
+        per_node = launch.check_layout(nproc, nnodes, node_rank, rdzv_endpoint)
+        from .app import DEBUG_KEY
+        args = worker_args(model_file, dataset, out, validation, epochs, seed, evaluation_interval, assignments,
+                           change, augment, backend, device, resume)
+        status = launch.launch(args, per_node, nnodes, node_rank, rdzv_endpoint, bool(ctx.meta.get(DEBUG_KEY)))
+        if status != 0:
+            typer.echo(f"error: the distributed run failed (torchrun exit status {status}); the failing "
+                       "process's message is above", err=True)
+            raise typer.Exit(status)
+        return
+    if worker:
+        device = ranks.init_from_environment(device)
+    main = ranks.is_main()
     values = parse_assignments(assignments or [])
     strategies, augmentation = parse_change(change), parse_augment(augment)
     model = dlbatch.read_dl_model(model_file, backend=backend, device=device)
@@ -70,16 +114,23 @@ def train(model_file: Path = typer.Argument(..., metavar="FILE.onnx", help="the 
     train_set, validation_set, how = train_and_validation(data, validation, seed)
     if validation is not None:
         check_dataset_fits(model, validation_set, validation)
-    typer.echo(f"{len(train_set)} training and {len(validation_set)} validation samples ({how})")
-    if len(validation_set) == 0:
-        typer.echo("no validation samples: training runs without evaluation and writes no best.onnx")
-    listener = RichTrainingProgress()
+    if main:
+        processes = f", {ranks.world_size()} processes" if worker else ""
+        typer.echo(f"{len(train_set)} training and {len(validation_set)} validation samples ({how}{processes})")
+        if len(validation_set) == 0:
+            typer.echo("no validation samples: training runs without evaluation and writes no best.onnx")
+    listener = RichTrainingProgress() if main else False
     try:
         result = train_dl_model(model, train_set, validation_set if len(validation_set) else None, epochs=epochs,
                                 evaluation_interval_epochs=evaluation_interval, change=strategies,
                                 augment=augmentation, seed=seed, out_dir=out, resume=resume, progress=listener)
     finally:
-        listener.close()
+        if main:
+            listener.close()
+    if worker:
+        ranks.shutdown()
+    if not main:
+        return
     for line in describe_result(result):
         typer.echo(line)
     typer.echo(f"files in {out}")

@@ -8,6 +8,12 @@ draws exactly the numbers an uninterrupted run draws, with no generator state to
 The last incomplete batch of an epoch is dropped (as HALCON's train_dl_model does): a weight
 update needs exactly batch_size * batch_size_multiplier samples, and the dropped samples are
 in other batches in the next epochs, whose order differs.
+
+Distributed (W ranks): one weight update consumes the global batch of W * batch_size *
+batch_size_multiplier consecutive samples of the epoch's order, rank r taking the r-th
+contiguous slice (rank_slice). Each sample is augmented with its own stream, keyed by its
+position in the global batch, so W ranks with batch_size B see exactly the samples, in the
+same order and augmented the same way, as one process with batch_size W * B.
 """
 from __future__ import annotations
 
@@ -38,11 +44,20 @@ def batch_samples(model) -> int:
     return int(hp["batch_size"]) * int(hp["batch_size_multiplier"])
 
 
-def iterations_per_epoch(n: int, batch: int) -> int:
-    if n < batch:
+def iterations_per_epoch(n: int, batch: int, world: int = 1) -> int:
+    """Complete global batches (batch samples on each of `world` ranks) in an epoch of n."""
+    if n < batch * world:
+        ranks = f" on each of {world} ranks ({batch * world} in all)" if world > 1 else ""
         raise DLParamError(f"the training set has {n} samples, but one weight update needs batch_size * "
-                           f"batch_size_multiplier = {batch}; add samples or lower batch_size")
-    return n // batch
+                           f"batch_size_multiplier = {batch}{ranks}; add samples or lower batch_size")
+    return n // (batch * world)
+
+
+def rank_slice(iteration: int, batch: int, rank: int = 0, world: int = 1) -> tuple[int, int]:
+    """[start, stop) in the epoch's order of the samples `rank` trains on in `iteration`
+    (counted from 1): its contiguous part of that iteration's global batch."""
+    start = ((iteration - 1) * world + rank) * batch
+    return start, start + batch
 
 
 def check_sequence(samples, what: str) -> None:
@@ -108,15 +123,24 @@ def augmentation(augment, model) -> AugmentParams | None:
     return AugmentParams.from_dict(augment)
 
 
-def training_batch(train, indices, model, params, seed: int, epoch: int, iteration: int) -> list[dict]:
-    """The samples of one weight update: fetched, prepared, then augmented with a stream of
-    (seed, epoch, iteration)."""
+def training_batch(train, indices, model, params, seed: int, epoch: int, iteration: int,
+                   first_position: int = 0) -> list[dict]:
+    """The samples of one weight update (on this rank): fetched, prepared, then each augmented
+    with the stream of (seed, epoch, iteration, its position in the global batch);
+    first_position is the position of indices[0] (rank * its batch when distributed)."""
     batch = prepare(fetch(train, indices, "training"), model, indices, "training")
     if params is None:
         return batch
     hp = model.hyperparameters
-    return augment_dl_samples(batch, params, random_stream(seed, AUGMENT, epoch, iteration),
-                              image_range=(hp["image_range_min"], hp["image_range_max"]))
+    image_range = (hp["image_range_min"], hp["image_range_max"])
+    out = []
+    for position, (sample, index) in enumerate(zip(batch, indices), start=first_position):
+        rng = random_stream(seed, AUGMENT, epoch, iteration, position)
+        try:
+            out.extend(augment_dl_samples([sample], params, rng, image_range=image_range))
+        except DLSampleError as e:
+            raise DLSampleError(f"augmenting training sample {int(index)}: {e}") from None
+    return out
 
 
 def validation_chunks(validation, model):

@@ -6,21 +6,30 @@ resumable state; after the last epoch write final.onnx and curves.png. Everythin
 derives from (seed, epoch, iteration), and the state is written at each epoch end, so a run
 killed at any moment resumes (resume=True) to weights bit-identical to an uninterrupted run
 on the numpy backend.
+
+Distributed (a torch.distributed process group initialised, e.g. by `dlbatch train --nproc`):
+every rank runs this procedure on the same arguments; each trains on its slice of every global
+batch (batches.rank_slice; the train step all-reduces gradients and losses), rank 0 alone
+reads and writes out_dir, evaluates the validation set (the others wait for its summary, so
+every rank takes the same "best" decision) and calls the listener; weights and state reach the
+other ranks by broadcast, so out_dir need not be on a shared file system.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from ..core.errors import DLParamError, DLSampleError
-from .batches import (augmentation, batch_samples, check_sequence, epoch_order, iterations_per_epoch,
+from ..core import errors
+from ..core.errors import DLError, DLParamError, DLSampleError
+from . import ranks
+from .batches import (augmentation, batch_samples, check_sequence, epoch_order, iterations_per_epoch, rank_slice,
                       training_batch)
 from .change import apply_change, parse_change
 from .checkpoints import RunFiles, load_state_model, read_state, write_model, write_state
 from .curves import write_curves
 from .evaluation import evaluate_validation, is_due, main_value
 from .log import TrainingLog, json_safe, window_size
-from .progress import as_listener
+from .progress import TrainingListener, as_listener
 from .resume import check_resume, run_arguments
 
 CURVES_EVERY_S = 60.0  # curves.png is redrawn at an epoch end at most this often, and at the end
@@ -49,6 +58,9 @@ def train_dl_model(model, train, validation=None, *, epochs: int, evaluation_int
 
     Returns best_metric, best_epoch (None without validation), final_epoch, main_metric,
     history (one record per epoch), out_dir and paths (best, final, state, log, curves).
+
+    In a torch.distributed job (see the module docstring) batch_size is per rank, every rank
+    returns rank 0's result, and only rank 0 writes files and calls `progress`.
     """
     epochs = _positive_int("epochs", epochs)
     interval = _positive_int("evaluation_interval_epochs", evaluation_interval_epochs)
@@ -60,19 +72,50 @@ def train_dl_model(model, train, validation=None, *, epochs: int, evaluation_int
         check_sequence(validation, "validation")
     strategies = parse_change(change, model)
     params = augmentation(augment, model)
-    iterations_per_epoch(len(train), batch_samples(model))
+    world = ranks.world_size()
+    iterations_per_epoch(len(train), batch_samples(model), world)
     arguments = run_arguments(model, seed=seed, evaluation_interval_epochs=interval, strategies=strategies,
-                              params=params, train=train, validation=validation)
+                              params=params, train=train, validation=validation, world_size=world)
     files = None if out_dir is None else RunFiles(Path(out_dir))
-    saved = _saved_state(files, resume, arguments, epochs)
-    if saved is not None:
-        load_state_model(files, saved, model)
+    if world == 1:
+        saved = _saved_state(files, resume, arguments, epochs)
+        if saved is not None:
+            load_state_model(files, saved, model)
+    else:
+        saved = _shared_start(files, resume, arguments, epochs, model)
+        if not ranks.is_main():
+            files, listener = None, TrainingListener()
     run = _Run(model, train, validation, epochs, interval, strategies, params, seed, files, listener, saved,
                arguments)
     try:
         return run.run()
     finally:
         run.log.close()
+
+
+def _shared_start(files: RunFiles | None, resume: bool, arguments: dict, epochs: int, model) -> dict | None:
+    """Rank 0 reads (or refuses) the saved state and loads it; every rank then gets its decision
+    and rank 0's weights and solver state, so all start bit-identical."""
+    outcome, failure = None, None
+    if ranks.is_main():
+        try:
+            saved = _saved_state(files, resume, arguments, epochs)
+            if saved is not None:
+                load_state_model(files, saved, model)
+            outcome = (None, None, saved, model.state_dict(), model.solver_state_dict())
+        except Exception as e:  # noqa: BLE001 - told to the other ranks, then raised here
+            failure = e
+            same = isinstance(e, DLError) and getattr(errors, type(e).__name__, None) is type(e)
+            outcome = (type(e) if same else DLError, f"rank 0 could not start the run: {e}", None, None, None)
+    kind, message, saved, weights, solver = ranks.broadcast_object(outcome)
+    if failure is not None:
+        raise failure
+    if kind is not None:
+        raise kind(message)
+    if not ranks.is_main():
+        model.load_state_dict(weights)
+        model.load_solver_state_dict(solver)
+    return saved
 
 
 def _saved_state(files: RunFiles | None, resume: bool, arguments: dict, epochs: int) -> dict | None:
@@ -102,7 +145,8 @@ class _Run:
         self.epochs, self.interval, self.strategies, self.params, self.seed = epochs, interval, strategies, params, seed
         self.files, self.listener, self.arguments = files, listener, arguments
         self.batch = batch_samples(model)
-        self.iterations = iterations_per_epoch(len(train), self.batch)
+        self.rank, self.world = ranks.rank(), ranks.world_size()
+        self.iterations = iterations_per_epoch(len(train), self.batch, self.world)
         metric = model.model_type.main_metric
         self.metric = metric if validation is not None else None
         self.start = 0 if saved is None else int(saved["epoch"])
@@ -116,13 +160,13 @@ class _Run:
         self.listener.on_train_begin({
             "epochs": self.epochs, "iterations_per_epoch": self.iterations, "start_epoch": self.start,
             "start_iteration": self.start * self.iterations, "main_metric": self.metric and self.metric.name,
-            "batch_samples": self.batch, "out_dir": None if self.files is None else str(self.files.out_dir)})
+            "batch_samples": self.batch * self.world, "world_size": self.world, "out_dir": None if self.files is None else str(self.files.out_dir)})
         for epoch in range(self.start + 1, self.epochs + 1):
             self.run_epoch(epoch)
         if self.files is not None:
             write_model(self.model, self.files.final)
             self.draw_curves()
-        result = self.result()
+        result = self.result() if self.world == 1 else ranks.broadcast_object(self.result())
         self.listener.on_train_end(result)
         return result
 
@@ -135,7 +179,8 @@ class _Run:
         sums: dict[str, float] = {}
         first = 1
         for it in range(1, self.iterations + 1):
-            indices = order[(it - 1) * self.batch:it * self.batch]
+            start, stop = rank_slice(it, self.batch, self.rank, self.world)
+            indices = order[start:stop]
             losses = self.step(epoch, it, indices)
             for k, v in losses.items():
                 totals[k] = totals.get(k, 0.0) + v
@@ -160,16 +205,21 @@ class _Run:
                 "epochs": self.epochs, "best_metric": self.best_metric, "best_epoch": self.best_epoch,
                 "main_metric": self.metric and self.metric.name, "log_bytes": self.log.size(),
                 "history": self.history, "arguments": self.arguments})
+        if self.world > 1:
+            ranks.barrier()  # the state of this epoch is complete before any rank goes on
+        if self.files is not None:
             if epoch < self.epochs and time.monotonic() - self.curves_at >= CURVES_EVERY_S:
                 self.draw_curves()
         self.listener.on_epoch_end(epoch, record)
 
     def step(self, epoch: int, iteration: int, indices) -> dict:
-        samples = training_batch(self.train, indices, self.model, self.params, self.seed, epoch, iteration)
+        samples = training_batch(self.train, indices, self.model, self.params, self.seed, epoch, iteration,
+                                 self.rank * self.batch)
         try:
             return self.model.train_batch(samples)
         except DLSampleError as e:
-            raise DLSampleError(f"{e} (in epoch {epoch}, iteration {iteration}, whose samples are training "
+            where = f" on rank {self.rank}" if self.world > 1 else ""
+            raise DLSampleError(f"{e} (in epoch {epoch}, iteration {iteration}{where}, whose samples are training "
                                 f"samples {[int(i) for i in indices]} in this order)") from None
 
     def step_count(self) -> int:
@@ -177,7 +227,11 @@ class _Run:
 
     def evaluate(self, epoch: int, record: dict) -> None:
         began = time.perf_counter()
-        summary = evaluate_validation(self.model, self.validation)
+        if self.world == 1:
+            summary = evaluate_validation(self.model, self.validation)
+        else:  # rank 0 measures the whole set, the others wait for its summary
+            summary = ranks.broadcast_object(evaluate_validation(self.model, self.validation)
+                                             if self.rank == 0 else None)
         value = main_value(self.model, summary)
         is_best = value is not None and self.metric is not None and self.metric.better(value, self.best_metric)
         if is_best:
