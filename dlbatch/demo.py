@@ -1,6 +1,7 @@
 """The main job (`make demo`): train the `compact` classifier on scikit-learn's handwritten
 digits (1,797 real 8x8 scans shipped inside scikit-learn) on the numpy backend, with a fixed
-seed and a held-out split, and print what it learned."""
+seed and a held-out split, and print what it learned. `--backend torch --precision bfloat16`
+trains the same network under bfloat16 autocast (float32 master weights)."""
 from __future__ import annotations
 
 import argparse
@@ -34,6 +35,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--learning-rate", type=float, default=0.01)
     ap.add_argument("--backend", default="numpy")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (torch backend)")
+    ap.add_argument("--precision", default="float32", choices=("float32", "float64", "bfloat16"),
+                    help="bfloat16: forward under autocast, float32 weights (torch backend)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print the summary as JSON too")
     args = ap.parse_args(argv)
@@ -42,9 +46,10 @@ def main(argv=None) -> dict:
     raw = load_digits_samples()
     train_raw, test_raw = split(raw, 0.2, args.seed)
     model = dlbatch.create_dl_model(
-        "classification", backbone="compact", backend=args.backend, seed=args.seed,
-        class_ids=list(range(10)), image_dimensions=[8, 8, 1], batch_size=args.batch_size,
-        learning_rate=args.learning_rate, momentum=0.9, weight_prior=1e-4, solver_type="sgd")
+        "classification", backbone="compact", backend=args.backend, device=args.device,
+        precision=args.precision, seed=args.seed, class_ids=list(range(10)), image_dimensions=[8, 8, 1],
+        batch_size=args.batch_size, learning_rate=args.learning_rate, momentum=0.9, weight_prior=1e-4,
+        solver_type="sgd")
     train = dlbatch.preprocess_dl_samples(train_raw, model)
     test = dlbatch.preprocess_dl_samples(test_raw, model)
     print(f"digits: {len(train)} training and {len(test)} held-out images, 8x8 grey, 10 classes")
@@ -74,7 +79,7 @@ def main(argv=None) -> dict:
         print(f"  true {s['image_label_id']}  predicted {r['classification_class_ids'][0]} "
               f"({r['classification_confidences'][0] * 100:.1f}%)")
     summary = {"accuracy": ev["accuracy"], "seconds": round(elapsed, 2), "epochs": args.epochs,
-               "backend": args.backend}
+               "backend": args.backend, "device": args.device, "precision": args.precision}
     if args.json:
         print(json.dumps(summary))
     return summary

@@ -29,9 +29,31 @@ from .plugins import manager
 from .train import train_step
 
 
+# Autocast precisions: the forward computes in the key's type, every array the model keeps
+# (weights, batch-norm statistics, solver state) and every input and output is of the value's
+# type (master weights), so updates too small for bfloat16 are not lost.
+AUTOCAST_PRECISIONS = {"bfloat16": "float32"}
+
+
+def storage_precision(precision: str) -> str:
+    """The numpy type of a model's arrays for a model precision (float32 for bfloat16)."""
+    return AUTOCAST_PRECISIONS.get(precision, precision)
+
+
 def _cast(array: np.ndarray, precision: str) -> np.ndarray:
-    """Floating arrays take the model's precision; integer constants keep their type."""
-    return array.astype(precision, copy=False) if array.dtype.kind == "f" else array
+    """Floating arrays take the model's storage precision; integer constants keep their type."""
+    return array.astype(storage_precision(precision), copy=False) if array.dtype.kind == "f" else array
+
+
+def _check_precision(backend: Backend, backend_name: str, precision: str) -> None:
+    """An autocast precision needs a backend that declares it (`autocast_precisions`)."""
+    if precision in AUTOCAST_PRECISIONS and precision not in getattr(backend, "autocast_precisions", ()):
+        able = sorted(n for n, b in manager.registry.backends.items()
+                      if precision in getattr(b, "autocast_precisions", ()))
+        raise DLParamError(f"precision {precision!r} needs a backend that computes the forward under "
+                           f"{precision} autocast ({', '.join(able) or 'none registered'}); the "
+                           f"{backend_name} backend has none. Use backend "
+                           f"{(able or ['torch'])[0]!r}, or precision 'float32'. Nothing was changed")
 
 
 class DLModel:
@@ -73,6 +95,7 @@ class DLModel:
                np_values: Mapping[str, np.ndarray], np_state: dict) -> None:
         """Move everything to (backend, device, precision). Validates before changing anything."""
         backend = manager.backend(backend_name)
+        _check_precision(backend, backend_name, precision)
         device = backend.check_device(device)
         values = {n: backend.asarray(_cast(v, precision), device=device) for n, v in np_values.items()}
         state = _map_state(np_state, lambda a: backend.asarray(_cast(a, precision), device=device))
@@ -90,7 +113,7 @@ class DLModel:
         prog = self._programs.get(key)
         if prog is None:
             prog = self.backend.compile(self.graph, manager.kernels(self._backend_name),
-                                        device=self._device, dtype=self._precision)
+                                        device=self._device, dtype=self._precision)  # the compute precision
             self._programs = {key: prog}
         return prog
 
@@ -124,13 +147,21 @@ class DLModel:
 
     @property
     def precision(self) -> str:
+        """The numpy type of the model's arrays: values, solver state, inputs (encode samples
+        in it) and outputs. float32 for a bfloat16 model (float32 master weights)."""
+        return storage_precision(self._precision)
+
+    @property
+    def compute_precision(self) -> str:
+        """The `precision` parameter: the type the forward computes in (bfloat16 under
+        autocast; otherwise the same as `precision`)."""
         return self._precision
 
     def asarray(self, array, *, floating: bool = True):
         """numpy -> the model's backend and device; floating arrays take the model's
         precision (`floating=False` keeps the dtype, e.g. integer class indices)."""
         array = np.asarray(array)
-        dtype = self._precision if floating and array.dtype.kind == "f" else None
+        dtype = self.precision if floating and array.dtype.kind == "f" else None
         return self.backend.asarray(array, device=self._device, dtype=dtype)
 
     def numpy_values(self) -> dict[str, np.ndarray]:

@@ -20,6 +20,8 @@ DTYPES = ("float32", "float64", "float16", "bfloat16")
 class TorchBackend(Backend):
     name = "torch"
     description = "PyTorch on cpu or cuda; ONNX ops as torch functions, backward by autograd"
+    # model precisions computed under torch.autocast over float32 master weights (program.py)
+    autocast_precisions = ("bfloat16",)
 
     def __init__(self) -> None:
         self._seed = 0

@@ -1,8 +1,17 @@
 """Runs a graph node by node with torch kernels. A training forward makes the trainable
 parameters autograd leaves; the tape is (attached outputs, leaves) and backward is one
-`torch.autograd.grad` call from the given output gradients."""
+`torch.autograd.grad` call from the given output gradients.
+
+A program compiled for an autocast precision (bfloat16) runs the forward under
+`torch.autocast(device type, bfloat16)` over float32 values and inputs: autocast's own op lists
+decide (convolutions and matrix products in bfloat16, reductions, softmax and normalisation
+statistics in float32). Floating graph outputs are cast to float32 on the tape, so losses are
+computed in float32 and their gradients flow back through the cast; the float32 leaves receive
+float32 gradients, and batch-norm statistics are kept in the type of the running values.
+"""
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Mapping
 
 from ...core.backend import ForwardResult, Program, missing_kernel_error
@@ -11,6 +20,17 @@ from ...core.kernel_errors import node_error
 from ...core.graph import Graph
 from ._lazy import require_torch
 from .kernel import TorchOpContext
+
+
+# precisions a program computes in under autocast (the values stay float32)
+AUTOCAST_DTYPES = ("bfloat16",)
+
+
+def _like(value, running):
+    """A new statistic in the type of the running value it replaces (float32 under autocast)."""
+    if running is not None and hasattr(running, "dtype") and value.dtype != running.dtype:
+        return value.to(running.dtype)
+    return value
 
 
 class TorchTape:
@@ -46,6 +66,7 @@ class TorchProgram(Program):
         self.graph = graph
         self.device = device
         self.dtype = dtype
+        self._autocast = getattr(torch, dtype) if dtype in AUTOCAST_DTYPES else None
         self._backend = backend
         self._device = torch.device(device)
         self._on_cpu = self._device.type == "cpu"
@@ -110,7 +131,7 @@ class TorchProgram(Program):
         stats: dict[str, Any] = {}
         rng = self._backend.generator(self.device) if training else None
         opset = self.graph.opset
-        with torch.set_grad_enabled(training):
+        with torch.set_grad_enabled(training), self._autocast_context():
             for step in self._steps:
                 ins = [env[i] if i else None for i in step.inputs]
                 for h in step.host:
@@ -123,7 +144,7 @@ class TorchProgram(Program):
                     raise node_error(exc, step.node.name or step.outputs[0], step.node.op_type, "torch",
                                      "forward")
                 for i, value in ctx.statistic_updates.items():
-                    stats[step.inputs[i]] = value.detach()
+                    stats[step.inputs[i]] = _like(value.detach(), values.get(step.inputs[i]))
                 for name, out in zip(step.outputs, outs):
                     if name:
                         env[name] = out
@@ -134,9 +155,16 @@ class TorchProgram(Program):
         if missing:
             raise DLPluginError(f"the graph has no value named {missing}; outputs are {list(self._outputs)}")
         attached = {w: env[w] for w in wanted}
+        if self._autocast is not None:  # losses and results in float32, never in bfloat16
+            attached = {w: t.float() if t.dtype == self._autocast else t for w, t in attached.items()}
         outputs = {w: t.detach() if training else t for w, t in attached.items()}
         tape = TorchTape(attached, leaves) if training else None
         return ForwardResult(outputs=outputs, statistics=stats, tape=tape)
+
+    def _autocast_context(self):
+        if self._autocast is None:
+            return contextlib.nullcontext()
+        return self._torch.autocast(device_type=self._device.type, dtype=self._autocast)
 
     def backward(self, tape, output_grads) -> dict:
         if tape is None or not isinstance(tape, TorchTape):
