@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .collective import batchnorm_collective
 from .errors import DLPluginError
 from .graph import Graph
 
@@ -34,6 +35,8 @@ class OpContext:
     `needs_input_grad[i]` tells backward whether input i needs a gradient (the image input
     and constants do not, so kernels can skip that work). A training forward of a batch-norm
     kernel reports its new running statistics with `update_statistic(input_index, value)`.
+    `collective` is not None while a data-parallel step with `batchnorm_sync` runs: a training
+    batch-norm kernel then computes its statistics over every rank (core/collective.py).
     """
 
     training: bool = False
@@ -43,6 +46,7 @@ class OpContext:
     rng: Any = None  # numpy Generator for dropout masks on the numpy backend
     opset: int = 17  # the graph's ai.onnx opset: some attributes moved to inputs over time
     num_outputs: int = 1  # outputs the node declares (Split without sizes, optional outputs)
+    collective: Any = field(default_factory=batchnorm_collective)
 
     def update_statistic(self, input_index: int, value) -> None:
         self.statistic_updates[input_index] = value

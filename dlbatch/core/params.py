@@ -90,6 +90,8 @@ GENERIC: list[ParamSpec] = [
     ParamSpec("image_range_max", "float", 128.0, "value of white after preprocessing"),
     ParamSpec("batchnorm_momentum", "float", 0.9, "running = m*running + (1-m)*batch",
               check=lambda v: None if 0 <= v <= 1 else "must be in [0, 1]"),
+    ParamSpec("batchnorm_sync", "bool", False, "data-parallel training: batch-norm statistics over every "
+              "rank's samples (SyncBatchNorm) instead of per rank"),
     ParamSpec("num_trainable_params", "int", readonly=True, doc="number of trainable scalars"),
     ParamSpec("losses", "dict", None, "loss-term name -> registered loss name"),
     ParamSpec("seed", "int", 42, "seed for weight initialisation and dropout",

@@ -7,6 +7,33 @@ any error leaves weights, batch-norm statistics and solver state exactly as they
 Each loss term's value is its loss's unnormalised sum divided by the normaliser the model type
 encoded for the micro-batch (SPEC section 4); values and gradients are then averaged over the
 micro-batches.
+
+Data-parallel (core/collective.py: a torch.distributed group of W >= 2 ranks is initialised),
+each rank r passes its own shard of batch_size * batch_size_multiplier samples, and the step
+equals one process on the union of the shards, micro-batch k being the union of the ranks'
+micro-batches k. With S_kr the unnormalised sum of rank r's shard of micro-batch k and N_kr
+its normaliser, one process on the union computes
+
+    value = 1/mult * sum_k (sum_r S_kr) / N_k,    N_k = sum_r N_kr,
+
+so each rank divides its own S_kr by the normaliser summed over the ranks (one all-reduce per
+micro-batch; a term is skipped when N_k, not N_kr, is 0: a rank without positive anchors
+still adds its negatives to the focal loss; a normaliser with a floor, max(1, positives), is
+exact only when the model type gives the raw count and the floor as TermTarget.normalizer_floor,
+since sum_r max(1, p_r) != max(1, sum_r p_r) when a shard has no positive), and the per-rank values and gradients of
+S_kr / N_k are SUMMED over the ranks. For a term normalised by a per-rank count (classification:
+N_kr = batch_size, N_k = W * batch_size) that sum is exactly the mean over the ranks of each
+rank's own mean gradient, the usual data-parallel average. The gradients are summed in one
+all-reduce in graph order; then the weight prior is added once (every rank holds the same
+weights), the reported values are the sums of the ranks' values (the same numbers on every
+rank), and every rank runs the identical solver update on identical inputs, so weights and
+solver state stay bit-identical. Non-finite values anywhere reach every rank through these
+sums, so all ranks refuse the step together. Batch-norm statistics are per rank (their new
+running statistics averaged over the ranks so that the ranks stay identical) unless
+`batchnorm_sync` is true: then the kernels normalise with the mean and variance of all ranks'
+samples (SyncBatchNorm; the matching sums in backward) and every rank computes the same
+running statistics. Without a process group (or with one rank) nothing here communicates and
+the step is bit-identical to the single-process one.
 """
 from __future__ import annotations
 
@@ -15,6 +42,7 @@ from typing import Any
 
 from . import solvers
 from .backend import training_backend_names
+from .collective import current_collective, sync_batchnorm
 from .errors import DLBackendError, DLNumericError, DLSampleError
 from .loss import Loss
 from .model_type import LossTerm
@@ -82,8 +110,10 @@ def train_step(model, samples) -> dict[str, float]:
     xp = backend.xp
     program = model.program()
     solver_state = model.solver_state
+    coll = current_collective()
     backend.set_deterministic(bool(get_system("cudnn_deterministic")))
-    backend.seed(int(hp["seed"]) * 1_000_003 + int(solver_state["step"]))
+    seed = int(hp["seed"]) * 1_000_003 + int(solver_state["step"])
+    backend.seed(seed if coll is None else seed + 7_919 * coll.rank)  # dropout differs per rank
 
     terms = bound_terms(model)
     wanted = tuple(dict.fromkeys(bt.term.output for bt in terms))
@@ -91,19 +121,27 @@ def train_step(model, samples) -> dict[str, float]:
     stats: dict[str, Any] = {}
     grads: dict[str, Any] = {}
     term_values: dict[str, Any] = {bt.result_key: 0.0 for bt in terms}
+    bn_sync = coll if coll is not None and hp.get("batchnorm_sync") else None
     for k in range(mult):
         micro = samples[k * bs:(k + 1) * bs]
         enc = model.model_type.encode(micro, hp, model.meta, labels=True, dtype=model.precision)
         inputs = {n: model.asarray(a) for n, a in enc.inputs.items()}
         current = {**values, **stats} if stats else values
-        result = program.forward(current, inputs, training=True,
-                                 bn_momentum=hp["batchnorm_momentum"], wanted=wanted)
+        with sync_batchnorm(bn_sync):
+            result = program.forward(current, inputs, training=True,
+                                     bn_momentum=hp["batchnorm_momentum"], wanted=wanted)
         stats.update(result.statistics)
+        normalizers = [float(enc.targets[bt.term.name].normalizer) for bt in terms]
+        if coll is not None:  # the union of the ranks' micro-batches k: normalisers add up
+            normalizers = coll.all_reduce_floats(normalizers)
+        # a model type whose normaliser is max(floor, count) gives the raw count and the floor
+        # (TermTarget.normalizer_floor), so that the floor applies after the sum over ranks
+        normalizers = [max(floor, n) if floor else n for floor, n in
+                       zip((float(getattr(enc.targets[bt.term.name], "normalizer_floor", 0.0)) for bt in terms),
+                           normalizers)]
         output_grads: dict[str, Any] = {}
-        for bt in terms:
+        for bt, normalizer in zip(terms, normalizers):
             target = enc.targets[bt.term.name]
-            # the place where data-parallel training will sum the normaliser over every rank
-            normalizer = float(target.normalizer)
             if normalizer <= 0:  # nothing in this micro-batch counts for the term
                 continue
             total, g = bt.loss.value_and_grad(xp, result.outputs[bt.term.output],
@@ -121,10 +159,13 @@ def train_step(model, samples) -> dict[str, float]:
     for n in trainable:  # a parameter the loss does not reach still gets its weight prior
         if n not in grads:
             grads[n] = xp.zeros_like(trainable[n])
+    result_losses = {k: float(v) for k, v in term_values.items()}
+    if coll is not None:
+        grads = {n: grads[n] for n in trainable}
+        grads, stats, result_losses = _reduce_over_ranks(coll, grads, stats, result_losses, bn_sync is None)
     reg_names = regularized_names({n: tuple(v.shape) for n, v in trainable.items()})
     reg = add_weight_prior(xp, trainable, grads, reg_names, hp["weight_prior"])
 
-    result_losses = {k: float(v) for k, v in term_values.items()}
     result_losses["loss_regularization"] = float(reg)
     total = sum(bt.weight * result_losses[bt.result_key] for bt in terms) + result_losses["loss_regularization"]
     bad = [k for k, v in result_losses.items() if v != v or v in (float("inf"), float("-inf"))]
@@ -143,3 +184,17 @@ def train_step(model, samples) -> dict[str, float]:
                              "Lower learning_rate")
     model.commit({**stats, **new_params}, new_state)
     return {"total_loss": float(total), **result_losses}
+
+
+def _reduce_over_ranks(coll, grads: dict, stats: dict, losses: dict, average_stats: bool):
+    """Sum the ranks' gradients and loss values (see the module docstring); per-rank batch-norm
+    running statistics are averaged so that every rank keeps the same ones."""
+    names = list(grads)  # graph order (the caller's), the same on every rank
+    grads = dict(zip(names, coll.all_reduce_sum([grads[n] for n in names])))
+    keys = list(losses)
+    losses = dict(zip(keys, coll.all_reduce_floats([losses[k] for k in keys])))
+    if average_stats and stats:
+        snames = list(stats)
+        summed = coll.all_reduce_sum([stats[n] for n in snames])
+        stats = {n: s / coll.world_size for n, s in zip(snames, summed)}
+    return grads, stats, losses

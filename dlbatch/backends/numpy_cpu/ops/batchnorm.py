@@ -13,6 +13,12 @@ Every pass of a channel block runs while the block is in cache, and the blocks r
 kernel threads. Per-channel results do not depend on the blocking, so they are the same for any
 thread count. `bn_forward`/`bn_backward` with relu=True are also the fused
 BatchNormalization+Relu of the numpy program (one pass less each way, no BN output kept).
+
+Data-parallel with `batchnorm_sync` (ctx.collective set, core/collective.py), a training
+forward normalises with the statistics of every rank's samples (SyncBatchNorm): the per-channel
+sums, then the sums of squared deviations from the global mean, are all-reduced between the
+passes; backward all-reduces sum(dy) and sum(dy * x_hat) for the input gradient, while the
+scale and bias gradients stay this rank's share (the train step sums those over the ranks).
 """
 from __future__ import annotations
 
@@ -52,8 +58,15 @@ def train_block_forward(xb, hb, yb, sc, bi, eps, mean_out, var_out, inv_out) -> 
     mean_out[...], var_out[...], inv_out[...] = mb, vb, ib
 
 
-def report_running_statistics(ctx, mean, var, bmean, bvar, m: int) -> None:
-    """New running mean and (unbiased) variance through ctx.update_statistic (SPEC 1.5)."""
+def report_running_statistics(ctx, mean, var, bmean, bvar, m: int, synced: bool = False) -> None:
+    """New running mean and (unbiased) variance through ctx.update_statistic (SPEC 1.5).
+    `synced` says the statistics are over every rank; a kernel that computed them over its own
+    batch while the step asks for synchronised ones is refused (it would silently differ)."""
+    if ctx.collective is not None and not synced:
+        from ....core.errors import DLBackendError
+        raise DLBackendError("this fused batch-norm kernel computes its statistics per rank, but the model "
+                             "parameter batchnorm_sync asks for statistics over every rank; set "
+                             "batchnorm_sync to False, or use the torch backend")
     dt = bvar.dtype.type
     mom = float(ctx.bn_momentum)
     unbiased = bvar * dt(m / max(m - 1, 1))
@@ -89,6 +102,8 @@ def bn_forward(ctx, inputs, attrs, relu: bool = False):
     bi = bias.astype(x.dtype, copy=False)
     y = buffers.empty(xr.shape, xr.dtype)
     blocks = row_blocks(c, m)
+    if ctx.training and ctx.collective is not None:
+        return _sync_forward(ctx, x, xr, y, sc, bi, mean, var, eps, relu, blocks, scale.dtype)
     if ctx.training:
         centered = buffers.empty(xr.shape, xr.dtype)  # x - mean; x_hat = centered * inv
         bmean = np.empty(c, dtype=x.dtype)
@@ -133,6 +148,8 @@ def bn_backward(ctx, saved, grads, attrs):
     relu_out = saved[-1]
     need_x, need_s, need_b = needs(ctx, 0), needs(ctx, 1), needs(ctx, 2)
     blocks = row_blocks(c, m)
+    if saved[0] == "sync":
+        return _sync_backward(ctx, saved, dy, g_all, relu_out, blocks, (need_x, need_s, need_b))
     if saved[0] == "train":
         _, centered, inv, scale, shape, _ = saved
         k = (scale.astype(centered.dtype, copy=False) * inv)
@@ -172,6 +189,84 @@ def bn_backward(ctx, saved, grads, attrs):
     parallel.run(block, blocks)
     return [_from_rows(dx, dy) if need_x else None, dscale.astype(scale.dtype) if need_s else None,
             dbias.astype(scale.dtype) if need_b else None, None, None]
+
+
+def _sync_forward(ctx, x, xr, y, sc, bi, mean, var, eps, relu, blocks, param_dtype):
+    """Training forward with mean and biased variance over every rank's samples (two passes,
+    each followed by one all-reduce); saves what _sync_backward needs."""
+    coll = ctx.collective
+    dt = x.dtype.type
+    c, m = xr.shape
+    total = coll.all_reduce_floats([m])[0]  # samples x pixels per channel over all ranks
+    sums = np.empty(c, dtype=x.dtype)
+
+    def sum_block(r):
+        a, z = r
+        sums[a:z] = xr[a:z].sum(axis=1)
+
+    parallel.run(sum_block, blocks)
+    (sums,) = coll.all_reduce_sum([sums])
+    gmean = (sums / dt(total)).astype(x.dtype, copy=False)
+    centered = buffers.empty(xr.shape, xr.dtype)
+    squares = np.empty(c, dtype=x.dtype)
+
+    def centre_block(r):
+        a, z = r
+        np.subtract(xr[a:z], gmean[a:z, None], out=centered[a:z])
+        squares[a:z] = np.vecdot(centered[a:z], centered[a:z])
+
+    parallel.run(centre_block, blocks)
+    (squares,) = coll.all_reduce_sum([squares])
+    gvar = (squares / dt(total)).astype(x.dtype, copy=False)
+    inv = (1.0 / np.sqrt(gvar + dt(eps))).astype(x.dtype, copy=False)
+
+    def normalise_block(r):
+        a, z = r
+        yb = y[a:z]
+        np.multiply(centered[a:z], (sc[a:z] * inv[a:z])[:, None], out=yb)
+        yb += bi[a:z, None]
+        if relu:
+            relu_(yb, yb)
+
+    parallel.run(normalise_block, blocks)
+    report_running_statistics(ctx, mean, var, gmean, gvar, int(total), synced=True)
+    return [_from_rows(y, x)], ("sync", centered, inv, sc, param_dtype, dt(total), y if relu else None)
+
+
+def _sync_backward(ctx, saved, dy, g_all, relu_out, blocks, need):
+    """SyncBatchNorm backward: dx from sum(dy) and sum(dy * x_hat) over every rank; the scale
+    and bias gradients are this rank's sums."""
+    _, centered, inv, sc, param_dtype, total, _ = saved
+    need_x, need_s, need_b = need
+    c = centered.shape[0]
+    gsum = np.empty(c, dtype=centered.dtype)
+    ds = np.empty(c, dtype=centered.dtype)
+
+    def sum_block(r):
+        a, z = r
+        g = _through_relu(g_all[a:z], relu_out, a, z)
+        gsum[a:z] = g.sum(axis=1)
+        ds[a:z] = np.vecdot(g, centered[a:z]) * inv[a:z]  # sum(g * x_hat)
+
+    parallel.run(sum_block, blocks)
+    dx = None
+    if need_x:
+        gsum_all, ds_all = ctx.collective.all_reduce_sum([gsum, ds])
+        k = sc * inv
+        dx = buffers.empty(centered.shape, centered.dtype)
+
+        def dx_block(r):
+            a, z = r
+            g = _through_relu(g_all[a:z], relu_out, a, z)
+            # dx = scale*inv/M * (M*g - sum(g) - x_hat*sum(g*x_hat)), sums over all ranks
+            np.multiply(centered[a:z], (-ds_all[a:z] * inv[a:z] / total)[:, None], out=dx[a:z])
+            dx[a:z] += g
+            dx[a:z] -= (gsum_all[a:z] / total)[:, None]
+            dx[a:z] *= k[a:z, None]
+
+        parallel.run(dx_block, blocks)
+    return [_from_rows(dx, dy) if need_x else None, ds.astype(param_dtype) if need_s else None,
+            gsum.astype(param_dtype) if need_b else None, None, None]
 
 
 class BatchNormalization(NumpyKernel):
