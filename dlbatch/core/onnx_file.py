@@ -44,6 +44,7 @@ def _all_tensors(proto: onnx.ModelProto):
 
 
 MAX_FILE_BYTES = 2 ** 31 - 1  # protobuf cannot parse more; larger networks keep weights as external data
+MAX_STATIC_TENSOR_BYTES = 2 ** 31  # one tensor of a shape the file fixes (free batch dimensions aside)
 
 
 def _element_size(t: TensorProto) -> int | None:
@@ -186,10 +187,32 @@ def check_model_file(proto: onnx.ModelProto, path: Path) -> int:
             raise DLModelFileError(f"{path}: initializer {t.name!r} has data type {type_name(t.data_type)}, which "
                                    f"dlbatch does not support; supported: {', '.join(SUPPORTED_DTYPES)}")
     try:
-        onnx.checker.check_model(proto, full_check=True)  # full: types and shapes too (an int Conv weight)
+        onnx.checker.check_model(proto)
+        # types too (an int Conv weight), and the static shapes constant inputs give (data_prop)
+        inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
     except Exception as exc:
         msg = str(exc).strip().splitlines()
         reason = msg[0] if msg else type(exc).__name__
         raise DLModelFileError(f"{path} is not a valid ONNX model ({reason}); the file is truncated or corrupt, "
                                "or its exporter broke the ONNX rules; re-export it") from None
+    _check_static_sizes(inferred, path)
     return opset
+
+
+def _check_static_sizes(inferred: onnx.ModelProto, path: Path) -> None:
+    """Refuse a graph that makes a tensor of a fixed shape over MAX_STATIC_TENSOR_BYTES (a
+    ConstantOfShape/Expand/Tile of constants declaring gigabytes), before constant folding
+    would allocate it. Tensors with a free dimension (the batch) are not bounded here."""
+    g = inferred.graph
+    producer = {o: n.name or n.op_type for n in g.node for o in n.output}
+    for vi in list(g.value_info) + list(g.output):
+        tt = vi.type.tensor_type
+        if not tt.HasField("shape") or not all(d.HasField("dim_value") for d in tt.shape.dim):
+            continue
+        size = _element_size(onnx.TensorProto(data_type=tt.elem_type))
+        dims = [d.dim_value for d in tt.shape.dim]
+        if size is not None and math.prod(dims) * size > MAX_STATIC_TENSOR_BYTES:
+            raise DLModelFileError(f"{path}: node {producer.get(vi.name, '?')!r} makes tensor {vi.name!r} of the fixed "
+                                   f"shape {dims} ({math.prod(dims) * size} bytes, more than the "
+                                   f"{MAX_STATIC_TENSOR_BYTES} dlbatch allows for one tensor); the file is corrupt "
+                                   "or hostile")

@@ -126,6 +126,16 @@ def _bomb(proto):
     proto.graph.output[0].name = "prob2"
 
 
+def _expand_bomb(proto):
+    proto.graph.initializer.extend([numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+                                    numpy_helper.from_array(np.array([50_000, 50_000], np.int64), "target")])
+    proto.graph.node.extend([
+        helper.make_node("Expand", ["one", "target"], ["wide"], name="expand_bomb"),
+        helper.make_node("ReduceMax", ["wide"], ["widest"], name="widest", keepdims=0),
+        helper.make_node("Add", ["prob", "widest"], ["prob2"], name="wideadd")])
+    proto.graph.output[0].name = "prob2"
+
+
 def _cycle(proto):
     proto.graph.node[1].input[0] = "prob"  # the input normalisation reads the network's output
 
@@ -173,7 +183,8 @@ def build_corpus(folder: Path, tmp: Path) -> dict[str, tuple[Path, str]]:
                                     r"but holds 648"),
         "negative_dims": (_edited(lambda p: _dims(_init(p, "conv.weight"), [-6, 3, 3, -3])), "negative dimension"),
         "overflowing_dims": (_edited(lambda p: _dims(_init(p, "conv.weight"), [2 ** 62, 4, 8, 3])), "overflow"),
-        "constant_of_shape_14_gb": (_edited(_bomb), "'bomb'"),
+        "constant_of_shape_14_gb": (_edited(_bomb), r"node 'bomb' makes tensor 'bomb' of the fixed shape"),
+        "expand_10_gb": (_edited(_expand_bomb), r"node 'expand_bomb' .* more than the 2147483648"),
         "cycle": (_edited(_cycle), "topologically sorted"),
         "dangling_input": (_edited(lambda p: p.graph.node[3].input.__setitem__(1, "nowhere")), "'nowhere'"),
         "duplicate_initializer": (_edited(lambda p: p.graph.initializer.append(
@@ -248,7 +259,7 @@ def test_every_hostile_file_is_refused_without_reading_outside_or_allocating_wha
     for name, (path, pattern) in files.items():
         _refused(path, pattern)
         refused += 1
-    assert refused == len(files) >= 30
+    assert refused == len(files) >= 31
     print(f"\n{refused} hostile files refused")
 
 
