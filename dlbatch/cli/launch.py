@@ -47,11 +47,19 @@ def torchrun_command(worker_args: list[str], nproc: int, nnodes: int = 1, node_r
     return [*command, "-m", WORKER_MODULE, *worker_args]
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the system tells it)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def worker_environment(nproc: int, debug: bool) -> dict[str, str]:
     """The launcher's environment, plus: OMP_NUM_THREADS splitting this machine's cores among
     the workers unless it is set (torchrun would set 1), DLBATCH_DEBUG when --debug was given."""
     env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    env.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // nproc)))
     if debug:
         env["DLBATCH_DEBUG"] = "1"
     return env

@@ -115,7 +115,8 @@ def train(ctx: typer.Context,
     if validation is not None:
         check_dataset_fits(model, validation_set, validation)
     if main:
-        processes = f", {ranks.world_size()} processes" if worker else ""
+        count = ranks.world_size()
+        processes = f", {count} process{'es' if count > 1 else ''}" if worker else ""
         typer.echo(f"{len(train_set)} training and {len(validation_set)} validation samples ({how}{processes})")
         if len(validation_set) == 0:
             typer.echo("no validation samples: training runs without evaluation and writes no best.onnx")

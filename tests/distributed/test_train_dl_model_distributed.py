@@ -128,6 +128,17 @@ def test_torchrun_command_lines_and_layout_errors():
             launch.check_layout(*args)
 
 
+def test_workers_share_the_cores_unless_omp_num_threads_is_set(monkeypatch):
+    monkeypatch.setattr(launch, "usable_cores", lambda: 16)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("DLBATCH_DEBUG", raising=False)
+    env = launch.worker_environment(4, debug=False)
+    assert env["OMP_NUM_THREADS"] == "4" and "DLBATCH_DEBUG" not in env
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    env = launch.worker_environment(4, debug=True)
+    assert env["OMP_NUM_THREADS"] == "3" and env["DLBATCH_DEBUG"] == "1"
+
+
 def test_nproc_without_torch_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.distributed", None)  # `import torch.distributed` fails
     done = CliRunner().invoke(app, ["train", "m.onnx", "data", "--out", str(tmp_path), "--nproc", "2"])
