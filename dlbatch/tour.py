@@ -43,6 +43,9 @@ class Lesson:
         steps: training steps of the full tour.
         metric: the evaluation measure printed as what the model learned.
         final_learning_rate: learning rate of the last fifth of the steps.
+        extra_metrics: further measures printed after `metric`.
+        overlay_params: parameters set after the evaluation, for the pictures (a detection model
+            is measured with a low `min_confidence`, as AP wants, and drawn with a higher one).
     """
 
     name: str
@@ -53,6 +56,7 @@ class Lesson:
     metric: str
     final_learning_rate: float
     extra_metrics: tuple[str, ...] = field(default=())
+    overlay_params: dict[str, Any] = field(default_factory=dict)
 
 
 def lessons(side: int = 64) -> list[Lesson]:
@@ -86,7 +90,8 @@ def lessons(side: int = 64) -> list[Lesson]:
                     batch_size=8, solver_type="adam", learning_rate=1e-3, weight_prior=1e-5,
                     min_confidence=0.3),
                lambda n, seed: detection_samples(n, height=side, width=side, class_ids=(1,), seed=seed),
-               steps=250, metric="ap_50", final_learning_rate=1e-4, extra_metrics=("mean_ap",)),
+               steps=250, metric="ap_50", final_learning_rate=1e-4, extra_metrics=("mean_ap",),
+               overlay_params={"min_confidence": 0.5}),
         Lesson("detection_rectangle2", f"detection, oriented boxes (rectangle2, {side}x{side})",
                dict(type="detection", class_ids=[1], class_names=[BARS[0]], image_dimensions=[side, side, 3],
                     batch_size=8, solver_type="adam", learning_rate=1e-3, weight_prior=1e-5,
@@ -95,7 +100,8 @@ def lessons(side: int = 64) -> list[Lesson]:
                     anchor_num_subscales=2, min_confidence=0.3),
                lambda n, seed: detection_samples(n, height=side, width=side, class_ids=(1,), seed=seed,
                                                  instance_type="rectangle2"),
-               steps=300, metric="ap_50", final_learning_rate=1e-4, extra_metrics=("mean_ap",)),
+               steps=300, metric="ap_50", final_learning_rate=1e-4, extra_metrics=("mean_ap",),
+               overlay_params={"min_confidence": 0.5}),
     ]
 
 
@@ -168,8 +174,18 @@ def _describe(lesson: Lesson, measures: dict) -> str:
 
 
 def quick_requested(flag: bool) -> bool:
-    """True when the short mode is asked for by `--quick` or a non-empty DLBATCH_TOUR_QUICK
-    other than 0."""
+    """Whether the short mode is asked for.
+
+    Args:
+        flag: the `--quick` option.
+
+    Returns:
+        True for the flag or a non-empty DLBATCH_TOUR_QUICK other than "0".
+
+    Example:
+        >>> quick_requested(True)
+        True
+    """
     return flag or os.environ.get(QUICK_ENV, "0") not in ("", "0")
 
 
@@ -203,6 +219,8 @@ def run_tour(out_dir: str | Path = "dlbatch_tour", *, quick: bool = False, backe
         print(f"\n{lesson.title}: {steps} steps on the {backend} backend", flush=True)
         model, held_out, measures = train_lesson(lesson, steps=steps, num_train=64 if quick else 1000,
                                                  num_held_out=16 if quick else 100, seed=seed, backend=backend)
+        for name, value in lesson.overlay_params.items():
+            model.set_param(name, value)
         scale = max(1, OVERLAY_SIDE // model.get_param("image_width"))
         paths = write_overlays(model, held_out[:OVERLAYS_PER_LESSON], out, lesson.name, scale)
         seconds = time.perf_counter() - start

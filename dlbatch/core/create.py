@@ -16,10 +16,34 @@ from .plugins import manager
 def create_dl_model(type: str, backbone: str | None = None, *, backend: str | None = None,
                     device: str = "cpu", runtime: str | None = None, precision: str = "float32",
                     **params: Any) -> DLModel:
-    """A new `type` model ("classification", ...) with freshly initialised weights.
+    """A new model of a registered type with freshly initialised weights.
 
-    Every keyword is a model parameter (SPEC section 7), validated as set_dl_model_param does;
-    `seed` fixes the initial weights (default: set_system("seed")).
+    Every further keyword is a model parameter (see the parameter reference), validated as
+    `set_dl_model_param` does; `seed` fixes the initial weights (default: `set_system("seed")`).
+
+    Args:
+        type: registered model type: "classification", "segmentation", "detection" or a plugin's.
+        backbone: a built-in backbone ("compact", "resnet18"; default the type's first) or the
+            path of an ONNX classifier file whose feature maps the model builds on.
+        backend: compute backend ("numpy", "torch", ...; default from plugins.toml).
+        device: device of the backend, e.g. "cpu" or "cuda:0".
+        runtime: "cpu" or "gpu" (HALCON's runtime; "gpu" picks the first CUDA device).
+        precision: "float32" (default), "float64", or "bfloat16" on the torch backend.
+        **params: model parameters, e.g. class_ids, image_dimensions, batch_size, learning_rate.
+
+    Returns:
+        The new DLModel.
+
+    Raises:
+        DLParamError: an unknown model type, backbone or parameter, or a value out of range.
+        DLPluginError: the backend is not registered.
+
+    Example:
+        >>> import dlbatch
+        >>> model = dlbatch.create_dl_model("classification", backbone="compact", class_ids=[0, 1],
+        ...                                 image_dimensions=[16, 16, 3], batch_size=4)
+        >>> model.get_param("num_classes")
+        2
     """
     model_type = manager.model_type(type)
     table = ParamTable(model_type.name, model_type.param_specs())

@@ -2,7 +2,18 @@
 
 
 class DLError(Exception):
-    """Base of every error dlbatch raises on purpose."""
+    """Base of every error dlbatch raises on purpose; the message says what was wrong and what
+    to do. Catch the subclasses for one kind of problem.
+
+    Example:
+        >>> import dlbatch
+        >>> model = dlbatch.create_dl_model("classification", class_ids=[0, 1], image_dimensions=[8, 8, 1])
+        >>> try:
+        ...     model.set_param("batch_size", 0)
+        ... except dlbatch.DLParamError as err:
+        ...     print(err)
+        parameter 'batch_size' got 0: must be > 0
+    """
 
 
 class DLParamError(DLError, ValueError):

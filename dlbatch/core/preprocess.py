@@ -90,8 +90,21 @@ def resize_nearest(label: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def preprocess_image(image, hp: Mapping[str, Any], index: int = 0) -> np.ndarray:
-    """Resize to the model's size, convert the channel count, scale grey values 0..255 to
-    [image_range_min, image_range_max]."""
+    """One image prepared for a model: resized, channels converted, grey values scaled.
+
+    Args:
+        image: H x W or H x W x C array of numbers (grey values 0..255).
+        hp: the model's hyperparameters (image_width, image_height, image_num_channels,
+            image_range_min, image_range_max).
+        index: the sample's index, for error messages.
+
+    Returns:
+        float32 array image_height x image_width x image_num_channels in
+        [image_range_min, image_range_max].
+
+    Raises:
+        DLSampleError: not a finite numeric 2-d or 3-d array, or channels that cannot be converted.
+    """
     arr = np.asarray(image)
     if arr.dtype.kind not in "fiub" or arr.ndim not in (2, 3):
         raise DLSampleError(f"sample {index}: 'image' must be an H x W or H x W x C array of numbers, "
@@ -116,8 +129,35 @@ def preprocess_image(image, hp: Mapping[str, Any], index: int = 0) -> np.ndarray
 
 
 def preprocess_dl_samples(samples, model) -> list[dict]:
-    """New sample dicts that fit `model`: the image prepared, labels transformed with it by
-    the model type (`ModelType.preprocess_sample`)."""
+    """New sample dicts that fit `model` (HALCON's preprocess_dl_samples).
+
+    The image is resized (bilinear, half-pixel centres) to the model's image_width x
+    image_height, its channels converted (1 <-> N), and its grey values 0..255 scaled to
+    [image_range_min, image_range_max]. Labels in image coordinates (boxes, label and weight
+    images) follow the image through the model type's `preprocess_sample`; each new sample
+    records `original_image_size` so that results come back in the raw image's pixels. The
+    input samples are not changed.
+
+    Args:
+        samples: a sample dict or a sequence of them, each with `image` (H x W or H x W x C,
+            any size, usually uint8) and optionally the model type's label keys.
+        model: the DLModel the samples are for.
+
+    Returns:
+        One new dict per sample.
+
+    Raises:
+        DLSampleError: a sample without `image`, an image that is not a finite numeric array, a
+            channel count that cannot be converted, or labels the model type refuses.
+
+    Example:
+        >>> import numpy as np, dlbatch
+        >>> model = dlbatch.create_dl_model("classification", class_ids=[0, 1], image_dimensions=[8, 8, 1])
+        >>> raw = {"image": np.full((20, 30), 255, np.uint8), "image_label_id": 1}
+        >>> sample = dlbatch.preprocess_dl_samples([raw], model)[0]
+        >>> sample["image"].shape, float(sample["image"].max())
+        ((8, 8, 1), 128.0)
+    """
     out = []
     hp = model.hyperparameters
     for i, s in enumerate(as_sample_list(samples)):

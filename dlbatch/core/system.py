@@ -10,8 +10,23 @@ _KINDS = {"cudnn_deterministic": bool, "seed": int}
 
 
 def set_system(name: str, value: Any) -> None:
-    """Set a process-wide option. `cudnn_deterministic` makes the torch backend use
-    deterministic algorithms; `seed` is the default seed of models created afterwards."""
+    """Set a process-wide option (HALCON's set_system).
+
+    Args:
+        name: "cudnn_deterministic" (bool): the torch backend uses deterministic algorithms
+            (the numpy backend always is); "seed" (int >= 0): the default seed of models
+            created afterwards.
+        value: the new value.
+
+    Raises:
+        DLParamError: an unknown name or a value of the wrong type.
+
+    Example:
+        >>> import dlbatch
+        >>> dlbatch.set_system("cudnn_deterministic", True)
+        >>> dlbatch.get_system("cudnn_deterministic")
+        True
+    """
     if name not in _KINDS:
         raise DLParamError(f"unknown system parameter {name!r}; {did_you_mean(name, _KINDS)}")
     kind = _KINDS[name]
@@ -23,6 +38,17 @@ def set_system(name: str, value: Any) -> None:
 
 
 def get_system(name: str) -> Any:
+    """The current value of a process-wide option set with `set_system`.
+
+    Args:
+        name: "cudnn_deterministic" or "seed".
+
+    Returns:
+        The value (False and 42 unless set).
+
+    Raises:
+        DLParamError: an unknown name.
+    """
     if name not in _SETTINGS:
         raise DLParamError(f"unknown system parameter {name!r}; {did_you_mean(name, _SETTINGS)}")
     return _SETTINGS[name]

@@ -23,8 +23,31 @@ _STREAM = 3  # segmentation, rectangle1 and rectangle2 use streams 0..2 (synthet
 
 def classification_samples(n: int, *, height: int = 64, width: int = 64, channels: int = 3,
                            class_ids=(0, 1, 2), seed: int = 0) -> list[dict]:
-    """n samples with `image` (uint8 H x W x C) and `image_label_id` (int, one of class_ids).
-    Classes are drawn uniformly at random per sample."""
+    """Seeded synthetic classification samples: one shape per image, its family the class.
+
+    Classes are drawn uniformly at random per sample; the class at position k of class_ids
+    draws the shape family k (disc, rectangle, triangle, ring, cross, cycling). Sample i depends
+    only on (seed, i) and the scene parameters, never on n.
+
+    Args:
+        n: number of samples.
+        height: image height (>= 8).
+        width: image width (>= 8).
+        channels: image channels.
+        class_ids: the class ids to draw (unique).
+        seed: seed of the scenes.
+
+    Returns:
+        n dicts with `image` (uint8 H x W x C) and `image_label_id` (one of class_ids).
+
+    Raises:
+        ValueError: empty or repeated class ids, or sizes below the minimum.
+
+    Example:
+        >>> samples = classification_samples(4, height=16, width=16, class_ids=(3, 7))
+        >>> samples[0]["image"].shape, samples[0]["image"].dtype.name, samples[0]["image_label_id"] in (3, 7)
+        ((16, 16, 3), 'uint8', True)
+    """
     classes = [operator.index(c) for c in class_ids]
     if not classes:
         raise ValueError("class_ids must not be empty")

@@ -34,7 +34,29 @@ def segmentation_samples(n: int, *, height: int = 64, width: int = 64, channels:
 
     Each image holds 1..max_objects shapes, which may overlap and cross the border. The class
     at position k of class_ids draws family k of disc, axis-parallel rectangle, triangle, ring,
-    cross (cycling). background_id labels everything else and must not be in class_ids."""
+    cross (cycling). background_id labels everything else and must not be in class_ids.
+
+    Args:
+        n: number of samples.
+        height: image height.
+        width: image width.
+        channels: image channels.
+        class_ids: object class ids.
+        background_id: the label of every other pixel.
+        seed: seed of the scenes; sample i depends only on (seed, i).
+        max_objects: most shapes per image (>= 1).
+
+    Returns:
+        n dicts with `image` and `segmentation_image`.
+
+    Raises:
+        ValueError: background_id among class_ids, max_objects < 1 or a bad scene size.
+
+    Example:
+        >>> s = segmentation_samples(2, height=32, width=32, class_ids=(1,))[0]
+        >>> s["segmentation_image"].shape, sorted(set(s["segmentation_image"].ravel().tolist())) == [0, 1]
+        ((32, 32), True)
+    """
     classes = _class_list(class_ids)
     if int(background_id) in classes:
         raise ValueError(f"background_id {background_id} is also in class_ids {classes}")
@@ -64,7 +86,33 @@ def detection_samples(n: int, *, height: int = 64, width: int = 64, channels: in
     Each image holds min_objects..max_objects objects (fewer than drawn only when one finds no
     free place); they share no pixel and their boxes overlap with IoU < 0.3. return_masks adds
     `object_masks` (bool, objects x H x W), the drawn pixels of each object, for checks and
-    plots; it is not a HALCON key."""
+    plots; it is not a HALCON key.
+
+    Args:
+        n: number of samples.
+        height: image height.
+        width: image width.
+        channels: image channels.
+        class_ids: object class ids.
+        seed: seed of the scenes; sample i depends only on (seed, i).
+        max_objects: most objects per image.
+        instance_type: "rectangle1" or "rectangle2".
+        min_objects: fewest objects per image.
+        directed_class_ids: rectangle2 classes with a front (phi in (-pi, pi]).
+        return_masks: add `object_masks`.
+
+    Returns:
+        n dicts with `image`, `bbox_label_id` and the box keys of instance_type.
+
+    Raises:
+        ValueError: an unknown instance_type, directed classes for rectangle1 or not in
+            class_ids, min_objects > max_objects or a bad scene size.
+
+    Example:
+        >>> s = detection_samples(1, min_objects=2, max_objects=2, instance_type="rectangle2")[0]
+        >>> len(s["bbox_label_id"]), bool((s["bbox_length1"] > s["bbox_length2"]).all())
+        (2, True)
+    """
     classes = _class_list(class_ids)
     directed = set(_class_list(directed_class_ids, allow_empty=True))
     if instance_type not in ("rectangle1", "rectangle2"):

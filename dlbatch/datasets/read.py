@@ -23,10 +23,33 @@ FORMATS = ("classification", "coco", "segmentation", "halcon")
 
 def read_dl_dataset(path, *, format: str | None = None, image_dir=None, border_tolerance: float = 1.0,
                     check_files: bool = True) -> DLDataset:
-    """The dataset at `path` as a lazy DLDataset; `format` (one of FORMATS) is found from the path
-    when None. image_dir replaces the image folder of a JSON dataset; border_tolerance (pixels)
-    is how far a box may reach outside its image; check_files checks that every image a JSON
-    file lists exists (a stat per file) instead of failing only when the sample is read."""
+    """The dataset at `path` as a lazy DLDataset: an image is opened when a sample is read.
+
+    Args:
+        path: a class-folder dataset (classification), an images/ + labels/ folder
+            (segmentation), or a JSON file (COCO detection, HALCON DLDataset).
+        format: one of FORMATS; None finds it from the path.
+        image_dir: replaces the image folder of a JSON dataset.
+        border_tolerance: how far (pixels) a box may reach outside its image.
+        check_files: check that every image a JSON file lists exists (a stat per file) instead
+            of failing only when the sample is read.
+
+    Returns:
+        A DLDataset (a sequence of raw sample dicts with class ids, names and splits).
+
+    Raises:
+        DLError: no such path, or a folder where a file is needed (or the reverse).
+        DLParamError: an unknown format, or image_dir for a folder dataset.
+        DLSampleError: an annotation that is not a valid sample (naming file and key).
+
+    Example:
+        >>> import dlbatch
+        >>> from dlbatch.datasets import write_synthetic_dataset
+        >>> path = write_synthetic_dataset("classification", "shapes", num_samples=6)
+        >>> data = dlbatch.read_dl_dataset(path)
+        >>> len(data), data.class_names
+        (6, ['disc', 'rectangle', 'triangle'])
+    """
     path = Path(path)
     if not path.exists():
         raise DLError(f"{path}: no such file or folder; pass a dataset folder (classification, "

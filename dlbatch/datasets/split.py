@@ -20,7 +20,31 @@ from .dataset import SPLIT_NAMES, DLDataset
 
 def split_dl_dataset(dataset: DLDataset, train_percent: float = 70, validation_percent: float = 15,
                      seed: int = 42) -> DLDataset:
-    """A copy of `dataset` in which every sample has a split (see the module docstring)."""
+    """A copy of `dataset` in which every sample has a split (HALCON's split_dl_dataset).
+
+    round(n * train_percent / 100) samples go to "train", round(n * validation_percent / 100)
+    to "validation", the rest to "test"; classification datasets are stratified per class.
+
+    Args:
+        dataset: a DLDataset (e.g. from read_dl_dataset).
+        train_percent: share of training samples, in percent.
+        validation_percent: share of validation samples, in percent.
+        seed: the same dataset and seed give the same split on every machine.
+
+    Returns:
+        A new DLDataset; `result.split("train")` gives the training samples.
+
+    Raises:
+        DLParamError: percentages outside 0..100 or adding up to more than 100.
+
+    Example:
+        >>> import dlbatch
+        >>> from dlbatch.datasets import write_synthetic_dataset
+        >>> path = write_synthetic_dataset("detection", "boxes", num_samples=10)
+        >>> data = dlbatch.split_dl_dataset(dlbatch.read_dl_dataset(path), 80, 20)
+        >>> len(data.split("train")), len(data.split("validation")), len(data.split("test"))
+        (8, 2, 0)
+    """
     _check(train_percent, validation_percent)
     n = len(dataset)
     rng = np.random.default_rng(int(seed))
@@ -38,7 +62,12 @@ def split_dl_dataset(dataset: DLDataset, train_percent: float = 70, validation_p
 
 
 def split_counts(n: int, train_percent: float, validation_percent: float) -> tuple[int, int, int]:
-    """(train, validation, test) sample counts for n samples."""
+    """(train, validation, test) sample counts for n samples (rounding half up).
+
+    Example:
+        >>> split_counts(10, 70, 15)
+        (7, 2, 1)
+    """
     train = min(math.floor(n * train_percent / 100 + 0.5), n)
     validation = min(math.floor(n * validation_percent / 100 + 0.5), n - train)
     return train, validation, n - train - validation

@@ -21,12 +21,39 @@ from .writers import write_classification_folder, write_coco, write_halcon_json,
 def write_synthetic_dataset(model_type: str, out_dir, num_samples: int = 24, seed: int = 0, width: int = 64,
                             height: int = 64, instance_type: str = "rectangle1", *, channels: int = 3,
                             num_classes: int = 3, format: str | None = None, **options) -> Path:
-    """Write num_samples synthetic samples into the new or empty folder out_dir and return the
-    path read_dl_dataset takes. options go to the generator (e.g. max_objects, min_objects,
-    directed_class_ids for detection; background_id for segmentation, default 0).
+    """Write synthetic samples (`dlbatch.data`) to disk in a dataset format read_dl_dataset reads.
 
     Class ids: classification 0..num_classes-1 (the sorted positions of the class folder names),
-    detection 1..num_classes, segmentation the background id plus 1..num_classes."""
+    detection 1..num_classes, segmentation the background id plus 1..num_classes.
+
+    Args:
+        model_type: "classification" (class folders), "detection" (COCO JSON) or
+            "segmentation" (images/ + labels/).
+        out_dir: a new or empty folder.
+        num_samples: number of images.
+        seed: seed of the scenes.
+        width: image width in pixels.
+        height: image height in pixels.
+        instance_type: "rectangle1" or "rectangle2" (detection).
+        channels: 1 (grey PNG) or 3 (RGB PNG).
+        num_classes: number of object classes.
+        format: None (the type's own format) or "halcon" (a HALCON DLDataset JSON).
+        **options: passed to the generator (max_objects, min_objects, directed_class_ids for
+            detection; background_id for segmentation, default 0).
+
+    Returns:
+        The path read_dl_dataset takes (the folder, or the JSON file).
+
+    Raises:
+        DLParamError: an unknown model type or format, bad channels or num_classes.
+        DLError: out_dir exists and is not an empty folder.
+
+    Example:
+        >>> from dlbatch.datasets import write_synthetic_dataset, read_dl_dataset
+        >>> path = write_synthetic_dataset("segmentation", "seg_data", num_samples=4)
+        >>> read_dl_dataset(path).class_ids
+        [0, 1, 2, 3]
+    """
     if model_type not in ("classification", "detection", "segmentation"):
         raise DLParamError(f"model_type must be classification, detection or segmentation, got {model_type!r}")
     if format not in (None, "halcon"):

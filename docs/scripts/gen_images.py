@@ -3,6 +3,7 @@ committed; `mkdocs build` only reads them):
 
     python docs/scripts/gen_images.py            # the full tour (about two minutes) + geometry
     python docs/scripts/gen_images.py --geometry # only the box-geometry drawing
+    python docs/scripts/gen_images.py --only detection_rectangle1   # one lesson again
 
 - `images/tour/<lesson>.png`: overlays of held-out predictions of the briefly trained models of
   `dlbatch.tour` (the same code as `python -m dlbatch.tour`), and `images/tour/summary.json`
@@ -24,17 +25,19 @@ import numpy as np
 IMAGES = Path(__file__).resolve().parent.parent / "images"
 
 
-def tour_images() -> dict:
+def tour_images(only: tuple[str, ...] = ()) -> dict:
     from dlbatch.tour import run_tour
     with tempfile.TemporaryDirectory() as tmp:
-        summary = run_tour(tmp)
+        summary = run_tour(tmp, only=only)
         out = IMAGES / "tour"
         out.mkdir(parents=True, exist_ok=True)
         for name in summary:
             shutil.copyfile(Path(tmp) / f"{name}.png", out / f"{name}.png")
-    kept = {name: {"measures": s["measures"], "steps": s["steps"], "seconds": s["seconds"]}
-            for name, s in summary.items()}
-    (IMAGES / "tour" / "summary.json").write_text(json.dumps(kept, indent=2) + "\n")
+    path = IMAGES / "tour" / "summary.json"
+    kept = json.loads(path.read_text()) if only and path.exists() else {}
+    kept.update({name: {"measures": s["measures"], "steps": s["steps"], "seconds": s["seconds"]}
+                 for name, s in summary.items()})
+    path.write_text(json.dumps(kept, indent=2) + "\n")
     return kept
 
 
@@ -112,10 +115,11 @@ def geometry_image(side: int = 48) -> Path:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--geometry", action="store_true", help="only the box-geometry drawing")
+    ap.add_argument("--only", nargs="*", default=(), help="tour lessons to render again (default: all)")
     args = ap.parse_args(argv)
     print(geometry_image())
     if not args.geometry:
-        print(json.dumps(tour_images(), indent=2))
+        print(json.dumps(tour_images(tuple(args.only)), indent=2))
 
 
 if __name__ == "__main__":

@@ -230,21 +230,43 @@ def detection_params_from_samples(samples, image_width: int, image_height: int, 
                                   iou_threshold: float = 0.5, lowest_level: int = 0,
                                   highest_level: int | None = None, max_num_subscales: int = 5,
                                   max_num_aspect_ratios: int = 5, max_num_angles: int | None = None) -> dict[str, Any]:
-    """Suggest anchor parameters from the samples' boxes (see the module docstring).
+    """Suggest anchor parameters from the samples' boxes (HALCON's
+    determine_dl_model_detection_param; see the module docstring).
 
-    samples: dicts with the boxes at image_width x image_height: rectangle1 (bbox_row1,
-    bbox_col1, bbox_row2, bbox_col2) or rectangle2 (bbox_row, bbox_col, bbox_phi, bbox_length1,
-    bbox_length2), read from the keys present unless `instance_type` says which.
-    ignore_direction (rectangle2 only, as the model's parameter): phi and phi + pi are the same
-    box; False asks for anchors that also point each box's way, angles in (-pi, pi].
-    lowest_level / highest_level bound the levels (e.g. the backbone's shallowest level: 2 for
-    resnet18); max_num_subscales, max_num_aspect_ratios and max_num_angles bound the search
-    (max_num_angles by default 12 with ignore_direction, else 24: the same angle step).
+    Args:
+        samples: dicts with the boxes at image_width x image_height: rectangle1 (bbox_row1,
+            bbox_col1, bbox_row2, bbox_col2) or rectangle2 (bbox_row, bbox_col, bbox_phi,
+            bbox_length1, bbox_length2), read from the keys present unless `instance_type` says.
+        image_width: the model's image width.
+        image_height: the model's image height.
+        instance_type: "rectangle1" or "rectangle2"; None reads it from the keys.
+        ignore_direction: rectangle2 only, as the model's parameter: phi and phi + pi are the
+            same box; False asks for anchors that also point each box's way, angles in (-pi, pi].
+        coverage_goal: share of boxes that should get an anchor with IoU >= iou_threshold.
+        iou_threshold: the IoU a box's best anchor must reach to count as covered.
+        lowest_level: lowest pyramid level allowed (e.g. 2 for resnet18).
+        highest_level: highest pyramid level allowed (None: as the image size allows).
+        max_num_subscales: most subscales searched.
+        max_num_aspect_ratios: most aspect ratios searched.
+        max_num_angles: most anchor angles searched (default 12 with ignore_direction, else 24:
+            the same angle step).
 
-    Returns instance_type, min_level, max_level, anchor_num_subscales, anchor_aspect_ratios
-    (ascending; rectangle2: length1 / length2), for rectangle2 anchor_angles (ascending, radians)
-    and ignore_direction, then coverage (the share of boxes covered), coverage_goal,
-    coverage_goal_met, num_boxes, anchors_per_location and num_anchors."""
+    Returns:
+        instance_type, min_level, max_level, anchor_num_subscales, anchor_aspect_ratios
+        (ascending; rectangle2: length1 / length2), for rectangle2 anchor_angles (ascending,
+        radians) and ignore_direction, then coverage (the share of boxes covered),
+        coverage_goal, coverage_goal_met, num_boxes, anchors_per_location and num_anchors.
+
+    Raises:
+        DLParamError: bad sizes, fractions or bounds.
+        DLSampleError: samples without boxes of one geometry, or degenerate boxes.
+
+    Example:
+        >>> from dlbatch.data import detection_samples
+        >>> suggested = detection_params_from_samples(detection_samples(20), 64, 64)
+        >>> suggested["min_level"] <= suggested["max_level"], suggested["coverage"] >= 0.9
+        (True, True)
+    """
     width = checked_int("image_width", image_width, 1)
     height = checked_int("image_height", image_height, 1)
     goal = _fraction("coverage_goal", coverage_goal)
