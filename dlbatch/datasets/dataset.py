@@ -45,7 +45,30 @@ class Record:
 
 
 class DLDataset(Sequence):
-    """Raw samples of one model type with their class ids and names (see the module docstring)."""
+    """Raw samples of one model type with their class ids and names (see the module docstring).
+
+    Usually made by `dlbatch.read_dl_dataset`; `ds[i]` reads sample i from disk, `len(ds)`
+    counts the samples, slices and `subset`/`split` give views without reading anything.
+
+    Args:
+        records: the index entries (`Record`), one per sample.
+        model_type: "classification", "detection" or "segmentation".
+        class_ids: the class ids (unique).
+        class_names: one name per class id (default: the ids as text).
+        instance_type: "rectangle1" or "rectangle2" for detection, else None.
+        source: the folder or JSON file the dataset was read from.
+        border_tolerance: how far (pixels) a box may reach outside its image.
+
+    Raises:
+        DLParamError: an unknown model type, instance_type missing for detection (or given for
+            another type), or class ids and names that do not match.
+
+    Example:
+        >>> from dlbatch.datasets import read_dl_dataset, write_synthetic_dataset
+        >>> data = read_dl_dataset(write_synthetic_dataset("detection", "coco_data", num_samples=3))
+        >>> len(data), data.model_type, data.instance_type, sorted(data[0])[:3]
+        (3, 'detection', 'rectangle1', ['bbox_col1', 'bbox_col2', 'bbox_label_id'])
+    """
 
     def __init__(self, records, *, model_type: str, class_ids, class_names=None,
                  instance_type: str | None = None, source=None, border_tolerance: float = 1.0):
@@ -69,18 +92,22 @@ class DLDataset(Sequence):
     # --- what the dataset is ----------------------------------------------------------------
     @property
     def model_type(self) -> str:
+        """The model type the samples are labelled for."""
         return self._model_type
 
     @property
     def instance_type(self) -> str | None:
+        """rectangle1 or rectangle2 for detection datasets, else None."""
         return self._instance_type
 
     @property
     def class_ids(self) -> list[int]:
+        """The class ids (a copy)."""
         return list(self._class_ids)
 
     @property
     def class_names(self) -> list[str]:
+        """One name per class id (a copy)."""
         return list(self._class_names)
 
     @property
@@ -104,15 +131,26 @@ class DLDataset(Sequence):
         return self._load(self._records[self._position(index)])
 
     def annotations(self, index: int) -> dict:
-        """What the index knows about sample `index` without reading any file: image_id,
-        image_file_name, split, image_size ([height, width] where the index declares it, as
-        COCO files do, else None) and the labels held in memory (boxes, image_label_id)."""
+        """What the index knows about a sample, without reading any file.
+
+        Args:
+            index: the sample's position (negative counts from the end).
+
+        Returns:
+            image_id, image_file_name, split, image_size ([height, width] where the index
+            declares it, as COCO files do, else None) and the labels held in memory (boxes,
+            image_label_id).
+
+        Raises:
+            IndexError: no such sample.
+        """
         record = self._records[self._position(index)]
         size = None if record.size is None else list(record.size)
         return {"image_id": record.image_id, "image_file_name": record.image_file_name,
                 "split": record.split, "image_size": size, **_copy(record.labels)}
 
     def image_path(self, index: int) -> Path:
+        """The image file of sample `index` (nothing is read)."""
         return self._records[self._position(index)].image_path
 
     def _position(self, index) -> int:
@@ -155,7 +193,14 @@ class DLDataset(Sequence):
 
     # --- views ----------------------------------------------------------------------------
     def subset(self, indices) -> "DLDataset":
-        """The samples at `indices` (in that order) as a dataset sharing this one's index."""
+        """The samples at `indices` (in that order) as a dataset sharing this one's index.
+
+        Args:
+            indices: sample positions.
+
+        Returns:
+            A new DLDataset (a view; nothing is read).
+        """
         return self._with([self._records[self._position(i)] for i in indices])
 
     def split_names(self) -> list[str]:
@@ -164,7 +209,18 @@ class DLDataset(Sequence):
         return [s for s in SPLIT_NAMES if s in present] + sorted(present - set(SPLIT_NAMES))
 
     def split(self, name: str) -> "DLDataset":
-        """The samples whose split is `name` (possibly none, e.g. test after a 80/20 split)."""
+        """The samples whose split is `name` (possibly none, e.g. test after a 80/20 split).
+
+        Args:
+            name: "train", "validation", "test" or another split name the samples carry.
+
+        Returns:
+            A new DLDataset (a view).
+
+        Raises:
+            DLError: the dataset has no splits (use `dlbatch.split_dl_dataset`).
+            DLParamError: an unknown split name.
+        """
         names = self.split_names()
         if not names:
             raise DLError("this dataset has no splits; call dlbatch.split_dl_dataset(dataset, train_percent, "
@@ -174,7 +230,17 @@ class DLDataset(Sequence):
         return self._with([r for r in self._records if r.split == name])
 
     def with_splits(self, splits) -> "DLDataset":
-        """A copy whose sample i has split splits[i] (a name or None)."""
+        """A copy whose sample i has split splits[i].
+
+        Args:
+            splits: one split name (or None) per sample.
+
+        Returns:
+            A new DLDataset.
+
+        Raises:
+            DLParamError: not one split per sample.
+        """
         splits = list(splits)
         if len(splits) != len(self):
             raise DLParamError(f"need one split per sample ({len(self)}), got {len(splits)}")
