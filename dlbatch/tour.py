@@ -182,7 +182,7 @@ def quick_requested(flag: bool) -> bool:
     Returns:
         True for the flag or a non-empty DLBATCH_TOUR_QUICK other than "0".
 
-    Example:
+    Examples:
         >>> quick_requested(True)
         True
     """
@@ -205,7 +205,7 @@ def run_tour(out_dir: str | Path = "dlbatch_tour", *, quick: bool = False, backe
         `{lesson name: {"measures": {...}, "seconds": s, "steps": n, "overlays": [paths]}}`,
         also written to `out_dir/summary.json`.
 
-    Example:
+    Examples:
         >>> summary = run_tour("tour_out", quick=True)   # doctest: +SKIP
         >>> sorted(summary)                               # doctest: +SKIP
         ['classification', 'detection_rectangle1', 'detection_rectangle2', 'segmentation']

@@ -38,7 +38,7 @@ def create_dl_model(type: str, backbone: str | None = None, *, backend: str | No
         DLParamError: an unknown model type, backbone or parameter, or a value out of range.
         DLPluginError: the backend is not registered.
 
-    Example:
+    Examples:
         >>> import dlbatch
         >>> model = dlbatch.create_dl_model("classification", backbone="compact", class_ids=[0, 1],
         ...                                 image_dimensions=[16, 16, 3], batch_size=4)

@@ -5,7 +5,7 @@ class DLError(Exception):
     """Base of every error dlbatch raises on purpose; the message says what was wrong and what
     to do. Catch the subclasses for one kind of problem.
 
-    Example:
+    Examples:
         >>> import dlbatch
         >>> model = dlbatch.create_dl_model("classification", class_ids=[0, 1], image_dimensions=[8, 8, 1])
         >>> try:

@@ -150,7 +150,7 @@ def preprocess_dl_samples(samples, model) -> list[dict]:
         DLSampleError: a sample without `image`, an image that is not a finite numeric array, a
             channel count that cannot be converted, or labels the model type refuses.
 
-    Example:
+    Examples:
         >>> import numpy as np, dlbatch
         >>> model = dlbatch.create_dl_model("classification", class_ids=[0, 1], image_dimensions=[8, 8, 1])
         >>> raw = {"image": np.full((20, 30), 255, np.uint8), "image_label_id": 1}

@@ -21,7 +21,7 @@ def set_system(name: str, value: Any) -> None:
     Raises:
         DLParamError: an unknown name or a value of the wrong type.
 
-    Example:
+    Examples:
         >>> import dlbatch
         >>> dlbatch.set_system("cudnn_deterministic", True)
         >>> dlbatch.get_system("cudnn_deterministic")

@@ -43,7 +43,7 @@ def classification_samples(n: int, *, height: int = 64, width: int = 64, channel
     Raises:
         ValueError: empty or repeated class ids, or sizes below the minimum.
 
-    Example:
+    Examples:
         >>> samples = classification_samples(4, height=16, width=16, class_ids=(3, 7))
         >>> samples[0]["image"].shape, samples[0]["image"].dtype.name, samples[0]["image_label_id"] in (3, 7)
         ((16, 16, 3), 'uint8', True)

@@ -52,7 +52,7 @@ def segmentation_samples(n: int, *, height: int = 64, width: int = 64, channels:
     Raises:
         ValueError: background_id among class_ids, max_objects < 1 or a bad scene size.
 
-    Example:
+    Examples:
         >>> s = segmentation_samples(2, height=32, width=32, class_ids=(1,))[0]
         >>> s["segmentation_image"].shape, sorted(set(s["segmentation_image"].ravel().tolist())) == [0, 1]
         ((32, 32), True)
@@ -108,7 +108,7 @@ def detection_samples(n: int, *, height: int = 64, width: int = 64, channels: in
         ValueError: an unknown instance_type, directed classes for rectangle1 or not in
             class_ids, min_objects > max_objects or a bad scene size.
 
-    Example:
+    Examples:
         >>> s = detection_samples(1, min_objects=2, max_objects=2, instance_type="rectangle2")[0]
         >>> len(s["bbox_label_id"]), bool((s["bbox_length1"] > s["bbox_length2"]).all())
         (2, True)

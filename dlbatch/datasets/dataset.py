@@ -63,7 +63,7 @@ class DLDataset(Sequence):
         DLParamError: an unknown model type, instance_type missing for detection (or given for
             another type), or class ids and names that do not match.
 
-    Example:
+    Examples:
         >>> from dlbatch.datasets import read_dl_dataset, write_synthetic_dataset
         >>> data = read_dl_dataset(write_synthetic_dataset("detection", "coco_data", num_samples=3))
         >>> len(data), data.model_type, data.instance_type, sorted(data[0])[:3]

@@ -42,7 +42,7 @@ def read_dl_dataset(path, *, format: str | None = None, image_dir=None, border_t
         DLParamError: an unknown format, or image_dir for a folder dataset.
         DLSampleError: an annotation that is not a valid sample (naming file and key).
 
-    Example:
+    Examples:
         >>> import dlbatch
         >>> from dlbatch.datasets import write_synthetic_dataset
         >>> path = write_synthetic_dataset("classification", "shapes", num_samples=6)

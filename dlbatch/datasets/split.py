@@ -37,7 +37,7 @@ def split_dl_dataset(dataset: DLDataset, train_percent: float = 70, validation_p
     Raises:
         DLParamError: percentages outside 0..100 or adding up to more than 100.
 
-    Example:
+    Examples:
         >>> import dlbatch
         >>> from dlbatch.datasets import write_synthetic_dataset
         >>> path = write_synthetic_dataset("detection", "boxes", num_samples=10)
@@ -64,7 +64,7 @@ def split_dl_dataset(dataset: DLDataset, train_percent: float = 70, validation_p
 def split_counts(n: int, train_percent: float, validation_percent: float) -> tuple[int, int, int]:
     """(train, validation, test) sample counts for n samples (rounding half up).
 
-    Example:
+    Examples:
         >>> split_counts(10, 70, 15)
         (7, 2, 1)
     """

@@ -48,7 +48,7 @@ def write_synthetic_dataset(model_type: str, out_dir, num_samples: int = 24, see
         DLParamError: an unknown model type or format, bad channels or num_classes.
         DLError: out_dir exists and is not an empty folder.
 
-    Example:
+    Examples:
         >>> from dlbatch.datasets import write_synthetic_dataset, read_dl_dataset
         >>> path = write_synthetic_dataset("segmentation", "seg_data", num_samples=4)
         >>> read_dl_dataset(path).class_ids

@@ -261,7 +261,7 @@ def detection_params_from_samples(samples, image_width: int, image_height: int, 
         DLParamError: bad sizes, fractions or bounds.
         DLSampleError: samples without boxes of one geometry, or degenerate boxes.
 
-    Example:
+    Examples:
         >>> from dlbatch.data import detection_samples
         >>> suggested = detection_params_from_samples(detection_samples(20), 64, 64)
         >>> suggested["min_level"] <= suggested["max_level"], suggested["coverage"] >= 0.9
