@@ -1,7 +1,8 @@
 """Pages taken from sections of README.md at every docs build (mkdocs-gen-files), so that the
 README and the site never say different things:
 
-- performance.md   <- "## Speed (from `make bench`)" and "## Backends"
+- performance.md   <- "## Backends", the learning table of "## Model types" ("Learning on the
+  synthetic scenes ...", as a section "How fast the model types learn") and "## Speed (from `make bench`)"
 - import_pytorch.md <- "## Import from PyTorch" (and "## Model files (ONNX)")
 - training.md      <- "## Train from the command line"
 
@@ -17,7 +18,7 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 PAGES = {
-    "performance.md": ("Performance", ["## Backends", "## Speed"],
+    "performance.md": ("Performance", ["## Backends", "Learning on the synthetic scenes", "## Speed"],
                        "How fast each backend trains and infers, from `make bench` (`bench/`); the "
                        "numbers are the README's."),
     "import_pytorch.md": ("Import from PyTorch", ["## Import from PyTorch", "## Model files"],
@@ -50,11 +51,31 @@ def section(text: str, heading: str, shift: bool = True) -> str:
     return "\n".join(out).strip() + "\n"
 
 
+def excerpt(text: str, start: str, heading: str) -> str:
+    """From the line starting with `start` to the end of the first table after it, under a
+    new "## heading"."""
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.startswith(start)), None)
+    if first is None:
+        raise LookupError(f"README.md has no paragraph starting with {start!r}")
+    i, seen_table = first, False
+    while i < len(lines) and not (seen_table and not lines[i].startswith("|")):
+        seen_table = seen_table or lines[i].startswith("|")
+        i += 1
+    return "\n".join([f"## {heading}", "", *lines[first:i]]).strip() + "\n"
+
+
+EXCERPT_HEADINGS = {"Learning on the synthetic scenes": "How fast the model types learn"}
+
+
 def page(name: str, text: str | None = None) -> str:
     title, headings, intro = PAGES[name]
     text = README.read_text(encoding="utf-8") if text is None else text
     parts = [f"# {title}", "", intro, ""]
     for heading in headings:
+        if not heading.startswith("#"):
+            parts += [excerpt(text, heading, EXCERPT_HEADINGS[heading]), ""]
+            continue
         titled = section(text, heading).startswith(f"# {title}")
         part = section(text, heading, shift=titled)
         if titled:
