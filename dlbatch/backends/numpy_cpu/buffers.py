@@ -11,6 +11,7 @@ Outside a running program (kernels called directly) `empty` is plain np.empty.
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 
@@ -21,6 +22,15 @@ KEEP_GENERATIONS = 2  # free buffers unused for this many program runs are relea
 
 _lock = threading.RLock()
 _active: list["BufferPool"] = []
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.RLock()  # a thread that held it in the parent does not exist in a fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _refs(lst: list, i: int) -> int:

@@ -104,6 +104,17 @@ class _Helpers:
 _helpers: _Helpers | None = None
 
 
+def _after_fork_in_child() -> None:
+    """A forked child has only the forking thread: the helper threads and a lock one of them
+    held are gone, so start from nothing (else its first parallel region waits forever)."""
+    global _helpers, _lock
+    _helpers, _lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _helpers_for(count: int) -> _Helpers:
     global _helpers
     with _lock:
