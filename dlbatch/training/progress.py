@@ -13,7 +13,9 @@ class TrainingListener:
 
     def on_train_begin(self, info: dict) -> None:
         """`info`: epochs, iterations_per_epoch, start_epoch (epochs already done, 0 for a
-        fresh run), start_iteration, main_metric (name or None), batch_samples, out_dir."""
+        fresh run), start_iteration, main_metric (name or None), batch_samples (samples per
+        weight update, every rank's together), world_size (1 unless distributed), out_dir.
+        In a distributed run only rank 0's listener is called."""
 
     def on_iteration(self, epoch: int, iteration: int, iterations_per_epoch: int, losses: dict) -> None:
         """After each weight update; `epoch` and `iteration` count from 1."""
