@@ -205,6 +205,23 @@ def test_a_killed_job_resumes_to_the_uninterrupted_weights(job):
     assert [r["epoch"] for r in read_log(out / "log.jsonl") if r["type"] == "epoch"] == list(range(1, EPOCHS + 1))
 
 
+def test_every_rank_starts_from_rank_0s_state_and_returns_its_result(tmp_path):
+    """Through the Python API under torchrun, with rank 1 starting from other weights both times."""
+    script = Path(__file__).with_name("dl_train_api_run.py")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(script), str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    zero, one = (json.loads((tmp_path / "out" / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert zero["world_size"] == 2 and zero["step"] == one["step"] == 2 * 2  # 20 samples // (2 x 4), 2 epochs
+    assert zero["digest"] == one["digest"]  # weights and solver state bit-identical on both ranks
+    assert zero["calls"] == [5, 5] and one["calls"] == [0, 0]  # begin, 2 iterations, evaluation, epoch end
+    assert zero["begin"]["start_epoch"] == 1 and zero["begin"]["batch_samples"] == 8
+    assert zero["started"] == one["started"] and zero["resumed"] == one["resumed"]
+    assert [r["epoch"] for r in one["resumed"]["history"]] == [1, 2]
+    assert one["resumed"]["paths"]["final"] == str(tmp_path / "out" / "final.onnx")
+
+
 def test_resuming_with_another_number_of_processes_is_refused(job, tmp_path):
     root, _, _ = job
     cwd = os.getcwd()
