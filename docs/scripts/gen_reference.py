@@ -5,14 +5,14 @@ its own to print them: `python docs/scripts/gen_reference.py [parameters|cli]`.
 
 - parameters: the parameter table (`dlbatch.core.params.GENERIC` plus each registered model
   type's `param_specs()`, with the type's defaults), one section per model type.
-- cli: every command of the Typer app (`dlbatch.cli.app.app`), walked as a click command tree:
-  usage, help, arguments and options with their defaults, and the command's example.
+- cli: every command of the Typer app (`dlbatch.cli.app.app`), walked as a click command tree
+  (duck-typed: Typer may vendor its own click): usage, help, arguments and options with their
+  defaults, and the command's example.
 """
 from __future__ import annotations
 
 import sys
 
-import click
 import typer.main
 
 from dlbatch.cli.app import app
@@ -78,22 +78,36 @@ def parameters_page() -> str:
     return "\n".join(out) + "\n"
 
 
-def _param_line(param: click.Parameter) -> str:
-    if isinstance(param, click.Argument):
-        names = f"`{param.human_readable_name}`"
+def _is_argument(param) -> bool:
+    return getattr(param, "param_type_name", "") == "argument" or type(param).__name__.endswith("Argument")
+
+
+def _kind(param) -> str:
+    if getattr(param, "is_flag", False):
+        return "flag"
+    if getattr(param, "type", None) is not None:
+        return param.type.name
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    name = getattr(annotation, "__name__", None) or str(annotation)
+    return {"str": "text", "Path": "path", "int": "integer", "float": "number", "bool": "flag"}.get(name, name)
+
+
+def _param_line(param) -> str:
+    if _is_argument(param):
+        names = f"`{param.metavar or param.name.upper()}`"
         kind = "argument" + (" (several)" if param.nargs == -1 else "")
     else:
         names = ", ".join(f"`{o}`" for o in [*param.opts, *param.secondary_opts])
-        kind = "flag" if getattr(param, "is_flag", False) else param.type.name
+        kind = _kind(param)
     default = param.default if not callable(param.default) else None
-    shown = "" if default in (None, (), [], False) or isinstance(param, click.Argument) else f"`{default}`"
+    shown = "" if default in (None, (), [], False) or _is_argument(param) else f"`{default}`"
     text = getattr(param, "help", None) or ""
-    required = "required" if param.required else ""
+    required = "yes" if param.required else ""
     return f"| {names} | {kind} | {required} | {_cell(shown)} | {_cell(text)} |"
 
 
-def _command_section(cmd: click.Command, path: list[str], out: list[str]) -> None:
-    ctx = click.Context(cmd, info_name=" ".join(path))
+def _command_section(cmd, path: list[str], out: list[str]) -> None:
+    ctx = cmd.context_class(cmd, info_name=" ".join(path))
     level = "#" * min(len(path) + 1, 4)
     out += [f"{level} `{' '.join(path)}`", ""]
     if cmd.help:
@@ -101,13 +115,15 @@ def _command_section(cmd: click.Command, path: list[str], out: list[str]) -> Non
     out += ["```text", cmd.get_usage(ctx).strip(), "```", ""]
     params = [p for p in cmd.get_params(ctx) if p.name != "help"]
     if params:
-        out += ["| argument / option | kind | | default | meaning |", "|---|---|---|---|---|"]
+        out += ["| argument / option | kind | required | default | meaning |", "|---|---|---|---|---|"]
         out += [_param_line(p) for p in params] + [""]
     if cmd.epilog:
         out += [cmd.epilog.strip(), ""]
-    if isinstance(cmd, click.Group):
+    if hasattr(cmd, "list_commands"):
         for name in cmd.list_commands(ctx):
-            _command_section(cmd.get_command(ctx, name), [*path, name], out)
+            sub = cmd.get_command(ctx, name)
+            if not getattr(sub, "hidden", False):
+                _command_section(sub, [*path, name], out)
 
 
 def cli_page() -> str:
