@@ -16,25 +16,47 @@ hookimpl = pluggy.HookimplMarker("dlbatch")
 
 @hookspec
 def dlbatch_register_backends(register: Callable[[Any], None]) -> None:
-    """Register compute backends: `register(backend)` with a `dlbatch.core.backend.Backend`
-    instance whose `name` is unique (e.g. "numpy", "torch")."""
+    """Register compute backends.
+
+    Args:
+        register: call `register(backend)` with a `dlbatch.core.backend.Backend` instance
+            whose `name` is unique (e.g. "numpy", "torch").
+
+    Examples:
+        >>> @hookimpl
+        ... def dlbatch_register_backends(register):
+        ...     register(MyBackend())          # doctest: +SKIP
+    """
 
 
 @hookspec
 def dlbatch_register_losses(register: Callable[[Any], None]) -> None:
-    """Register losses: `register(loss)` with a `dlbatch.core.loss.Loss` instance whose
-    `name` is what the model parameter `losses` refers to (e.g. "multinomial_logistic")."""
+    """Register losses.
+
+    Args:
+        register: call `register(loss)` with a `dlbatch.core.loss.Loss` instance whose `name`
+            is what the model parameter `losses` refers to (e.g. "multinomial_logistic").
+    """
 
 
 @hookspec
 def dlbatch_register_model_types(register: Callable[[Any], None]) -> None:
-    """Register model types: `register(model_type)` with a `dlbatch.core.model_type.ModelType`
-    instance whose `name` is what `create_dl_model` takes (e.g. "classification")."""
+    """Register model types.
+
+    Args:
+        register: call `register(model_type)` with a `dlbatch.core.model_type.ModelType`
+            instance whose `name` is what `create_dl_model` takes (e.g. "classification").
+    """
 
 
 @hookspec
 def dlbatch_register_ops(register: Callable[[str, str, Any], None]) -> None:
-    """Register op kernels: `register(backend_name, onnx_op_type, kernel)`. The kernel's shape
-    is defined by that backend (numpy: `NumpyKernel`; torch: `TorchKernel`). A later
-    registration of the same (backend, op) replaces an earlier one, so a plugin can also
-    override a built-in kernel."""
+    """Register op kernels.
+
+    The kernel's shape is defined by the backend (numpy: `NumpyKernel`; torch: `TorchKernel`).
+    A (backend, op) belongs to the first plugin that registers it: a third-party plugin taking
+    a held one is skipped with a warning, so to replace a built-in kernel disable its plugin.
+
+    Args:
+        register: call `register(backend_name, onnx_op_type, kernel)` once per kernel.
+    """

@@ -20,7 +20,16 @@ class Loss(ABC):
 
     @abstractmethod
     def value_and_grad(self, xp, prediction, target, weights, options: dict[str, Any] | None = None):
-        """Return (sum, d sum / d prediction): `sum` is a 0-d array, the loss summed over the
-        micro-batch, NOT divided by any count. `target` and `weights` are what the model type
-        encoded for this term (`TermTarget`), as backend arrays; `options` carries loss
-        settings from the model (e.g. focal alpha)."""
+        """The loss summed over the micro-batch and its gradient.
+
+        Args:
+            xp: the backend's array namespace (numpy, or array_api_compat.torch).
+            prediction: the graph output the loss term reads, as a backend array.
+            target: what the model type encoded for this term (`TermTarget.target`).
+            weights: per-element weights (`TermTarget.weights`).
+            options: loss settings from the model type (`ModelType.loss_options`, e.g. focal alpha).
+
+        Returns:
+            `(sum, d sum / d prediction)`: `sum` is a 0-d array, NOT divided by any count (the
+            train step divides by `TermTarget.normalizer`); the gradient has prediction's shape.
+        """

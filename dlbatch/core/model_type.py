@@ -107,47 +107,119 @@ class Evaluation:
 
 
 class ModelType(ABC):
+    """A model type plugin: classification, segmentation, detection or a third party's.
+
+    Register an instance with the `dlbatch_register_model_types` hook; `name` is what
+    `create_dl_model` takes. A model type reaches a model only through its public state API
+    (`model.hyperparameters`, `model.replace_params`, ...). `tests/core/two_term_model.py` is a
+    complete example.
+
+    Attributes:
+        name: the registered name.
+        reads_backbone_files: whether `create_dl_model(..., backbone="classifier.onnx")` works.
+        main_metric: what `train_dl_model` ranks evaluations by (None: never "best").
+    """
+
     name: str = ""
     reads_backbone_files: bool = False  # create_dl_model(..., backbone="classifier.onnx") accepted
     # What train_dl_model ranks evaluations by; a model type without one is never "best".
     main_metric: MainMetric | None = None
 
     def param_specs(self) -> list[ParamSpec]:
-        """Parameters specific to this model type (added to the generic table)."""
+        """Parameters specific to this model type (added to the generic parameter table).
+
+        Returns:
+            ParamSpecs whose `model_types` include this type's name.
+        """
         return []
 
     def default_params(self) -> dict[str, Any]:
-        """Overrides of generic defaults for this model type."""
+        """Overrides of generic defaults for this model type.
+
+        Returns:
+            {parameter name: default}.
+        """
         return {}
 
     @abstractmethod
     def backbones(self) -> Sequence[str]:
-        """Names accepted by create_dl_model(..., backbone=...)."""
+        """Names accepted by `create_dl_model(..., backbone=...)`; the first is the default.
+
+        Returns:
+            Backbone names.
+        """
 
     @abstractmethod
     def build(self, hp: Mapping[str, Any], backbone: str, rng: np.random.Generator
               ) -> tuple[Graph, dict[str, np.ndarray], dict[str, Any]]:
-        """The default graph, its initial values (numpy, float64 is fine) and model-type
-        metadata to keep with the model (e.g. which output holds the logits)."""
+        """The default network of a new model.
+
+        Args:
+            hp: the validated hyperparameters.
+            backbone: one of `backbones()` (or an ONNX file path when `reads_backbone_files`).
+            rng: the generator to initialise weights with (seeded from the `seed` parameter).
+
+        Returns:
+            `(graph, values, meta)`: the graph, its initial values (numpy; float64 is fine) and
+            model-type metadata kept with the model (e.g. which output holds the logits).
+        """
 
     @abstractmethod
     def loss_terms(self, meta: Mapping[str, Any]) -> list[LossTerm]:
-        ...
+        """The terms of the training objective.
+
+        Args:
+            meta: the model's metadata (from `build`).
+
+        Returns:
+            One LossTerm per term: its name, the graph output it reads, the default loss and
+            the hyperparameter weighting it.
+        """
 
     @abstractmethod
     def check_samples(self, samples: Sequence[Mapping], hp: Mapping[str, Any], *, labels: bool) -> None:
-        """Raise DLSampleError naming the sample index and key for anything wrong."""
+        """Check samples before anything runs, so that a bad sample never changes the model.
+
+        Args:
+            samples: the samples of a call.
+            hp: the hyperparameters.
+            labels: whether the labels are needed (training, evaluation) or not (apply).
+
+        Raises:
+            DLSampleError: anything wrong, naming the sample index and the key.
+        """
 
     @abstractmethod
     def encode(self, samples: Sequence[Mapping], hp: Mapping[str, Any], meta: Mapping[str, Any],
                *, labels: bool, dtype: str) -> Encoded:
-        """Graph inputs and, with `labels`, one TermTarget per loss term (numpy arrays)."""
+        """Turn one micro-batch of checked samples into arrays.
+
+        Args:
+            samples: the micro-batch.
+            hp: the hyperparameters.
+            meta: the model's metadata.
+            labels: whether to encode targets.
+            dtype: the floating type of the inputs ("float32", "float64").
+
+        Returns:
+            Graph inputs and, with `labels`, one TermTarget per loss term (numpy arrays).
+        """
 
     @abstractmethod
     def decode(self, outputs: Mapping[str, np.ndarray], hp: Mapping[str, Any], meta: Mapping[str, Any],
                contexts: Sequence[SampleContext]) -> list[dict]:
-        """One result dict per sample. `contexts[i]` says how sample i's image was prepared
-        (original size, scale), so results can be given in the original image's pixels."""
+        """Turn network outputs into result dicts.
+
+        Args:
+            outputs: the graph outputs named by `inference_outputs`, as numpy arrays.
+            hp: the hyperparameters.
+            meta: the model's metadata.
+            contexts: how each sample's image was prepared (original size, scale), so results
+                can be given in the original image's pixels.
+
+        Returns:
+            One result dict per sample.
+        """
 
     def preprocess_sample(self, sample: Mapping[str, Any], hp: Mapping[str, Any], index: int) -> dict:
         """A raw sample (any image size and grey-value type) in the model's input format.
@@ -172,6 +244,16 @@ class ModelType(ABC):
         return tuple(term.output for term in self.loss_terms(meta))
 
     def evaluate(self, results: list[dict], samples: Sequence[Mapping], hp: Mapping[str, Any]) -> dict:
+        """Measure results against the samples' labels (what `evaluate_dl_model` returns).
+
+        Args:
+            results: `apply_dl_model`'s results, one per sample.
+            samples: the labelled samples.
+            hp: the hyperparameters.
+
+        Returns:
+            The measures, the main metric among them.
+        """
         raise NotImplementedError(f"evaluate is not implemented for {self.name} models")
 
     def evaluation(self, hp: Mapping[str, Any]) -> Evaluation:
@@ -184,6 +266,15 @@ class ModelType(ABC):
         change is committed; raise to refuse it."""
 
     def loss_options(self, term: LossTerm, hp: Mapping[str, Any]) -> dict[str, Any]:
+        """Settings passed to a term's loss as `options` (e.g. the focal loss's alpha).
+
+        Args:
+            term: the loss term.
+            hp: the hyperparameters.
+
+        Returns:
+            {option: value}; none by default.
+        """
         return {}
 
     def draw_overlay(self, image: np.ndarray, result: Mapping[str, Any], hp: Mapping[str, Any]) -> np.ndarray:

@@ -34,7 +34,30 @@ class NumpyKernel:
     op_type: str = ""
 
     def forward(self, ctx: OpContext, inputs: list, attrs: dict[str, Any]):
+        """Compute the op's outputs.
+
+        Args:
+            ctx: the node's context (name, training flag, which inputs need gradients).
+            inputs: numpy arrays, None for an omitted optional input.
+            attrs: the node's ONNX attributes (absent ones take the ONNX default).
+
+        Returns:
+            `(outputs, saved)`: a list with one array per output, and whatever `backward`
+            needs (keep it small).
+        """
         raise NotImplementedError
 
     def backward(self, ctx: OpContext, saved: Any, grads: list, attrs: dict[str, Any]) -> list:
+        """Gradients of the loss with respect to the inputs.
+
+        Args:
+            ctx: the node's context; `ctx.needs_input_grad[i]` says whether input i needs one.
+            saved: what `forward` saved.
+            grads: one gradient per output (None for an output nobody used).
+            attrs: the node's ONNX attributes.
+
+        Returns:
+            One entry per input: its gradient (the input's dtype and logical shape), or None
+            where it is not needed or the input is not differentiable.
+        """
         raise NotImplementedError(f"{self.op_type} has no backward on the numpy backend")
