@@ -141,7 +141,23 @@ def export_inference_onnx(model, path) -> None:
     rounding of min_confidence or an IoU within rounding of a max_overlap threshold can be
     decided the other way. The per-level top-k, the tie order and the degenerate-box rule are
     exact. The parameters at export time (min_confidence, max_overlap,
-    max_overlap_class_agnostic, max_num_detections, class ids and names) are baked in."""
+    max_overlap_class_agnostic, max_num_detections, class ids and names) are baked in.
+
+    Args:
+        model: a rectangle1 detection model.
+        path: the file to write.
+
+    Raises:
+        DLParamError: not a detection model, or a rectangle2 one.
+        DLModelFileError: the file cannot be written (an existing file stays as it was).
+
+    Examples:
+        >>> import dlbatch
+        >>> det = dlbatch.create_dl_model("detection", class_ids=[1], image_dimensions=[64, 64, 3])
+        >>> dlbatch.export_inference_onnx(det, "detector_inference.onnx")
+        >>> import onnx; "bbox_confidence" in [o.name for o in onnx.load("detector_inference.onnx").graph.output]
+        True
+    """
     proto = inference_proto(model)
     try:
         atomic_write(path, lambda: serialize(proto))
