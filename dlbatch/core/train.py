@@ -43,7 +43,7 @@ from typing import Any
 from . import solvers
 from .backend import training_backend_names
 from .collective import current_collective, sync_batchnorm
-from .errors import DLBackendError, DLNumericError, DLSampleError
+from .errors import DLBackendError, DLError, DLNumericError, DLSampleError
 from .loss import Loss
 from .model_type import LossTerm
 from .plugins import manager
@@ -96,8 +96,7 @@ def refuse_inference_only(model) -> None:
                          f"back; weights and solver state move with the model. Nothing was changed")
 
 
-def train_step(model, samples) -> dict[str, float]:
-    refuse_inference_only(model)
+def _checked_samples(model, samples) -> list:
     samples = as_sample_list(samples)
     hp = model.hyperparameters
     bs, mult = hp["batch_size"], hp["batch_size_multiplier"]
@@ -106,11 +105,38 @@ def train_step(model, samples) -> dict[str, float]:
                             f"{bs} * {mult} = {bs * mult}; pass exactly that many, or change batch_size "
                             "or batch_size_multiplier")
     model.model_type.check_samples(samples, hp, labels=True)
+    return samples
+
+
+def _agree_on_samples(coll, model, samples) -> list:
+    """Check the samples; data-parallel, every rank learns whether any rank refused its shard
+    and all refuse together (a rank that went on alone would pair its next step's all-reduces
+    with the others' current ones)."""
+    try:
+        checked, error = _checked_samples(model, samples), None
+    except DLError as exc:
+        checked, error = None, exc
+    if coll is not None:
+        refused = int(coll.all_reduce_floats([0.0 if error is None else 1.0])[0])
+        if refused and error is None:
+            raise DLSampleError(f"{refused} of {coll.world_size} ranks refused their samples (see their "
+                                f"errors); this rank ({coll.rank}) refuses too, so that the ranks stay in step. "
+                                "The step was not applied on any rank")
+    if error is not None:
+        raise error
+    return checked
+
+
+def train_step(model, samples) -> dict[str, float]:
+    refuse_inference_only(model)
+    coll = current_collective()
+    samples = _agree_on_samples(coll, model, samples)
+    hp = model.hyperparameters
+    bs, mult = hp["batch_size"], hp["batch_size_multiplier"]
     backend = model.backend
     xp = backend.xp
     program = model.program()
     solver_state = model.solver_state
-    coll = current_collective()
     backend.set_deterministic(bool(get_system("cudnn_deterministic")))
     seed = int(hp["seed"]) * 1_000_003 + int(solver_state["step"])
     backend.seed(seed if coll is None else seed + 7_919 * coll.rank)  # dropout differs per rank

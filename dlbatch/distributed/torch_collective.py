@@ -88,7 +88,8 @@ class TorchCollective:
             return []
         t = torch.tensor([float(v) for v in values], dtype=torch.float64)
         transit = self._transit_device()
-        t = self._all_reduce(t if transit is None else t.to(transit), "sum of loss values and normalisers")
+        t = self._all_reduce(t if transit is None else t.to(transit),
+                             "sum of numbers (sample checks, normalisers, loss values)")
         return [float(v) for v in t.cpu().tolist()]
 
     def barrier(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import dlbatch
+from dlbatch.core.errors import DLBackendError, DLNumericError, DLSampleError
 from dlbatch.core.plugins import manager
 from dlbatch.data import detection_samples
 
@@ -30,6 +31,13 @@ SCENARIOS = {
     "numpy_bn_per_rank": dict(net="bn", backend="numpy", bs=2, mult=1, solver="sgd", sync=False),
     "torch_detection": dict(net="detection", backend="torch", bs=1, mult=2, solver="sgd", sync=True),
     "numpy_detection": dict(net="detection", backend="numpy", bs=1, mult=2, solver="sgd", sync=True),
+    # normaliser max(1, images of class 0); rank 1's shard has none of them in step 0
+    "numpy_floor_empty_shard": dict(net="plain_floor", backend="numpy", bs=2, mult=1, solver="sgd", no_class0=1),
+    # step 1: a sample of rank 1's shard has an unknown label (refused before any computation)
+    "numpy_bad_sample_on_one_rank": dict(net="plain", backend="numpy", bs=2, mult=1, solver="sgd", bad_label_step=1),
+    # step 1: an image of rank 1's shard overflows float32 (non-finite loss on that rank only)
+    "numpy_overflow_on_one_rank": dict(net="plain", backend="numpy", bs=2, mult=1, solver="sgd", huge_step=1,
+                                       precision="float32"),
     # a shard without any box: its max(1, positives) normaliser needs the floor after the sum
     "torch_detection_empty_shard": dict(net="detection", backend="torch", bs=1, mult=2, solver="sgd", sync=True,
                                         min_objects=0),
@@ -39,7 +47,7 @@ SCENARIOS = {
 def make_model(name: str, batch_size: int):
     sc = SCENARIOS[name]
     common = dict(batch_size=batch_size, batch_size_multiplier=sc["mult"], learning_rate=0.02, momentum=0.9,
-                  weight_prior=1e-3, solver_type=sc["solver"], seed=3, backend=sc["backend"], precision="float64")
+                  weight_prior=1e-3, solver_type=sc["solver"], seed=3, backend=sc["backend"], precision=sc.get("precision", "float64"))
     if sc.get("sync"):
         common["batchnorm_sync"] = True
     if sc["net"] == "detection":
@@ -60,8 +68,21 @@ def global_batch(name: str, model, step: int) -> list[dict]:
         raw = detection_samples(n, height=32, width=32, class_ids=tuple(DET_IDS), seed=10 + step,
                                 min_objects=sc.get("min_objects", 1), max_objects=4)
         return dlbatch.preprocess_dl_samples(raw, model)
-    return [{"image": (rng.standard_normal((6, 6, 2)) * 40).astype(np.float32),
-             "image_label_id": int(rng.integers(0, 3))} for _ in range(n)]
+    samples = [{"image": (rng.standard_normal((6, 6, 2)) * 40).astype(np.float32),
+                "image_label_id": int(rng.integers(0, 3))} for _ in range(n)]
+    if sc.get("no_class0") is not None and step == 0:  # that rank's shard of micro-batch 0 has no class 0
+        for i in range(sc["no_class0"] * sc["bs"], (sc["no_class0"] + 1) * sc["bs"]):
+            samples[i]["image_label_id"] = 1 + i % 2
+        samples[0]["image_label_id"] = 0
+    if sc.get("no_class0") is not None and step == 1:  # no class 0 anywhere: the floor 1 divides
+        for i, s in enumerate(samples):
+            s["image_label_id"] = 1 + i % 2
+    # sample bs is the first of rank 1's shard (micro-batch 0)
+    if sc.get("bad_label_step") == step:
+        samples[sc["bs"]]["image_label_id"] = 99
+    if sc.get("huge_step") == step:
+        samples[sc["bs"]]["image"] = np.full((6, 6, 2), 3e38, dtype=np.float32)
+    return samples
 
 
 def shard(samples: list, rank: int, world: int, bs: int, mult: int) -> list:
@@ -82,15 +103,23 @@ def run(name: str, rank: int, world: int, steps: int = STEPS, after_step=None) -
     bs = sc["bs"] * WORLD // world
     model = make_model(name, bs)
     record: dict[str, np.ndarray] = {}
-    losses = []
+    losses, refused, keys = [], [], []
     for step in range(steps):
         samples = shard(global_batch(name, model, step), rank, world, bs, sc["mult"])
-        out = dlbatch.train_dl_model_batch(model, samples)
-        keys = sorted(out)
-        losses.append([out[k] for k in keys])
+        before = model.state_dict(), model.solver_state_dict()
+        try:
+            out = dlbatch.train_dl_model_batch(model, samples)
+        except (DLSampleError, DLNumericError, DLBackendError) as exc:  # not a failed collective (DLError)
+            refused.append(f"{step}:{type(exc).__name__}:{exc}")
+            after = model.state_dict(), model.solver_state_dict()
+            assert all(np.array_equal(a[n], b[n]) for a, b in zip(before, after) for n in a), "model changed"
+        else:
+            keys = sorted(out)
+            losses.append([out[k] for k in keys])
         if after_step is not None:
             after_step(step)
     record["losses"] = np.array(losses)
+    record["refused"] = np.array(refused, dtype=str)
     record["loss_keys"] = np.array(keys)
     for n, v in model.state_dict().items():
         record[f"w/{n}"] = np.asarray(v)

@@ -57,7 +57,7 @@ def assert_equals_one_process(name, rec):
 
 
 @pytest.mark.parametrize("name", ["torch_plain", "numpy_plain", "torch_bn_sync", "numpy_bn_sync",
-                                  "torch_detection"])
+                                  "torch_detection", "numpy_floor_empty_shard"])
 def test_two_ranks_on_shards_equal_one_process_on_the_whole_batch(ranks, name):
     r0, r1 = records(ranks, name)
     assert_ranks_bit_identical(r0, r1)
@@ -88,8 +88,32 @@ def test_detection_shard_without_boxes_equals_one_process(ranks):
 
 
 def test_numpy_fused_batchnorm_refuses_batchnorm_sync_on_every_rank(ranks):
-    errors = ranks["numpy_detection"]
-    assert all(isinstance(e, str) and "DLBackendError" in e and "batchnorm_sync" in e for e in errors), errors
+    for rec in records(ranks, "numpy_detection"):
+        errors = list(rec["refused"])
+        assert len(errors) == scenarios.STEPS, errors
+        assert all(":DLBackendError:" in e and "batchnorm_sync" in e for e in errors), errors
+
+
+@pytest.mark.parametrize("name, rank1_error", [("numpy_bad_sample_on_one_rank", "DLSampleError"),
+                                               ("numpy_overflow_on_one_rank", "DLNumericError")])
+def test_a_step_one_rank_refuses_is_refused_by_every_rank(ranks, name, rank1_error):
+    """A bad sample or a non-finite loss on rank 1 only: both ranks refuse step 1 with the model
+    untouched (checked in scenarios.run), stay in step, and end like one process on the
+    whole batch, which refuses step 1 too."""
+    r0, r1 = records(ranks, name)
+    assert [e.split(":")[:2] for e in r1["refused"]] == [["1", rank1_error]]
+    assert [e.split(":")[0] for e in r0["refused"]] == ["1"]
+    if rank1_error == "DLSampleError":  # rank 0's own samples were fine: it says why it refuses
+        assert "ranks refused their samples" in r0["refused"][0]
+    for key in r0:
+        if key != "refused":
+            assert np.array_equal(r0[key], r1[key]), key
+    ref = scenarios.run(name, 0, 1)
+    assert [e.split(":")[0] for e in ref["refused"]] == ["1"]
+    np.testing.assert_allclose(r0["losses"], ref["losses"], rtol=1e-5)
+    for key in ref:
+        if key.startswith(("w/", "s/")):
+            np.testing.assert_allclose(r0[key], ref[key], rtol=1e-5, atol=1e-7, err_msg=key)
 
 
 @pytest.mark.parametrize("name", ["torch_bn_per_rank", "numpy_bn_per_rank"])

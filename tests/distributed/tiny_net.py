@@ -6,9 +6,15 @@ small network, so that data-parallel tests control whether batch norm is in it:
   (no BatchNormalization -> Relu -> MaxPool chain, which the numpy backend fuses into a kernel
   that does not synchronise statistics).
 
-One loss term (multinomial_logistic), normalised by the number of images of the micro-batch.
+One loss term (multinomial_logistic), normalised by the number of images of the micro-batch;
+with the backbone variant `plain_floor` (the plain network) every image adds to the sum but the
+normaliser is max(1, images of the first class), like detection's positive anchors, given as
+the raw count and `normalizer_floor` = 1 so that data-parallel steps apply the floor after the
+sum over the ranks.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,6 +22,13 @@ from dlbatch.core.graph import Graph, Node, ValueInfo
 from dlbatch.core.hookspecs import hookimpl
 from dlbatch.core.model_type import Encoded, LossTerm, ModelType, TermTarget
 from dlbatch.core.samples import check_image, class_index, images_to_nchw
+
+
+@dataclass
+class FlooredTarget(TermTarget):
+    """A TermTarget whose normaliser is max(normalizer_floor, normalizer summed over ranks)."""
+
+    normalizer_floor: float = 0.0
 
 NAME = "tiny_dp_test"
 CH = 4
@@ -25,7 +38,7 @@ class TinyNet(ModelType):
     name = NAME
 
     def backbones(self):
-        return ["plain", "bn"]
+        return ["plain", "bn", "plain_floor"]
 
     def build(self, hp, backbone, rng):
         c, h, w, k = hp["image_num_channels"], hp["image_height"], hp["image_width"], len(hp["class_ids"])
@@ -57,7 +70,8 @@ class TinyNet(ModelType):
         trainable = [n for n in values if n not in stats]
         graph = Graph(nodes, [ValueInfo("image", (None, c, None, None))], [ValueInfo("logits", (None, k))],
                       trainable=trainable, statistics=stats)
-        return graph, {n: np.asarray(v, dtype=np.float32) for n, v in values.items()}, {"input": "image"}
+        meta = {"input": "image", "floor": backbone == "plain_floor"}
+        return graph, {n: np.asarray(v, dtype=np.float32) for n, v in values.items()}, meta
 
     def loss_terms(self, meta):
         return [LossTerm("classification", "logits", "multinomial_logistic")]
@@ -75,7 +89,12 @@ class TinyNet(ModelType):
         if labels:
             ids = {cid: i for i, cid in enumerate(hp["class_ids"])}
             y = np.array([class_index(s, i, "image_label_id", ids) for i, s in enumerate(samples)])
-            targets["classification"] = TermTarget(y, np.ones(len(y), dtype=dtype), float(len(y)))
+            if meta.get("floor"):
+                # every image adds to the sum (like focal's negatives), class-0 images normalise
+                targets["classification"] = FlooredTarget(y, np.ones(len(y), dtype=dtype), float((y == 0).sum()),
+                                                          normalizer_floor=1.0)
+            else:
+                targets["classification"] = TermTarget(y, np.ones(len(y), dtype=dtype), float(len(y)))
         return Encoded(inputs, targets)
 
     def decode(self, outputs, hp, meta, contexts):
