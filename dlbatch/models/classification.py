@@ -45,8 +45,9 @@ class Classification(ModelType):
     def build(self, hp, backbone, rng):
         side = min(hp["image_width"], hp["image_height"])
         if side < MIN_SIDE[backbone]:
-            raise DLParamError(f"the {backbone} backbone needs images of at least {MIN_SIDE[backbone]} "
-                               f"pixels per side; got {hp['image_width']}x{hp['image_height']}")
+            raise DLParamError(f"the {backbone} backbone needs image_width and image_height of at least "
+                               f"{MIN_SIDE[backbone]} pixels; got image_width={hp['image_width']}, "
+                               f"image_height={hp['image_height']}")
         b = GraphBuilder(rng)
         c, k = hp["image_num_channels"], len(hp["class_ids"])
         features = BACKBONES[backbone](b, "image", c).last
@@ -136,8 +137,8 @@ class Classification(ModelType):
             side = new
             backbone = model.meta.get("backbone")
             if backbone in MIN_SIDE and side < MIN_SIDE[backbone]:
-                raise DLParamError(f"the {backbone} backbone needs images of at least "
-                                   f"{MIN_SIDE[backbone]} pixels per side")
+                raise DLParamError(f"the {backbone} backbone needs {name} of at least "
+                                   f"{MIN_SIDE[backbone]} pixels; got {name}={new}")
 
     def _resize_head(self, model, k: int) -> None:
         """New class count: re-initialise the last fully connected layer (HALCON behaviour);
