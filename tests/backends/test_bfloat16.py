@@ -197,5 +197,5 @@ def test_digits_demo_learns_in_bfloat16_on_the_cpu(capsys):
 
 @pytest.mark.cuda
 def test_digits_demo_learns_in_bfloat16_on_cuda(capsys):
-    summary = main(["--backend", "torch", "--device", "cuda", "--precision", "bfloat16"])
+    summary = main(["--backend", "torch", "--device", "cuda", "--precision", "bfloat16", "--epochs", "3"])
     assert summary["accuracy"] >= 0.95
