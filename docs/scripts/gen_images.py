@@ -1,8 +1,11 @@
-"""Render the pictures of the docs from real data and real predictions (run by hand, the PNGs are
-committed; `mkdocs build` only reads them):
+"""Render the pictures of the docs from real data and real predictions.
 
-    python docs/scripts/gen_images.py            # the full tour (about two minutes) + geometry
-    python docs/scripts/gen_images.py --geometry # only the box-geometry drawing
+The tour's overlays need trained models (minutes), so they are rendered by hand and committed;
+the box-geometry drawing takes a second and is rendered by every `mkdocs build` (mkdocs-gen-files
+runs this file; it is not committed):
+
+    python docs/scripts/gen_images.py            # the full tour + the geometry drawing, on disk
+    python docs/scripts/gen_images.py --geometry # only the box-geometry drawing, on disk
     python docs/scripts/gen_images.py --only detection_rectangle1   # one lesson again
 
 - `images/tour/<lesson>.png`: overlays of held-out predictions of the briefly trained models of
@@ -14,6 +17,7 @@ committed; `mkdocs build` only reads them):
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import shutil
@@ -97,7 +101,8 @@ def _rectangle2_panel(ax, side: int) -> None:
     ax.set_ylabel("row")
 
 
-def geometry_image(side: int = 48) -> Path:
+def geometry_png(side: int = 48) -> bytes:
+    """The box-geometry drawing (a rectangle1 and a rectangle2 box of real samples) as PNG bytes."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -105,10 +110,16 @@ def geometry_image(side: int = 48) -> Path:
     _rectangle1_panel(a, side)
     _rectangle2_panel(b, side)
     fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def geometry_image() -> Path:
     IMAGES.mkdir(parents=True, exist_ok=True)
     path = IMAGES / "box_geometry.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    path.write_bytes(geometry_png())
     return path
 
 
@@ -124,3 +135,7 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+else:  # loaded by mkdocs-gen-files
+    import mkdocs_gen_files
+    with mkdocs_gen_files.open("images/box_geometry.png", "wb") as f:
+        f.write(geometry_png())
