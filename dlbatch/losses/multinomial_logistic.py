@@ -13,7 +13,21 @@ from ..core.loss import Loss
 
 
 def softmax_parts(xp, z):
-    """(softmax, log softmax) over axis 1, shifted by the max for stability."""
+    """Softmax and log-softmax over axis 1, shifted by the max for stability.
+
+    Args:
+        xp: the backend's array namespace.
+        z: logits N x K (x spatial dimensions).
+
+    Returns:
+        `(softmax, log_softmax)`, both shaped like z.
+
+    Examples:
+        >>> import numpy as np
+        >>> p, log_p = softmax_parts(np, np.array([[0.0, 0.0], [1000.0, 0.0]]))
+        >>> p.tolist(), bool(np.isfinite(log_p).all())
+        ([[0.5, 0.5], [1.0, 0.0]], True)
+    """
     shifted = z - xp.max(z, axis=1, keepdims=True)
     exp = xp.exp(shifted)
     sum_exp = xp.sum(exp, axis=1, keepdims=True)
@@ -21,13 +35,31 @@ def softmax_parts(xp, z):
 
 
 def one_hot(xp, target, z):
-    """One-hot of integer `target` along axis 1, shaped and typed like the logits `z`."""
+    """One-hot of integer class indices along axis 1, shaped and typed like the logits.
+
+    Args:
+        xp: the backend's array namespace.
+        target: class indices 0..K-1, shaped like z without axis 1.
+        z: the logits N x K (x spatial dimensions).
+
+    Returns:
+        An array shaped and typed like z.
+
+    Examples:
+        >>> import numpy as np
+        >>> one_hot(np, np.array([2, 0]), np.zeros((2, 3))).tolist()
+        [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    """
     k = z.shape[1]
     classes = xp.reshape(xp.arange(k, device=getattr(z, "device", "cpu")), (1, k) + (1,) * (z.ndim - 2))
     return xp.astype(xp.expand_dims(target, axis=1) == classes, z.dtype)
 
 
 class MultinomialLogistic(Loss):
+    """The multinomial logistic (cross-entropy) loss of classification and segmentation:
+    sum_n a_n * -log softmax(z_n)[y_n] over images or pixels, with the weights a_n the model type
+    encodes (class weights, weight images, 0 for ignored pixels)."""
+
     name = "multinomial_logistic"
 
     def value_and_grad(self, xp, prediction, target, weights, options=None):

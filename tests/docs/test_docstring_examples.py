@@ -10,7 +10,7 @@ import pytest
 
 MODULES = ["dlbatch.core.create", "dlbatch.core.preprocess", "dlbatch.core.system", "dlbatch.datasets.read",
            "dlbatch.datasets.split", "dlbatch.datasets.synth", "dlbatch.datasets.dataset", "dlbatch.data.classification", "dlbatch.data.synthetic",
-           "dlbatch.models.detection.detection_params", "dlbatch.models.detection.inference_export", "dlbatch.core.errors", "dlbatch.tour"]
+           "dlbatch.models.detection.detection_params", "dlbatch.models.detection.inference_export", "dlbatch.core.errors", "dlbatch.losses.multinomial_logistic", "dlbatch.tour"]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
