@@ -8,9 +8,22 @@ import importlib
 
 import pytest
 
-MODULES = ["dlbatch.core.create", "dlbatch.core.preprocess", "dlbatch.core.system", "dlbatch.datasets.read",
-           "dlbatch.datasets.split", "dlbatch.datasets.synth", "dlbatch.datasets.dataset", "dlbatch.data.classification", "dlbatch.data.synthetic",
-           "dlbatch.models.detection.detection_params", "dlbatch.models.detection.inference_export", "dlbatch.core.errors", "dlbatch.losses.multinomial_logistic", "dlbatch.tour"]
+MODULES = [
+    "dlbatch.core.create",
+    "dlbatch.core.preprocess",
+    "dlbatch.core.system",
+    "dlbatch.datasets.read",
+    "dlbatch.datasets.split",
+    "dlbatch.datasets.synth",
+    "dlbatch.datasets.dataset",
+    "dlbatch.data.classification",
+    "dlbatch.data.synthetic",
+    "dlbatch.models.detection.detection_params",
+    "dlbatch.models.detection.inference_export",
+    "dlbatch.core.errors",
+    "dlbatch.losses.multinomial_logistic",
+    "dlbatch.tour",
+]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
