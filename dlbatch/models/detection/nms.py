@@ -38,8 +38,25 @@ _ROWS_PER_BLOCK = 1024
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, pairwise_iou: PairwiseIoU,
         *, max_boxes: int = MAX_NMS_BOXES) -> np.ndarray:
-    """Indices (int64) of the boxes greedy NMS keeps, by descending score (ties: lower index
-    first). A box is suppressed when its IoU with a kept higher-ranked box is > threshold."""
+    """Greedy non-maximum suppression.
+
+    Args:
+        boxes: (N, P) boxes of the geometry `pairwise_iou` measures.
+        scores: (N,) scores.
+        threshold: a box is suppressed when its IoU with a kept higher-ranked box is > threshold.
+        pairwise_iou: `f(a, b) -> (len(a), len(b))` IoU, e.g. `rotated_pairwise_iou`.
+        max_boxes: the most boxes accepted (the suppression matrix is N x N).
+
+    Returns:
+        int64 indices of the kept boxes by descending score (ties: lower index first).
+
+    Examples:
+        >>> import numpy as np
+        >>> from dlbatch.models.detection.rotated_iou import rotated_pairwise_iou
+        >>> boxes = np.array([[10, 10, 0, 5, 2], [10, 10.5, 0, 5, 2], [30, 30, 0, 5, 2]], float)
+        >>> nms(boxes, np.array([0.9, 0.8, 0.7]), 0.5, rotated_pairwise_iou).tolist()
+        [0, 2]
+    """
     return _greedy_nms(boxes, scores, None, threshold, pairwise_iou, max_boxes)
 
 

@@ -40,8 +40,20 @@ def _period(ignore_direction: bool) -> float:
 
 
 def normalize_phi(phi, ignore_direction: bool = True) -> np.ndarray:
-    """phi (any shape) as float64 in (-pi/2, pi/2] when ignore_direction (phi and phi + pi are the
-    same box), else in (-pi, pi]. Values already in the range are returned unchanged (bit for bit)."""
+    """Angles in the range results use.
+
+    Args:
+        phi: angles in radians (any shape).
+        ignore_direction: phi and phi + pi are the same box.
+
+    Returns:
+        float64 phi in (-pi/2, pi/2] when ignore_direction, else in (-pi, pi]; values already in
+        the range come back unchanged (bit for bit).
+
+    Examples:
+        >>> normalize_phi([3.0, -1.0]).round(4).tolist()
+        [-0.1416, -1.0]
+    """
     period = _period(ignore_direction)
     half = period / 2  # pi / 2 or pi; -half + period == half exactly in floating point
     phi = np.array(phi, dtype=np.float64)

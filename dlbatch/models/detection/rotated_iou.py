@@ -56,8 +56,21 @@ def _as_boxes5(boxes) -> np.ndarray:
 
 
 def corners(boxes) -> np.ndarray:
-    """(N, 4, 2) the corners (row, col) of rectangle2 boxes (N, 5), in the cyclic order
-    +l1+l2, -l1+l2, -l1-l2, +l1-l2 (counter-clockwise on screen)."""
+    """The corners of rectangle2 boxes: centre +- length1 * d1 +- length2 * d2 with
+    d1 = (-sin phi, cos phi) and d2 = (cos phi, sin phi) in (row, col).
+
+    Args:
+        boxes: (N, 5) rows (row, col, phi, length1, length2).
+
+    Returns:
+        (N, 4, 2) corners (row, col) in the cyclic order +l1+l2, -l1+l2, -l1-l2, +l1-l2
+        (counter-clockwise on screen).
+
+    Examples:
+        >>> import numpy as np
+        >>> corners(np.array([[10.0, 20.0, np.pi / 2, 6.0, 2.0]])).round(6)[0, 0].tolist()
+        [4.0, 22.0]
+    """
     b = _as_boxes5(boxes)
     sin, cos = np.sin(b[:, 2]), np.cos(b[:, 2])
     d1 = np.stack([-sin, cos], axis=1) * b[:, 3:4]  # (N, 2) length1 * d1
@@ -136,9 +149,28 @@ def intersection_area(a, b) -> np.ndarray:
 
 
 def rotated_pairwise_iou(a, b, *, block: int = DEFAULT_BLOCK) -> np.ndarray:
-    """(N, M) IoU of every rectangle2 box of `a` (N, 5) with every box of `b` (M, 5); 0 where
-    the boxes do not overlap (touching included) or either is degenerate (a length <= 0).
-    Pairs are clipped `block` at a time; see the module docstring."""
+    """The exact IoU of every rectangle2 box of `a` with every box of `b` (polygon clipping).
+
+    Args:
+        a: (N, 5) boxes (row, col, phi, length1, length2).
+        b: (M, 5) boxes.
+        block: pairs are clipped this many at a time (memory bound; see the module docstring).
+
+    Returns:
+        (N, M) IoU; 0 where the boxes do not overlap (touching included) or either is
+        degenerate (a length <= 0).
+
+    Raises:
+        ValueError: block < 1 or boxes not of shape (n, 5).
+
+    Examples:
+        >>> import numpy as np
+        >>> box = [16.0, 16.0, 0.3, 8.0, 2.0]
+        >>> turned = [16.0, 16.0, 0.3 + np.pi / 2, 2.0, 8.0]     # the same rectangle
+        >>> half = [16.0 - 8.0 * np.sin(0.3), 16.0 + 8.0 * np.cos(0.3), 0.3, 8.0, 2.0]  # moved by length1 along d1
+        >>> rotated_pairwise_iou(np.array([box]), np.array([turned, half])).round(6).tolist()
+        [[1.0, 0.333333]]
+    """
     a, b = _as_boxes5(a), _as_boxes5(b)
     out = np.zeros((len(a), len(b)))
     if out.size == 0:
