@@ -17,6 +17,7 @@ import dlbatch
 KINDS = ("classification", "segmentation", "rectangle1", "rectangle2")
 # CI runs EXAMPLES cases per model type; DLBATCH_FUZZ_EXAMPLES=20000 runs the long campaign
 EXAMPLES = int(os.environ.get("DLBATCH_FUZZ_EXAMPLES", "2000"))
+PARAM_EXAMPLES = max(1, EXAMPLES // 2)  # parameter cases per model type, on top of the sample cases
 CASE_TIMEOUT_S = 20  # a case this slow is a hang (a tiny model's step takes milliseconds)
 
 CLASS_IDS = {"classification": [0, 3, 7], "segmentation": [2, 5, 9], "rectangle1": [1, 4], "rectangle2": [1, 4]}

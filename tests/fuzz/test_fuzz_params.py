@@ -16,7 +16,7 @@ from hypothesis import given
 import dlbatch
 from dlbatch import DLError
 
-from .models import EXAMPLES, KINDS, assert_unchanged, case_timeout, fuzz_settings, make_model, snapshot, \
+from .models import PARAM_EXAMPLES, KINDS, assert_unchanged, case_timeout, fuzz_settings, make_model, snapshot, \
     valid_batch
 from .param_strategies import ParamCase, param_cases
 
@@ -100,11 +100,12 @@ def test_fuzzed_parameters_are_accepted_or_refused_clearly(kind):
     terms = [t.name for t in model.loss_terms()]
     state, stats = {"model": model}, Counter()
 
-    @fuzz_settings()
+    @fuzz_settings(PARAM_EXAMPLES)
     @given(case=param_cases(model.get_param("type"), terms))
     def fuzz(case):
         run_case(kind, state, case, stats)
 
     fuzz()
-    assert stats["cases"] >= EXAMPLES, stats
+    print(f"\nparameter fuzz {kind}: {dict(stats)}")  # shown with pytest -s
+    assert stats["cases"] >= PARAM_EXAMPLES, stats
     assert stats["set accepted"] > 0 and stats["set refused"] > 0 and stats["created"] > 0, stats

@@ -97,6 +97,7 @@ def test_fuzzed_batches_train_or_raise_a_clear_error(kind):
         run_case(model, case, stats)
 
     fuzz()
+    print(f"\nsample fuzz {kind}: {dict(stats)}")  # shown with pytest -s
     assert stats["cases"] >= EXAMPLES, stats
     refused = sum(v for k, v in stats.items() if k.startswith("train refused"))
     # the strategies must reach both outcomes, or they test nothing
