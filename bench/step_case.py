@@ -194,6 +194,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                    help="bfloat16: dlbatch's torch backend with precision='bfloat16', the hand-written "
+                         "loop under torch.autocast(bfloat16) (float32 weights both)")
     ap.add_argument("--instance-type", default="rectangle1", choices=["rectangle1", "rectangle2"],
                     help="detection only: axis-parallel (rectangle1) or oriented (rectangle2) boxes")
     a = ap.parse_args()
@@ -206,6 +209,11 @@ def main() -> None:
         ap.error("--impl postprocess needs --model detection")
     if a.instance_type != "rectangle1" and not detection:
         ap.error("--instance-type needs --model detection")
+    if a.precision != "float32" and (a.impl not in ("torch_train", "torch_infer", "handwritten_train",
+                                                     "handwritten_infer") or
+                                     (detection and a.impl.startswith("handwritten"))):
+        ap.error("--precision bfloat16 needs --impl torch_train/torch_infer, or handwritten_train/"
+                 "handwritten_infer for classification or segmentation")
     class_ids = list(range(1, a.classes + 1)) if detection else list(range(a.classes))
     levels = {"capacity": "medium", "min_level": 2, "max_level": 4} if detection else {}
     extra = {**levels, **detection_options(a.instance_type)} if detection else {}
@@ -225,6 +233,8 @@ def main() -> None:
         record = {"model": a.model, **record}
     if a.instance_type != "rectangle1":  # rectangle1 detection records keep theirs
         record = {"model": a.model, "instance_type": a.instance_type, **record}
+    if a.precision != "float32":  # float32 records keep their form
+        record["precision"] = a.precision
     if impl.startswith("handwritten") and detection:
         import torch
         torch.set_num_threads(a.threads)
@@ -253,7 +263,14 @@ def main() -> None:
         x = torch.tensor(np.stack([s["image"].transpose(2, 0, 1) for s in data]), device=a.device)
         y = torch.tensor(np.stack([np.asarray(s[label_key], dtype=np.int64) for s in data]), device=a.device)
         sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
-        fn = (lambda: (loop.step(x, y), sync())) if impl.endswith("train") else (lambda: (loop.infer(x), sync()))
+        run = loop.step if impl.endswith("train") else (lambda x, y: loop.infer(x))
+        if a.precision == "bfloat16":
+            plain = run
+
+            def run(x, y):
+                with torch.autocast(device_type=torch.device(a.device).type, dtype=torch.bfloat16):
+                    return plain(x, y)
+        fn = lambda: (run(x, y), sync())
     else:
         import dlbatch
         backend = "numpy" if impl.startswith("numpy") or impl in ("ort_infer", "postprocess") else "torch"
@@ -264,7 +281,8 @@ def main() -> None:
                                         device=a.device if backend == "torch" else "cpu",
                                         class_ids=class_ids,
                                         image_dimensions=[a.side, a.side, a.channels], batch_size=a.batch,
-                                        learning_rate=0.01, momentum=0.9, weight_prior=1e-4, **extra)
+                                        learning_rate=0.01, momentum=0.9, weight_prior=1e-4,
+                                        precision=a.precision, **extra)
         if impl.endswith("train"):
             fn = lambda: dlbatch.train_dl_model_batch(model, data)
         elif impl == "ort_infer":

@@ -242,7 +242,7 @@ def export_model(model) -> onnx.ModelProto:
     meta = {
         "format_version": FORMAT_VERSION,
         "model_type": model.model_type.name,
-        "precision": precision,
+        "precision": model.compute_precision,  # bfloat16 for an autocast model, whose arrays are float32
         "hyperparameters": _json(hp),
         "meta": _json(model.meta),
         "roles": _json({"trainable": graph.trainable, "statistics": graph.statistics,

@@ -13,7 +13,7 @@ from . import solvers
 from .errors import DLModelFileError, DLParamError
 from .graph import Graph, ValueInfo
 from .hyperparameters import RUNTIME_PARAMS, check_consistency
-from .model import DLModel
+from .model import AUTOCAST_PRECISIONS, DLModel, storage_precision
 from .onnx_export import PREFIX, SOLVER_GRAPH_NAME, SOLVER_PREFIX
 from .onnx_import import check_ops, check_opset, initializer_arrays, nodes_from_proto
 from .params import ParamTable, coerce
@@ -72,8 +72,11 @@ def read_dlbatch_file(proto, path: Path, props, backend_name: str, device: str, 
     table = ParamTable(model_type.name, model_type.param_specs())
     precision, runtime = runtime_overrides(params, table)
     stored_precision = props[PREFIX + "precision"]
-    if stored_precision not in ("float32", "float64"):
+    if stored_precision not in ("float32", "float64", *AUTOCAST_PRECISIONS):
         raise DLModelFileError(f"{path}: unknown stored precision {stored_precision!r}")
+    if precision is None and stored_precision in AUTOCAST_PRECISIONS and \
+            stored_precision not in getattr(manager.backend(backend_name), "autocast_precisions", ()):
+        precision = storage_precision(stored_precision)  # its weights are float32: a float32 model here
     hp = _restore_hp(table, model_type, _json_prop(props, "hyperparameters", path), path)
     meta = _json_prop(props, "meta", path)
     roles = _json_prop(props, "roles", path)

@@ -175,14 +175,15 @@ def test_bfloat16_model_file_holds_float32_weights(tmp_path, digits):
         np.testing.assert_array_equal(on_numpy.state_dict()[n], w)
 
 
-@pytest.mark.xfail(strict=True, reason="dlbatch/core/onnx_export.py writes model.precision (float32) as "
-                   "the file's precision and onnx_read.py accepts float32/float64 only; see the issue 18 "
-                   "bfloat16 report for the two-line change")
 def test_bfloat16_model_file_records_its_precision(tmp_path):
     model = tiny_model(backend="torch", precision="bfloat16")
     path = tmp_path / "bf16.onnx"
     dlbatch.write_dl_model(model, path)
     assert dlbatch.read_dl_model(path, backend="torch").get_param("precision") == "bfloat16"
+    # its weights are float32: on a backend without bfloat16 autocast it is a float32 model
+    assert dlbatch.read_dl_model(path, backend="numpy").get_param("precision") == "float32"
+    with pytest.raises(DLParamError, match="torch"):
+        dlbatch.read_dl_model(path, backend="numpy", precision="bfloat16")
 
 
 @pytest.mark.slow
