@@ -112,3 +112,31 @@ def assert_apply_is_thread_safe(kind):
     run_threads([lambda t=t: apply(t) for t in range(THREADS)])
     for t in range(THREADS):
         assert together[t] == alone[t], f"thread {t} got other results than one thread alone"
+
+
+def test_each_thread_draws_dropout_masks_from_the_seed_it_set():
+    """The numpy backend is one object shared by every model; a step seeds it and a dropout
+    kernel then draws from it. With one shared generator, a thread that seeded between another
+    thread's seed and draw changed that thread's masks (the generator is now per thread)."""
+    backend = make_model("classification").backend
+    seeded, drawn, got = threading.Event(), threading.Event(), {}
+
+    def first():
+        backend.seed(1)
+        seeded.set()
+        drawn.wait(timeout=60)
+        got[1] = backend._rng().random(4)
+
+    def second():
+        seeded.wait(timeout=60)
+        backend.seed(2)
+        got[2] = backend._rng().random(4)
+        drawn.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for seed in (1, 2):
+        assert np.array_equal(got[seed], np.random.default_rng(seed).random(4)), seed

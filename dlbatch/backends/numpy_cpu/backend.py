@@ -1,6 +1,8 @@
 """The numpy CPU backend: always available, always deterministic (SPEC section 8)."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ...core.backend import Backend
@@ -13,7 +15,9 @@ class NumpyBackend(Backend):
     description = "pure numpy on the CPU; forward and backward kernels per ONNX op"
 
     def __init__(self) -> None:
-        self._generator = np.random.default_rng(0)
+        # one backend object serves every model: each thread seeds and draws its own generator,
+        # so models trained from several threads at once get the dropout masks of their own seed
+        self._local = threading.local()
         self._solver_pool = None
 
     @property
@@ -25,7 +29,10 @@ class NumpyBackend(Backend):
         return NumpyProgram(graph, kernels, dtype, self._rng)
 
     def _rng(self) -> np.random.Generator:
-        return self._generator
+        generator = getattr(self._local, "generator", None)
+        if generator is None:
+            generator = self._local.generator = np.random.default_rng(0)
+        return generator
 
     def asarray(self, array, *, device="cpu", dtype=None):
         arr = np.asarray(array)
@@ -59,4 +66,4 @@ class NumpyBackend(Backend):
         return result
 
     def seed(self, seed: int) -> None:
-        self._generator = np.random.default_rng(int(seed))
+        self._local.generator = np.random.default_rng(int(seed))
