@@ -48,6 +48,10 @@ class TermTarget:
     target: Any
     weights: Any
     normalizer: float
+    # the divisor is max(normalizer_floor, normalizer summed over every rank's shard): a count
+    # such as positive anchors is given raw with floor 1, so data-parallel shards that hold no
+    # positives still sum to the single-process divisor
+    normalizer_floor: float = 0.0
 
 
 @dataclass

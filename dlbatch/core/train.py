@@ -162,9 +162,8 @@ def train_step(model, samples) -> dict[str, float]:
             normalizers = coll.all_reduce_floats(normalizers)
         # a model type whose normaliser is max(floor, count) gives the raw count and the floor
         # (TermTarget.normalizer_floor), so that the floor applies after the sum over ranks
-        normalizers = [max(floor, n) if floor else n for floor, n in
-                       zip((float(getattr(enc.targets[bt.term.name], "normalizer_floor", 0.0)) for bt in terms),
-                           normalizers)]
+        normalizers = [max(float(enc.targets[bt.term.name].normalizer_floor), n)
+                       for bt, n in zip(terms, normalizers)]
         output_grads: dict[str, Any] = {}
         for bt, normalizer in zip(terms, normalizers):
             target = enc.targets[bt.term.name]

@@ -71,27 +71,15 @@ def test_detection_shards_hold_different_numbers_of_boxes():
         assert counts[0] != counts[1], (step, counts)
 
 
-@pytest.mark.xfail(strict=True, reason="the numpy program fuses BatchNormalization+Relu+MaxPool into a kernel "
-                   "that does not synchronise statistics (ops/fused.py); the step refuses with a DLBackendError")
 def test_numpy_detection_with_batchnorm_sync(ranks):
     r0, r1 = records(ranks, "numpy_detection")
     assert_equals_one_process("numpy_detection", r0)
 
 
-@pytest.mark.xfail(strict=True, reason="detection's TermTarget.normalizer is max(1, positives) per rank; exact "
-                   "only once the model type gives the raw count and normalizer_floor=1 (dlbatch/core/model_type.py, "
-                   "dlbatch/models/detection/targets.py, model_type.py)")
 def test_detection_shard_without_boxes_equals_one_process(ranks):
     r0, r1 = records(ranks, "torch_detection_empty_shard")
     assert_ranks_bit_identical(r0, r1)
     assert_equals_one_process("torch_detection_empty_shard", r0)
-
-
-def test_numpy_fused_batchnorm_refuses_batchnorm_sync_on_every_rank(ranks):
-    for rec in records(ranks, "numpy_detection"):
-        errors = list(rec["refused"])
-        assert len(errors) == scenarios.STEPS, errors
-        assert all(":DLBackendError:" in e and "batchnorm_sync" in e for e in errors), errors
 
 
 @pytest.mark.parametrize("name, rank1_error", [("numpy_bad_sample_on_one_rank", "DLSampleError"),

@@ -168,8 +168,9 @@ class Detection(ModelType):
             read = [_axis_parallel_where_unoriented(*read_boxes(s, i, geometry, hp, index), hp)
                     for i, s in enumerate(samples)]
             t = encode_targets(model_anchors(hp), [r[0] for r in read], [r[1] for r in read], geometry, dtype)
-            targets["class"] = TermTarget(t.classes, np.ones(t.classes.shape, dtype=dtype), t.normalizer)
-            targets["box"] = TermTarget(t.deltas, t.positive, t.normalizer)
+            count = float(t.num_positive)  # the train step divides by max(1, count over all ranks)
+            targets["class"] = TermTarget(t.classes, np.ones(t.classes.shape, dtype=dtype), count, normalizer_floor=1.0)
+            targets["box"] = TermTarget(t.deltas, t.positive, count, normalizer_floor=1.0)
         return Encoded(inputs, targets)
 
     def detections(self, outputs, hp, meta) -> list:

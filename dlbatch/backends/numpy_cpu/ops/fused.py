@@ -86,7 +86,8 @@ class BatchNormReluMaxPool(NumpyKernel):
         battrs, pattrs = attrs[0][0], attrs[2][0]
         x = inputs[0]
         geom = pool_geometry(pattrs, x.shape) if x.ndim == 4 else None
-        if not (ctx.training and geom is not None and is_2x2(geom, x.shape)):
+        synced = ctx.collective is not None  # batch statistics over every rank
+        if synced or not (ctx.training and geom is not None and is_2x2(geom, x.shape)):
             return self._composed_forward(ctx, inputs, battrs, pattrs)
         n, c, h, w = x.shape
         ho, wo = geom[5]
