@@ -20,6 +20,8 @@ from .models import PARAM_EXAMPLES, KINDS, assert_unchanged, case_timeout, fuzz_
     valid_batch
 from .param_strategies import ParamCase, param_cases
 
+pytestmark = pytest.mark.slow  # a few seconds per model type on one core (1,000 cases)
+
 # an error about one of these names may name its partner instead (they are set together)
 RELATED = {"image_dimensions": ("image_width", "image_height", "image_num_channels"),
            "num_classes": ("class_ids",), "class_ids": ("class_names", "class_weights"),

@@ -21,6 +21,8 @@ from .models import EXAMPLES, KINDS, RECT1_KEYS, RECT2_KEYS, assert_unchanged, c
 from .strategies import Case, sample_cases
 
 APPLY_KEYS = {"image", "original_image_size", None}  # what apply_dl_model validates (None: not a dict)
+pytestmark = pytest.mark.slow  # about 10 s per model type on one core (2,000 cases)
+
 BOX_KEYS = {*RECT1_KEYS, *RECT2_KEYS, "bbox_label_id", "boxes"}
 
 
