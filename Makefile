@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install clean docs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m dlbatch.demo
+	$(PY) -m dlbatch.tour
+
+# the documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link fails the build
+docs: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	DISABLE_MKDOCS_2_WARNING=true NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -d site
 
 test: $(STAMP)
 	$(PY) -m pytest -q

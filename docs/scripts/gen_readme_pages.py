@@ -24,6 +24,9 @@ PAGES = {
     "import_pytorch.md": ("Import from PyTorch", ["## Import from PyTorch", "## Model files"],
                           "Fine-tune a network trained in PyTorch: export it to ONNX so that batch norm and "
                           "dropout survive, then read it with `read_dl_model`."),
+    "distributed.md": ("Distributed training", ["## Several GPUs and several machines"],
+                       "Data-parallel training on several GPUs or machines with torch.distributed "
+                       "(`dlbatch train --nproc`), and bfloat16."),
     "training.md": ("Training runs and datasets", ["## Train from the command line"],
                     "Whole training runs (epochs, change strategies, augmentation, checkpoints, resume) "
                     "from the command line or with `dlbatch.train_dl_model`, on datasets on disk. Every "

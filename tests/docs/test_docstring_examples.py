@@ -9,6 +9,7 @@ import importlib
 import pytest
 
 MODULES = [
+    "dlbatch",
     "dlbatch.core.create",
     "dlbatch.core.preprocess",
     "dlbatch.core.system",
