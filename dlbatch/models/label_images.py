@@ -6,7 +6,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..core.errors import DLSampleError
+from ..core.errors import DLParamError, DLSampleError
 from ..core.samples import fits_int64, require_key, sample_array
 
 
@@ -14,6 +14,11 @@ class LabelMap:
     """The user's class ids (and ids to ignore) -> class indices 0..K-1 for whole images."""
 
     def __init__(self, class_ids: Sequence[int], ignore_class_ids: Sequence[int] = ()):
+        for name, ids in (("class_ids", class_ids), ("ignore_class_ids", ignore_class_ids)):
+            beyond = [int(c) for c in ids if not -2 ** 63 <= int(c) < 2 ** 63]
+            if beyond:
+                raise DLParamError(f"{name} holds {beyond[:3]}, beyond the range of label image ids (int64); "
+                                   f"set {name} to ids that a label image can hold")
         self.class_ids = [int(c) for c in class_ids]
         self.ignore = sorted({int(c) for c in ignore_class_ids})
         known = sorted(set(self.class_ids) | set(self.ignore))

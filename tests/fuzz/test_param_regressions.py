@@ -24,6 +24,20 @@ def test_a_too_small_classifier_image_names_the_parameter(name):
     assert_unchanged(before, model, "a refused image size")
 
 
+@pytest.mark.parametrize("name", ["class_ids", "ignore_class_ids"])
+def test_segmentation_ids_beyond_int64_are_a_param_error_not_an_overflow(name):
+    """ignore_class_ids=[1e300] is accepted as the integer 10**300 and used to end the next
+    train step in numpy's OverflowError (building the int64 id table)."""
+    model = make_model("segmentation")
+    ids = {"class_ids": [2, 5, 10 ** 30], "ignore_class_ids": [1e300]}[name]
+    dlbatch.set_dl_model_param(model, name, ids)
+    before = snapshot(model)
+    with pytest.raises(DLParamError, match=name):
+        model.train_batch([{"image": np.zeros((16, 16, 1), np.float32),
+                            "segmentation_image": np.full((16, 16), 2)}] * 2)
+    assert_unchanged(before, model, "a refused step")
+
+
 @pytest.mark.xfail(strict=True, raises=(ValueError, TypeError), reason=(
     "reported: dlbatch/core/create.py evaluates `backend or default` and `backbone or names[0]` before validating, "
     "so a numpy array raises numpy's 'truth value of an array is ambiguous' ValueError"))
