@@ -47,7 +47,11 @@ def create_dl_model(type: str, backbone: str | None = None, *, backend: str | No
     """
     model_type = manager.model_type(type)
     table = ParamTable(model_type.name, model_type.param_specs())
-    runtime_values = {"backend": backend or manager.default_backend(), "device": device,
+    for name, value in (("backend", backend), ("backbone", backbone)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise DLParamError(f"{name} must be a name (a string){' or an .onnx path' if name == 'backbone' else ''}, "
+                               f"got {value.__class__.__name__}")
+    runtime_values = {"backend": backend if backend is not None else manager.default_backend(), "device": device,
                       "precision": precision}
     for name in ("backend", "device", "precision"):
         runtime_values[name] = coerce(table.spec(name), runtime_values[name])
@@ -55,7 +59,7 @@ def create_dl_model(type: str, backbone: str | None = None, *, backend: str | No
         coerce(table.spec("runtime"), runtime)
     hp = initial_hyperparameters(table, model_type, params)
     names = list(model_type.backbones())
-    backbone = backbone or names[0]
+    backbone = backbone if backbone is not None else names[0]
     is_file = isinstance(backbone, (str, os.PathLike)) and os.fspath(backbone).lower().endswith(".onnx")
     if backbone not in names and not (is_file and model_type.reads_backbone_files):
         files = ", or the path of an ONNX classifier file (.onnx)" if model_type.reads_backbone_files else ""

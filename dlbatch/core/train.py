@@ -207,6 +207,10 @@ def train_step(model, samples) -> dict[str, float]:
     if not backend.all_finite(new_params.values()):
         raise DLNumericError("the weight update produced non-finite weights; the step was not applied. "
                              "Lower learning_rate")
+    moments = [a for slot in solvers.SLOTS for a in new_state.get(slot, {}).values()]
+    if not backend.all_finite(moments):  # e.g. Adam's g*g overflowing float32 while the weights stay finite
+        raise DLNumericError("the solver state (momentum / Adam moments) became non-finite; the step was not "
+                             "applied. Lower weight_prior or learning_rate, or check the input data")
     model.commit({**stats, **new_params}, new_state)
     return {"total_loss": float(total), **result_losses}
 

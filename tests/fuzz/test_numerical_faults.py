@@ -94,10 +94,6 @@ def test_after_a_refused_step_training_goes_on_from_the_old_state():
         assert model.state_dict()[name].tobytes() == value.tobytes(), name
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "reported: dlbatch/core/train.py checks the new weights for non-finite values but not the new solver state; "
-    "Adam's second moment g*g overflows float32 (|g| > 1.8e19, here from weight_prior) while the weights stay "
-    "finite, so the step is committed with an infinite moment and every later update of those weights is 0"))
 def test_adam_moments_that_overflow_are_refused():
     model = make_model("classification", solver_type="adam", learning_rate=1e-30)
     model.train_batch(valid_batch(model, seed=1))

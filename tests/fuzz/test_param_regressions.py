@@ -38,9 +38,6 @@ def test_segmentation_ids_beyond_int64_are_a_param_error_not_an_overflow(name):
     assert_unchanged(before, model, "a refused step")
 
 
-@pytest.mark.xfail(strict=True, raises=(ValueError, TypeError), reason=(
-    "reported: dlbatch/core/create.py evaluates `backend or default` and `backbone or names[0]` before validating, "
-    "so a numpy array raises numpy's 'truth value of an array is ambiguous' ValueError"))
 @pytest.mark.parametrize("name", ["backend", "backbone"])
 def test_create_with_an_array_for_backend_or_backbone_is_a_param_error(name):
     try:
