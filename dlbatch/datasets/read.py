@@ -5,6 +5,8 @@ path is:
 - any other folder: "classification", one sub-folder per class (classification_folder)
 - a JSON object with "samples" and "class_ids": "halcon", a HALCON DLDataset (halcon_json)
 - a JSON object with "images" and "categories": "coco", detection (coco)
+- a folder holding exactly one dataset file of those two (e.g. annotations.json or dataset.json,
+  as `dlbatch data synth` writes them) and no class sub-folders: that file
 """
 from __future__ import annotations
 
@@ -57,6 +59,8 @@ def read_dl_dataset(path, *, format: str | None = None, image_dir=None, border_t
     if format is not None and format not in FORMATS:
         raise DLParamError(f"unknown dataset format {format!r}; formats: {', '.join(FORMATS)}")
     data = None
+    if path.is_dir() and format in (None, "coco", "halcon"):
+        path = _dataset_file_in(path) or path
     if path.is_file():
         data = load_json(path, "dataset file")
     format = format or _detect(path, data)
@@ -82,3 +86,22 @@ def _detect(path: Path, data) -> str:
         return "coco"
     raise DLError(f"{path}: cannot tell the dataset format: a COCO file has 'images' and 'categories', a "
                   "HALCON DLDataset file 'class_ids' and 'samples'; or pass format=")
+
+
+def _dataset_file_in(folder: Path) -> Path | None:
+    """The one COCO or HALCON JSON file directly in `folder`, when the folder is not itself a
+    class-folder or images/ + labels/ dataset (only images/ beside the file): so that the folder
+    `dlbatch data synth detection DIR` wrote can be passed as it is."""
+    subfolders = [p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if any(name != "images" for name in subfolders) or (folder / "labels").is_dir():
+        return None
+    found = []
+    for candidate in sorted(folder.glob("*.json")):
+        try:
+            data = load_json(candidate, "dataset file")
+        except DLError:
+            continue
+        if isinstance(data, dict) and (("samples" in data and "class_ids" in data)
+                                       or ("images" in data and "categories" in data)):
+            found.append(candidate)
+    return found[0] if len(found) == 1 else None
