@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from .errors import DLParamError, DLPluginError
 from .model_type import ModelType
-from .params import ParamTable, coerce
+from .params import MAX_CLASSES, ParamTable, coerce
 from .plugins import manager
 from .system import get_system
 
@@ -25,8 +25,8 @@ def initial_hyperparameters(table: ParamTable, model_type: ModelType, params: Ma
     params = dict(params)
     if "num_classes" in params and "class_ids" not in params:
         k = coerce(table.spec("num_classes"), params.pop("num_classes"))
-        if k < 1:
-            raise DLParamError("num_classes must be >= 1")
+        if not 1 <= k <= MAX_CLASSES:
+            raise DLParamError(f"num_classes must be in 1..{MAX_CLASSES}, got {k}")
         params["class_ids"] = list(range(k))
     elif "num_classes" in params:
         raise DLParamError("give class_ids or num_classes, not both")

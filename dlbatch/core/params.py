@@ -42,6 +42,19 @@ def non_negative(x) -> str | None:
     return None if x >= 0 else "must be >= 0"
 
 
+def at_most(limit: int):
+    """A size bound: larger values would allocate absurd amounts of memory or run for minutes
+    instead of failing clearly."""
+    def check(x) -> str | None:
+        return None if x <= limit else f"must be <= {limit}"
+    return check
+
+
+MAX_IMAGE_SIDE = 1 << 15  # pixels per side of the network input
+MAX_CHANNELS = 1 << 12
+MAX_CLASSES = 1 << 16
+
+
 def in_unit_interval(x) -> str | None:
     return None if 0 <= x < 1 else "must be in [0, 1)"
 
@@ -76,16 +89,20 @@ GENERIC: list[ParamSpec] = [
     ParamSpec("adam_beta2", "float", 0.999, "Adam second-moment decay", check=in_unit_interval),
     ParamSpec("adam_epsilon", "float", 1e-8, "Adam denominator offset", check=positive),
     ParamSpec("class_ids", "int_list", None, "the user's class ids, mapped to 0..K-1",
-              check=all_of(nonempty, unique)),
+              check=all_of(nonempty, unique, lambda v: None if len(v) <= MAX_CLASSES else
+                           f"must hold at most {MAX_CLASSES} classes")),
     ParamSpec("class_names", "str_list", None, "one name per class id"),
     ParamSpec("class_weights", "float_list", None, "per-class loss weights", nullable=True,
               check=lambda v: None if all(w >= 0 for w in v) else "weights must be >= 0"),
     ParamSpec("num_classes", "int", readonly=True, doc="number of classes (len(class_ids))"),
-    ParamSpec("image_width", "int", 224, "input width in pixels", check=positive),
-    ParamSpec("image_height", "int", 224, "input height in pixels", check=positive),
-    ParamSpec("image_num_channels", "int", 3, "input channels", check=positive),
+    ParamSpec("image_width", "int", 224, "input width in pixels", check=all_of(positive, at_most(MAX_IMAGE_SIDE))),
+    ParamSpec("image_height", "int", 224, "input height in pixels",
+              check=all_of(positive, at_most(MAX_IMAGE_SIDE))),
+    ParamSpec("image_num_channels", "int", 3, "input channels", check=all_of(positive, at_most(MAX_CHANNELS))),
     ParamSpec("image_dimensions", "int_list", None, "[width, height, channels]",
-              check=lambda v: None if len(v) == 3 and all(d > 0 for d in v) else "must be 3 positive ints"),
+              check=lambda v: None if len(v) == 3 and all(d > 0 for d in v) and max(v[:2]) <= MAX_IMAGE_SIDE
+              and v[2] <= MAX_CHANNELS else f"must be 3 positive ints, sides <= {MAX_IMAGE_SIDE}, channels "
+              f"<= {MAX_CHANNELS}"),
     ParamSpec("image_range_min", "float", -127.0, "value of black after preprocessing"),
     ParamSpec("image_range_max", "float", 128.0, "value of white after preprocessing"),
     ParamSpec("batchnorm_momentum", "float", 0.9, "running = m*running + (1-m)*batch",
@@ -118,7 +135,7 @@ def _as_int(v):
         return v
     if hasattr(v, "dtype") and getattr(v, "ndim", 1) == 0 and v.dtype.kind in "iu":
         return int(v)
-    if isinstance(v, float) and v.is_integer():
+    if isinstance(v, float) and v.is_integer() and abs(v) < 2.0 ** 63:
         return int(v)
     raise TypeError
 
