@@ -157,9 +157,15 @@ def test_sigkill_during_training_then_resume_always_works(tmp_path):
         return classifier(backend="numpy", solver_type="adam", batch_size=2, class_ids=list(range(200)))
     train, validation = striped_samples(12, seed=1), striped_samples(4, seed=2)
     epochs = 6
-    start = time.monotonic()
     reference = _run(make, tmp_path / "reference", epochs, train, validation)
+    # the kill delays scale with a forked child's whole run: children use one kernel thread, so
+    # the parent's own run (two threads) would put every kill before the first epoch ends
+    start = time.monotonic()
+    pid, fd = _fork(lambda report: _run(make, tmp_path / "timed", epochs, train, validation))
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
     duration = time.monotonic() - start
+    assert os.waitstatus_to_exitcode(status) == 0, "the timed child run failed"
     ref_model = dlbatch.read_dl_model(tmp_path / "reference" / "final.onnx")
 
     out = tmp_path / "killed"
