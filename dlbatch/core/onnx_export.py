@@ -32,6 +32,7 @@ from .atomic_file import atomic_write
 from .errors import DLError, DLModelFileError
 from .graph import Graph, Node, ValueInfo
 from .hyperparameters import RUNTIME_PARAMS
+from .onnx_attributes.resize import scales_input_index
 
 FORMAT_VERSION = "1"
 PREFIX = "dlbatch."
@@ -151,7 +152,7 @@ def _float32_operands(graph: Graph) -> set[str]:
     checker refuse the graph."""
     names = set()
     for n in graph.nodes:
-        position = {"Upsample": 1, "Resize": 1 if graph.opset < 11 else 2}.get(n.op_type)
+        position = scales_input_index(n.op_type, graph.opset)
         if position is not None and len(n.inputs) > position and n.inputs[position]:
             names.add(n.inputs[position])
     return names

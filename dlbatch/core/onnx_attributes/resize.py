@@ -25,6 +25,16 @@ class ResizeOperands(NamedTuple):
     sizes: list[int] | None
 
 
+def scales_input_index(op_type: str, opset: int) -> int | None:
+    """Where the scales operand sits: Upsample and opset-10 Resize take (X, scales), Resize
+    from 11 on (X, roi, scales, sizes); None for other ops."""
+    if op_type == "Upsample":
+        return 1
+    if op_type == "Resize":
+        return 1 if opset < 11 else 2
+    return None
+
+
 def resize_operands(opset: int, attrs: dict, inputs: Sequence) -> ResizeOperands:
     """Opset 10 Resize takes (X, scales) and resizes like its Upsample ancestor (asymmetric
     coordinates, floor rounding); from 11 on the inputs are (X, roi, scales, sizes) and the
@@ -33,15 +43,16 @@ def resize_operands(opset: int, attrs: dict, inputs: Sequence) -> ResizeOperands
         value = inputs[i] if i < len(inputs) else None
         return value if is_given(value) else None
 
+    scales = float_list(given(scales_input_index("Resize", opset)))
     if opset < 11:
-        return ResizeOperands("asymmetric", "floor", None, float_list(given(1)), None)
+        return ResizeOperands("asymmetric", "floor", None, scales, None)
     ctm = text(attrs.get("coordinate_transformation_mode"), "half_pixel")
     nearest = text(attrs.get("nearest_mode"), "round_prefer_floor")
     if ctm not in COORDINATE_MODES:
         raise unsupported("Resize", f"coordinate_transformation_mode={ctm!r}", ", ".join(COORDINATE_MODES))
     if nearest not in NEAREST_MODES:
         raise unsupported("Resize", f"nearest_mode={nearest!r}", ", ".join(NEAREST_MODES))
-    return ResizeOperands(ctm, nearest, float_list(given(1)), float_list(given(2)), int_list(given(3)))
+    return ResizeOperands(ctm, nearest, float_list(given(1)), scales, int_list(given(3)))
 
 
 def resize_axes(attrs: dict, rank: int) -> list[int]:
