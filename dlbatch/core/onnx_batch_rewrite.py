@@ -24,7 +24,8 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .errors import DLModelFileError
-from .onnx_fold import BATCH_PROBES, infer_shapes
+from .onnx_fold import BATCH_PROBES
+from .onnx_reference import infer_shapes
 
 
 def _constant_values(graph: onnx.GraphProto, initial: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -12,6 +12,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from .errors import DLModelFileError
+from .onnx_reference import MAX_STATIC_TENSOR_BYTES
 from .onnx_import import CONSTANT_TYPES, SUPPORTED_DTYPES, check_domains, check_opset, type_name
 
 
@@ -44,7 +45,6 @@ def _all_tensors(proto: onnx.ModelProto):
 
 
 MAX_FILE_BYTES = 2 ** 31 - 1  # protobuf cannot parse more; larger networks keep weights as external data
-MAX_STATIC_TENSOR_BYTES = 2 ** 31  # one tensor of a shape the file fixes (free batch dimensions aside)
 
 
 def _element_size(t: TensorProto) -> int | None:

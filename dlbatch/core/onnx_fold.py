@@ -25,6 +25,7 @@ import onnx
 from onnx import helper
 
 from .errors import DLModelFileError
+from .onnx_reference import evaluate_node, infer_shapes
 
 # evaluated at run time even when their inputs are constant
 NEVER_FOLD = frozenset({
@@ -45,83 +46,6 @@ class Folded:
     nodes: list
     constants: dict[str, np.ndarray]
     shapes: dict[str, tuple | None] = field(default_factory=dict)
-
-
-def _tensor_shape(type_proto) -> tuple | None:
-    if not type_proto.HasField("tensor_type") or not type_proto.tensor_type.HasField("shape"):
-        return None
-    return tuple(d.dim_value if d.HasField("dim_value") else None for d in type_proto.tensor_type.shape.dim)
-
-
-def _with_input_dims(graph: onnx.GraphProto, dims: Mapping[str, Sequence[int]]) -> onnx.GraphProto:
-    g = onnx.GraphProto()
-    g.CopyFrom(graph)
-    for vi in g.input:
-        if vi.name in dims and vi.type.HasField("tensor_type"):
-            shape = vi.type.tensor_type.shape
-            del shape.dim[:]
-            for d in dims[vi.name]:
-                shape.dim.add().dim_value = int(d)
-    return g
-
-
-def infer_shapes(graph: onnx.GraphProto, opsets: Mapping[str, int], ir_version: int,
-                 dims: Mapping[str, Sequence[int]], elem_types: dict | None = None,
-                 hints: Mapping[str, tuple[tuple, int]] | None = None) -> dict[str, tuple | None]:
-    """Static shapes of every value onnx shape inference can tell (inputs fixed to `dims`).
-    `elem_types`, when given, receives the ONNX element type of every value inference typed;
-    `hints` gives (shape, element type) of values known otherwise."""
-    g = _with_input_dims(graph, dims)
-    del g.value_info[:]
-    for name, (shape, elem) in (hints or {}).items():
-        g.value_info.append(helper.make_tensor_value_info(name, elem, list(shape)))
-    for vi in g.output:  # a file's declared output shape (say, a fixed batch of 1) may contradict `dims`
-        if vi.type.HasField("tensor_type"):
-            vi.type.tensor_type.ClearField("shape")
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
-    model.ir_version = max(int(ir_version), 4)
-    shapes: dict[str, tuple | None] = {}
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-        g = inferred.graph
-    except Exception:  # inference is a help here, never a requirement
-        pass
-    for vi in [*g.input, *g.value_info, *g.output]:
-        shapes[vi.name] = _tensor_shape(vi.type)
-        if elem_types is not None and vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
-            elem_types[vi.name] = vi.type.tensor_type.elem_type
-    for init in g.initializer:
-        shapes[init.name] = tuple(init.dims)
-        if elem_types is not None:
-            elem_types[init.name] = init.data_type
-    for name, d in dims.items():
-        shapes[name] = tuple(int(x) for x in d)
-    return shapes
-
-
-def _model_for(nodes: list, inputs: Mapping[str, np.ndarray], outputs: list[str],
-               opsets: Mapping[str, int], ir_version: int) -> onnx.ModelProto:
-    ins = [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape))
-           for k, v in inputs.items()]
-    outs = [helper.make_empty_tensor_value_info(o) for o in outputs]
-    g = helper.make_graph(nodes, "fold", ins, outs)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
-    model.ir_version = max(int(ir_version), 4)
-    return model
-
-
-def evaluate_node(node: onnx.NodeProto, feeds: Mapping[str, np.ndarray], opsets: Mapping[str, int],
-                  ir_version: int) -> list[np.ndarray]:
-    """Run one node with the ONNX reference implementation (of the model's opset)."""
-    from onnx.reference import ReferenceEvaluator
-    outputs = [o for o in node.output if o]
-    model = _model_for([node], feeds, outputs, opsets, ir_version)
-    try:
-        results = ReferenceEvaluator(model).run(None, dict(feeds))
-    except Exception as exc:
-        raise DLModelFileError(f"node {node.name or node.output[0]!r} ({node.op_type}) works on constants "
-                               f"but could not be evaluated: {exc}") from None
-    return [np.asarray(r) for r in results]
 
 
 def _shape_value(node: onnx.NodeProto, shape: tuple, opset: int) -> np.ndarray:

@@ -136,6 +136,23 @@ def _expand_bomb(proto):
     proto.graph.output[0].name = "prob2"
 
 
+def _computed_shape_bomb(op):
+    """A ConstantOfShape or Expand whose 8 GB target is computed (Abs), so shape inference
+    cannot see the size and only constant folding meets it."""
+    def edit(proto):
+        proto.graph.initializer.extend([numpy_helper.from_array(np.array([40_000, 50_000], np.int64), "negshape"),
+                                        numpy_helper.from_array(np.array(1.0, np.float32), "one")])
+        make = (helper.make_node("ConstantOfShape", ["absshape"], ["bomb"], name="computed_bomb")
+                if op == "ConstantOfShape" else helper.make_node("Expand", ["one", "absshape"], ["bomb"],
+                                                                 name="computed_bomb"))
+        proto.graph.node.extend([
+            helper.make_node("Abs", ["negshape"], ["absshape"], name="absshape"), make,
+            helper.make_node("ReduceSum", ["bomb"], ["bombsum"], name="bombsum", keepdims=0),
+            helper.make_node("Add", ["prob", "bombsum"], ["prob2"], name="bombadd")])
+        proto.graph.output[0].name = "prob2"
+    return edit
+
+
 def _cycle(proto):
     proto.graph.node[1].input[0] = "prob"  # the input normalisation reads the network's output
 
@@ -185,6 +202,10 @@ def build_corpus(folder: Path, tmp: Path) -> dict[str, tuple[Path, str]]:
         "overflowing_dims": (_edited(lambda p: _dims(_init(p, "conv.weight"), [2 ** 62, 4, 8, 3])), "overflow"),
         "constant_of_shape_14_gb": (_edited(_bomb), r"node 'bomb' makes tensor 'bomb' of the fixed shape"),
         "expand_10_gb": (_edited(_expand_bomb), r"node 'expand_bomb' .* more than the 2147483648"),
+        "constant_of_shape_computed_8_gb": (_edited(_computed_shape_bomb("ConstantOfShape")),
+                                            r"node 'computed_bomb' \(ConstantOfShape\) works on constants and would"),
+        "expand_computed_8_gb": (_edited(_computed_shape_bomb("Expand")),
+                                 r"node 'computed_bomb' \(Expand\) works on constants and would"),
         "cycle": (_edited(_cycle), "topologically sorted"),
         "dangling_input": (_edited(lambda p: p.graph.node[3].input.__setitem__(1, "nowhere")), "'nowhere'"),
         "duplicate_initializer": (_edited(lambda p: p.graph.initializer.append(
@@ -259,7 +280,7 @@ def test_every_hostile_file_is_refused_without_reading_outside_or_allocating_wha
     for name, (path, pattern) in files.items():
         _refused(path, pattern)
         refused += 1
-    assert refused == len(files) >= 31
+    assert refused == len(files) >= 33
     print(f"\n{refused} hostile files refused")
 
 
