@@ -20,6 +20,29 @@ from .images import IMAGE_SUFFIXES, is_image_file
 
 
 def read_classification_folder(root, border_tolerance: float = 1.0) -> DLDataset:
+    """The class-folder dataset `root` as a lazy classification DLDataset (no image is read).
+
+    Args:
+        root: the folder with one sub-folder of images per class.
+        border_tolerance: kept on the dataset (boxes do not apply to classification).
+
+    Returns:
+        A DLDataset whose class names are the sorted sub-folder names and class ids their
+        positions.
+
+    Raises:
+        DLError: not a folder, no class sub-folders, or no images in them.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlbatch.datasets.images import write_image
+        >>> for name in ("cat", "dog"):
+        ...     Path("pets", name).mkdir(parents=True)
+        ...     write_image(f"pets/{name}/1.png", np.zeros((2, 2, 3), np.uint8))
+        >>> data = read_classification_folder("pets")
+        >>> data.class_names, data.annotations(1)["image_label_id"]
+        (['cat', 'dog'], 1)
+    """
     root = Path(root)
     if not root.is_dir():
         raise DLError(f"{root}: not a folder; a classification dataset is a folder with one sub-folder "

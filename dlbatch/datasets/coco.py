@@ -35,6 +35,36 @@ from .jsonfile import integer, load_json, require
 
 def read_coco(path, data=None, *, image_dir=None, border_tolerance: float = 1.0,
               check_files: bool = True) -> DLDataset:
+    """The COCO annotation file `path` as a lazy detection DLDataset (see the module docstring).
+
+    Args:
+        path: the COCO JSON file.
+        data: its content when already loaded (else it is read).
+        image_dir: the folder `file_name` is relative to (default: the JSON file's folder).
+        border_tolerance: how far (pixels) a box may reach outside its image.
+        check_files: check that every image file exists (a stat each) now.
+
+    Returns:
+        A DLDataset of model type "detection" (rectangle1, or rectangle2 with "rbox").
+
+    Raises:
+        DLError: not a COCO object, no categories, or duplicate image or category ids.
+        DLSampleError: an invalid image entry or annotation, or (with check_files) a missing
+            image file; the message names the file and the entry.
+
+    Example:
+        >>> import json
+        >>> import numpy as np
+        >>> from dlbatch.datasets.images import write_image
+        >>> write_image("scene.png", np.zeros((20, 30, 3), np.uint8))
+        >>> coco = {"images": [{"id": 1, "file_name": "scene.png", "width": 30, "height": 20}],
+        ...         "annotations": [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [2, 3, 10, 5]}],
+        ...         "categories": [{"id": 7, "name": "screw"}]}
+        >>> _ = Path("coco.json").write_text(json.dumps(coco))
+        >>> data = read_coco("coco.json")
+        >>> data.class_names, data.annotations(0)["bbox_row1"].tolist()
+        (['screw'], [2.5])
+    """
     path = Path(path)
     data = load_json(path, "COCO annotation file") if data is None else data
     if not isinstance(data, dict):

@@ -16,7 +16,10 @@ Subsets and splits are views: they share the index entries and read nothing.
 from __future__ import annotations
 
 import operator
+import os
+import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,10 +28,18 @@ import numpy as np
 
 from ..core.errors import DLError, DLParamError, DLSampleError
 from .boxes import check_boxes
-from .images import read_image, read_label_image
+from .images import check_image, read_image, read_label_image
 
 SPLIT_NAMES = ("train", "validation", "test")
 MODEL_TYPES = ("classification", "detection", "segmentation")
+LISTED_SKIPS = 20  # bad samples a warning or error lists one by one; the rest are counted
+CHECK_THREADS = 4  # images checked at once (Pillow decodes without the GIL); bounds the memory too
+
+
+class DLDataWarning(UserWarning):
+    """Samples of a dataset were skipped because their files cannot be used (see
+    `DLDataset.skip_bad_samples`); filter it with `warnings.simplefilter("ignore", DLDataWarning)`
+    or turn it into an error with "error"."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,8 @@ class DLDataset(Sequence):
         instance_type: "rectangle1" or "rectangle2" for detection, else None.
         source: the folder or JSON file the dataset was read from.
         border_tolerance: how far (pixels) a box may reach outside its image.
+        skipped: (image path, reason) of the samples left out when the dataset was read
+            (see skip_bad_samples); views keep it.
 
     Raises:
         DLParamError: an unknown model type, instance_type missing for detection (or given for
@@ -71,7 +84,8 @@ class DLDataset(Sequence):
     """
 
     def __init__(self, records, *, model_type: str, class_ids, class_names=None,
-                 instance_type: str | None = None, source=None, border_tolerance: float = 1.0):
+                 instance_type: str | None = None, source=None, border_tolerance: float = 1.0,
+                 skipped=()):
         if model_type not in MODEL_TYPES:
             raise DLParamError(f"model_type must be one of {', '.join(MODEL_TYPES)}, got {model_type!r}")
         if (model_type == "detection") != (instance_type is not None):
@@ -88,6 +102,7 @@ class DLDataset(Sequence):
         self._class_names = names
         self._source = None if source is None else Path(source)
         self._tolerance = float(border_tolerance)
+        self._skipped = tuple((Path(path), str(reason)) for path, reason in skipped)
 
     # --- what the dataset is ----------------------------------------------------------------
     @property
@@ -114,6 +129,12 @@ class DLDataset(Sequence):
     def source(self) -> Path | None:
         """The folder or JSON file the dataset was read from."""
         return self._source
+
+    @property
+    def skipped_samples(self) -> list[tuple[Path, str]]:
+        """(image path, reason) of each sample skip_bad_samples (or read_dl_dataset with
+        skip_bad_images=True) left out; empty when none was."""
+        return list(self._skipped)
 
     def __len__(self) -> int:
         return len(self._records)
@@ -150,7 +171,17 @@ class DLDataset(Sequence):
                 "split": record.split, "image_size": size, **_copy(record.labels)}
 
     def image_path(self, index: int) -> Path:
-        """The image file of sample `index` (nothing is read)."""
+        """The image file of a sample (nothing is read).
+
+        Args:
+            index: the sample's position (negative counts from the end).
+
+        Returns:
+            The path of its image file.
+
+        Raises:
+            IndexError: no such sample.
+        """
         return self._records[self._position(index)].image_path
 
     def _position(self, index) -> int:
@@ -164,23 +195,39 @@ class DLDataset(Sequence):
 
     def _load(self, record: Record) -> dict:
         image = read_image(record.image_path)
-        height, width = image.shape[:2]
+        self._check_size(record, image.shape[:2])
+        sample = {"image": image, "image_id": record.image_id, "image_file_name": record.image_file_name,
+                  **_copy(record.labels)}
+        if self._model_type == "segmentation":
+            sample["segmentation_image"] = self._label_image(record, image.shape[:2])
+        return sample
+
+    def _check(self, record: Record) -> str | None:
+        """Why `_load(record)` would fail (its DLSampleError message), else None; the same
+        checks with one decode of each file and no conversion of the image's pixels."""
+        try:
+            size = check_image(record.image_path)
+            self._check_size(record, size)
+            if self._model_type == "segmentation":
+                self._label_image(record, size)
+        except DLSampleError as exc:
+            return str(exc)
+        return None
+
+    def _check_size(self, record: Record, size) -> None:
+        """The image's (height, width) against the index and, without sizes there, its boxes."""
+        height, width = size
         if record.size is not None and tuple(record.size) != (height, width):
             raise DLSampleError(f"{record.image_path}: the image is {height} x {width} pixels (rows x columns) "
                                 f"but the dataset index says {record.size[0]} x {record.size[1]}; fix the "
                                 "index or the image")
-        sample = {"image": image, "image_id": record.image_id, "image_file_name": record.image_file_name,
-                  **_copy(record.labels)}
         if self._model_type == "detection" and record.size is None:
             where = f"{record.image_path} (image {record.image_id} of {self._source})"
-            check_boxes(sample, self._instance_type, where, (height, width), self._tolerance)
-        if self._model_type == "segmentation":
-            sample["segmentation_image"] = self._label_image(record, (height, width))
-        return sample
+            check_boxes(record.labels, self._instance_type, where, (height, width), self._tolerance)
 
     def _label_image(self, record: Record, size) -> np.ndarray:
         label = read_label_image(record.label_path)
-        if label.shape != size:
+        if label.shape != tuple(size):
             raise DLSampleError(f"{record.label_path}: the label image is {label.shape[0]} x {label.shape[1]} "
                                 f"pixels but its image {record.image_path.name} is {size[0]} x {size[1]}; "
                                 "they must have the same size")
@@ -190,6 +237,82 @@ class DLDataset(Sequence):
                                 f"dataset's class_ids {self._class_ids}; fix the label image or list those "
                                 "ids in the dataset's classes")
         return label
+
+    # --- checking every file ----------------------------------------------------------------
+    def bad_samples(self) -> list[tuple[int, str]]:
+        """The samples that cannot be read, found by reading each one's files once now.
+
+        Each image (and segmentation label image) is opened, checked against the pixel limit
+        (DLBATCH_MAX_IMAGE_PIXELS) and decoded in full, so corrupt, truncated, huge and
+        wrongly-moded files are found, and the checks of reading a sample (image size against
+        the index, boxes inside the image, label image size and values) are made, all exactly
+        as `ds[i]` makes them. Up to CHECK_THREADS files are checked at once.
+
+        Returns:
+            (index, reason) per sample `ds[index]` would refuse, in index order; the reason is
+            that DLSampleError's message, naming the file.
+
+        Raises:
+            DLParamError: DLBATCH_MAX_IMAGE_PIXELS is not a valid limit.
+
+        Example:
+            >>> from dlbatch.datasets import read_dl_dataset, write_synthetic_dataset
+            >>> data = read_dl_dataset(write_synthetic_dataset("classification", "checked", num_samples=3))
+            >>> data.bad_samples()
+            []
+        """
+        threads = max(1, min(CHECK_THREADS, os.cpu_count() or 1, len(self._records)))
+        if threads == 1:
+            reasons = [self._check(r) for r in self._records]
+        else:
+            with ThreadPoolExecutor(threads, thread_name_prefix="dlbatch-check") as pool:
+                reasons = list(pool.map(self._check, self._records))
+        return [(i, reason) for i, reason in enumerate(reasons) if reason is not None]
+
+    def skip_bad_samples(self, stacklevel: int = 2) -> "DLDataset":
+        """This dataset without the samples whose files cannot be read, with one warning.
+
+        The samples bad_samples finds are left out (the others keep their order and splits),
+        and one DLDataWarning says how many and lists each with its reason (the first
+        LISTED_SKIPS, then how many more). The new dataset's skipped_samples holds them all.
+
+        Args:
+            stacklevel: passed to warnings.warn, so that the warning points at the caller.
+
+        Returns:
+            A new DLDataset (this one when nothing is bad: then there is no warning).
+
+        Raises:
+            DLError: every sample is bad (the message lists them).
+            DLParamError: DLBATCH_MAX_IMAGE_PIXELS is not a valid limit.
+
+        Example:
+            >>> from dlbatch.datasets import read_dl_dataset, write_synthetic_dataset
+            >>> path = write_synthetic_dataset("classification", "skipping", num_samples=4)
+            >>> data = read_dl_dataset(path)
+            >>> _ = data.image_path(0).write_bytes(b"not an image")
+            >>> import warnings
+            >>> with warnings.catch_warnings(record=True) as caught:
+            ...     warnings.simplefilter("always")
+            ...     kept = data.skip_bad_samples()
+            >>> len(kept), len(kept.skipped_samples), caught[0].category.__name__
+            (3, 1, 'DLDataWarning')
+        """
+        bad = self.bad_samples()
+        if not bad:
+            return self
+        listed = describe_skipped([r for _, r in bad])
+        if len(bad) == len(self):
+            raise DLError(f"{self._source or 'the dataset'}: none of its {len(self)} samples can be read, so "
+                          f"none is left to skip to:\n{listed}")
+        out = set(i for i, _ in bad)
+        skipped = self._skipped + tuple((self._records[i].image_path, reason) for i, reason in bad)
+        kept = DLDataset([r for i, r in enumerate(self._records) if i not in out], **self._settings(),
+                         skipped=skipped)
+        warnings.warn(f"skipped {len(bad)} of {len(self)} samples of {self._source or 'the dataset'} whose files "
+                      f"cannot be read (replace or remove them to use them):\n{listed}", DLDataWarning,
+                      stacklevel=stacklevel + 1)
+        return kept
 
     # --- views ----------------------------------------------------------------------------
     def subset(self, indices) -> "DLDataset":
@@ -248,9 +371,34 @@ class DLDataset(Sequence):
                            for r, s in zip(self._records, splits)])
 
     def _with(self, records) -> "DLDataset":
-        return DLDataset(records, model_type=self._model_type, class_ids=self._class_ids,
-                         class_names=self._class_names, instance_type=self._instance_type,
-                         source=self._source, border_tolerance=self._tolerance)
+        return DLDataset(records, **self._settings(), skipped=self._skipped)
+
+    def _settings(self) -> dict:
+        return dict(model_type=self._model_type, class_ids=self._class_ids, class_names=self._class_names,
+                    instance_type=self._instance_type, source=self._source, border_tolerance=self._tolerance)
+
+
+def describe_skipped(reasons, limit: int = LISTED_SKIPS) -> str:
+    """The reasons as indented lines, the first `limit` of them and then how many more.
+
+    Args:
+        reasons: one message per skipped sample (naming its file).
+        limit: how many to list.
+
+    Returns:
+        The lines joined with newlines.
+
+    Example:
+        >>> print(describe_skipped(["a.png: truncated", "b.png: not an image", "c.png: 16-bit"], limit=2))
+          a.png: truncated
+          b.png: not an image
+          and 1 more
+    """
+    reasons = list(reasons)
+    lines = [f"  {r}" for r in reasons[:limit]]
+    if len(reasons) > limit:
+        lines.append(f"  and {len(reasons) - limit} more")
+    return "\n".join(lines)
 
 
 def _copy(labels: Mapping[str, Any]) -> dict:

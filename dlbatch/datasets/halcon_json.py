@@ -36,6 +36,36 @@ _KIND_KEYS = {("classification", None): ("image_label_id",),
 
 def read_halcon_json(path, data=None, *, image_dir=None, border_tolerance: float = 1.0,
                      check_files: bool = True) -> DLDataset:
+    """A HALCON DLDataset saved as JSON as a lazy DLDataset, splits kept (see the module docstring).
+
+    Args:
+        path: the JSON file.
+        data: its content when already loaded (else it is read).
+        image_dir: replaces the file's image_dir.
+        border_tolerance: how far (pixels) a box may reach outside its image.
+        check_files: check that every image (and label image) exists (a stat each) now.
+
+    Returns:
+        A DLDataset whose model type the samples' label keys tell.
+
+    Raises:
+        DLError: not an object, missing keys, or not exactly one kind of label.
+        DLSampleError: an invalid sample, or (with check_files) a missing file; the message
+            names the file and the sample.
+
+    Example:
+        >>> import json
+        >>> import numpy as np
+        >>> from dlbatch.datasets.images import write_image
+        >>> Path("hal").mkdir()
+        >>> write_image("hal/a.png", np.zeros((4, 4, 1), np.uint8))
+        >>> dataset = {"class_ids": [0, 1], "class_names": ["ok", "nok"], "image_dir": "hal",
+        ...            "samples": [{"image_file_name": "a.png", "image_label_id": 1, "split": "train"}]}
+        >>> _ = Path("hal.json").write_text(json.dumps(dataset))
+        >>> data = read_halcon_json("hal.json")
+        >>> data.model_type, data.split_names()
+        ('classification', ['train'])
+    """
     path = Path(path)
     data = load_json(path, "HALCON DLDataset file") if data is None else data
     if not isinstance(data, dict):

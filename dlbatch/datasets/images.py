@@ -26,15 +26,28 @@ from ..core.errors import DLError, DLParamError, DLSampleError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif"})
 
-_TO_GREY = {"L": None, "LA": "L", "1": "L"}
+_GREY_MODES = frozenset({"L", "LA", "1"})
 _LABEL_MODES = frozenset({"L", "P", "1", "I", "I;16", "I;16L", "I;16B"})
 DEFAULT_MAX_IMAGE_PIXELS = 2 ** 27  # 134 Mpixel: 400 MB as RGB, far above any training image
 _max_pixels: int | None = None
 
 
 def max_image_pixels() -> int:
-    """The largest width x height read: set_max_image_pixels, else $DLBATCH_MAX_IMAGE_PIXELS,
-    else DEFAULT_MAX_IMAGE_PIXELS."""
+    """The largest width x height an image may declare, so that a decompression bomb is
+    refused from its header.
+
+    Returns:
+        The limit of set_max_image_pixels, else $DLBATCH_MAX_IMAGE_PIXELS, else
+        DEFAULT_MAX_IMAGE_PIXELS.
+
+    Raises:
+        DLParamError: DLBATCH_MAX_IMAGE_PIXELS is not a positive whole number.
+
+    Example:
+        >>> set_max_image_pixels(None)
+        >>> max_image_pixels() > 0
+        True
+    """
     if _max_pixels is not None:
         return _max_pixels
     env = os.environ.get("DLBATCH_MAX_IMAGE_PIXELS")
@@ -47,7 +60,21 @@ def max_image_pixels() -> int:
 
 
 def set_max_image_pixels(limit: int | None) -> None:
-    """Change the pixel limit for this process (None: back to the environment or the default)."""
+    """Change the pixel limit for this process, e.g. for a dataset of very large scans.
+
+    Args:
+        limit: the largest width x height read; None goes back to $DLBATCH_MAX_IMAGE_PIXELS
+            or DEFAULT_MAX_IMAGE_PIXELS.
+
+    Raises:
+        DLParamError: a limit that is not a positive int.
+
+    Example:
+        >>> set_max_image_pixels(4096 * 4096)
+        >>> max_image_pixels()
+        16777216
+        >>> set_max_image_pixels(None)
+    """
     global _max_pixels
     _max_pixels = None if limit is None else _check_limit(limit)
 
@@ -59,7 +86,18 @@ def _check_limit(limit) -> int:
 
 
 def is_image_file(path: Path) -> bool:
-    """A regular file whose suffix (any case) Pillow reads as an image."""
+    """Whether a folder entry is one of a dataset's images (nothing is read).
+
+    Args:
+        path: a pathlib.Path.
+
+    Returns:
+        True for a regular file whose suffix (any case) is in IMAGE_SUFFIXES.
+
+    Example:
+        >>> is_image_file(Path("no_such_file.PNG"))
+        False
+    """
     return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
 
 
@@ -117,21 +155,76 @@ class _Decoding:
 
 
 def read_image(path, max_pixels: int | None = None) -> np.ndarray:
-    """The image at `path` as uint8 H x W x C (C = 1 or 3); more than `max_pixels` (default
-    max_image_pixels()) is refused before decoding."""
+    """The image at `path` as camera pixels for `preprocess_dl_samples`.
+
+    Args:
+        path: the image file (PNG, JPEG, BMP, TIFF, GIF).
+        max_pixels: refuse more than this many pixels (width x height) from the header,
+            before decoding; default max_image_pixels().
+
+    Returns:
+        uint8 H x W x C with C = 1 (grey) or 3 (colour).
+
+    Raises:
+        DLSampleError: the file is missing, corrupt, truncated, too large or of a mode
+            dlbatch does not read (16-bit, float); the message names the file.
+
+    Example:
+        >>> import numpy as np
+        >>> write_image("grey.png", np.full((4, 6, 1), 7, np.uint8))
+        >>> read_image("grey.png").shape
+        (4, 6, 1)
+    """
     path = Path(path)
     with _open(path, "image", max_pixels) as image, _Decoding(path, "image"):
         image.load()
-        mode = image.mode
-        if mode in _TO_GREY:
-            grey = image.convert("L") if _TO_GREY[mode] else image
+        kind = _image_kind(image, path)
+        if kind == "grey":
+            grey = image.convert("L") if image.mode != "L" else image
             return np.asarray(grey, dtype=np.uint8)[:, :, None].copy()
-        if mode == "P" and _grey_palette(image):
-            return np.asarray(image.convert("L"), dtype=np.uint8)[:, :, None].copy()
-        if mode.startswith(("I", "F")):
-            raise DLSampleError(f"{path}: the image has mode {mode!r} (16-bit or float grey values); "
-                                "dlbatch reads 8-bit images, convert it to 8 bits first")
         return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def check_image(path, max_pixels: int | None = None) -> tuple[int, int]:
+    """Check that `path` reads as an image, as read_image would, without converting its pixels.
+
+    The file is opened, its size checked against the pixel limit and its pixels decoded in
+    full (so a truncated file is found), and its mode checked; only the conversion to an
+    array is left out, so checking a whole dataset costs one decode per image.
+
+    Args:
+        path: the image file.
+        max_pixels: as for read_image.
+
+    Returns:
+        (height, width) in pixels.
+
+    Raises:
+        DLSampleError: exactly where read_image raises it, with the same message.
+
+    Example:
+        >>> import numpy as np
+        >>> write_image("colour.png", np.zeros((5, 3, 3), np.uint8))
+        >>> check_image("colour.png")
+        (5, 3)
+    """
+    path = Path(path)
+    with _open(path, "image", max_pixels) as image, _Decoding(path, "image"):
+        image.load()
+        _image_kind(image, path)
+        return image.size[1], image.size[0]
+
+
+def _image_kind(image, path: Path) -> str:
+    """"grey" or "rgb": what read_image makes of the decoded image's mode; 16-bit and float
+    modes are refused."""
+    mode = image.mode
+    if mode in _GREY_MODES or (mode == "P" and _grey_palette(image)):
+        return "grey"
+    if mode.startswith(("I", "F")):
+        raise DLSampleError(f"{path}: the image has mode {mode!r} (16-bit or float grey values); "
+                            "dlbatch reads 8-bit images, convert it to 8 bits first")
+    return "rgb"
 
 
 def _grey_palette(image) -> bool:
@@ -141,7 +234,25 @@ def _grey_palette(image) -> bool:
 
 
 def read_label_image(path, max_pixels: int | None = None) -> np.ndarray:
-    """The label image at `path` as int32 H x W class ids."""
+    """The segmentation label image at `path`: each pixel's value is its class id.
+
+    Args:
+        path: a single-channel image file (PNG mode L, P or I;16).
+        max_pixels: as for read_image.
+
+    Returns:
+        int32 H x W class ids (palette images give their palette indices).
+
+    Raises:
+        DLSampleError: missing, corrupt, truncated or too large, or more than one channel;
+            the message names the file.
+
+    Example:
+        >>> import numpy as np
+        >>> write_label_image("label.png", np.array([[0, 1], [2, 300]]))
+        >>> read_label_image("label.png").tolist()
+        [[0, 1], [2, 300]]
+    """
     path = Path(path)
     with _open(path, "label image", max_pixels) as image, _Decoding(path, "label image"):
         image.load()
@@ -152,7 +263,19 @@ def read_label_image(path, max_pixels: int | None = None) -> np.ndarray:
 
 
 def write_image(path, image: np.ndarray) -> None:
-    """Write uint8 H x W x C (C = 1 or 3) or H x W as a lossless PNG."""
+    """Write an image as a lossless PNG, so that read_image gives its pixels back exactly.
+
+    Args:
+        path: the file to write.
+        image: uint8 H x W x C (C = 1 or 3) or H x W.
+
+    Raises:
+        DLSampleError: another dtype or shape.
+
+    Example:
+        >>> import numpy as np
+        >>> write_image("out.png", np.zeros((2, 2, 3), np.uint8))
+    """
     from PIL import Image
     arr = np.asarray(image)
     if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3)):
@@ -164,7 +287,19 @@ def write_image(path, image: np.ndarray) -> None:
 
 
 def write_label_image(path, label: np.ndarray) -> None:
-    """Write H x W class ids as a PNG: 8-bit when they fit, else 16-bit."""
+    """Write class ids as a PNG label image: 8-bit when they fit, else 16-bit.
+
+    Args:
+        path: the file to write.
+        label: H x W integers in 0..65535.
+
+    Raises:
+        DLSampleError: another shape, a non-integer dtype or values out of range.
+
+    Example:
+        >>> import numpy as np
+        >>> write_label_image("ids.png", np.zeros((3, 3), np.int64))
+    """
     from PIL import Image
     arr = np.asarray(label)
     if arr.ndim != 2 or arr.dtype.kind not in "iu" or (arr.size and (arr.min() < 0 or arr.max() > 65535)):

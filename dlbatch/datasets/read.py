@@ -24,7 +24,7 @@ FORMATS = ("classification", "coco", "segmentation", "halcon")
 
 
 def read_dl_dataset(path, *, format: str | None = None, image_dir=None, border_tolerance: float = 1.0,
-                    check_files: bool = True) -> DLDataset:
+                    check_files: bool = True, skip_bad_images: bool = False) -> DLDataset:
     """The dataset at `path` as a lazy DLDataset: an image is opened when a sample is read.
 
     Args:
@@ -35,12 +35,20 @@ def read_dl_dataset(path, *, format: str | None = None, image_dir=None, border_t
         border_tolerance: how far (pixels) a box may reach outside its image.
         check_files: check that every image a JSON file lists exists (a stat per file) instead
             of failing only when the sample is read.
+        skip_bad_images: read every image (and label image) once now and leave out the
+            samples whose files cannot be used (missing, corrupt, truncated, more pixels than
+            DLBATCH_MAX_IMAGE_PIXELS, a mode dlbatch does not read, a size that does not match
+            the annotations or the image), with one DLDataWarning listing each file and why;
+            the others keep their splits. See DLDataset.skip_bad_samples. False: nothing is
+            read now and a bad file is a DLSampleError naming it when its sample is read.
 
     Returns:
-        A DLDataset (a sequence of raw sample dicts with class ids, names and splits).
+        A DLDataset (a sequence of raw sample dicts with class ids, names and splits); with
+        skip_bad_images, its skipped_samples lists what was left out.
 
     Raises:
-        DLError: no such path, or a folder where a file is needed (or the reverse).
+        DLError: no such path, or a folder where a file is needed (or the reverse); with
+            skip_bad_images, no sample left.
         DLParamError: an unknown format, or image_dir for a folder dataset.
         DLSampleError: an annotation that is not a valid sample (naming file and key).
 
@@ -51,8 +59,21 @@ def read_dl_dataset(path, *, format: str | None = None, image_dir=None, border_t
         >>> data = dlbatch.read_dl_dataset(path)
         >>> len(data), data.class_names
         (6, ['disc', 'rectangle', 'triangle'])
+        >>> _ = data.image_path(5).write_bytes(b"truncated")
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     data = dlbatch.read_dl_dataset(path, skip_bad_images=True)
+        >>> len(data), len(data.skipped_samples), str(caught[0].message).splitlines()[0]
+        (5, 1, 'skipped 1 of 6 samples of ... whose files cannot be read (replace or remove them to use them):')
     """
-    path = Path(path)
+    dataset = _read(Path(path), format, image_dir, border_tolerance, check_files and not skip_bad_images,
+                    skip_bad_images)
+    # stacklevel: the warning points at the caller of read_dl_dataset (or of dlbatch.read_dl_dataset)
+    return dataset.skip_bad_samples(stacklevel=2) if skip_bad_images else dataset
+
+
+def _read(path: Path, format, image_dir, border_tolerance, check_files, skip_bad_images) -> DLDataset:
     if not path.exists():
         raise DLError(f"{path}: no such file or folder; pass a dataset folder (classification, "
                       "segmentation) or a JSON file (COCO, HALCON DLDataset)")
@@ -69,8 +90,9 @@ def read_dl_dataset(path, *, format: str | None = None, image_dir=None, border_t
             raise DLError(f"{path}: a {format} dataset is a folder, not a file")
         if image_dir is not None:
             raise DLParamError(f"image_dir applies to JSON datasets, not to the {format} folder {path}")
-        reader = read_classification_folder if format == "classification" else read_segmentation_folder
-        return reader(path, border_tolerance=border_tolerance)
+        if format == "classification":
+            return read_classification_folder(path, border_tolerance=border_tolerance)
+        return read_segmentation_folder(path, border_tolerance=border_tolerance, skip_bad_images=skip_bad_images)
     if data is None:
         raise DLError(f"{path}: a {format} dataset is a JSON file, not a folder")
     reader = read_coco if format == "coco" else read_halcon_json
