@@ -117,9 +117,31 @@ def _matplotlib_available() -> bool:
 
 def write_confusion_matrix_png(confusion, class_names: Sequence, path, *, title: str = "confusion matrix",
                                renderer: str = "auto") -> Path:
-    """Write the K x K `confusion` (rows ground truth, columns predicted) with `class_names`
-    as a PNG at `path` (parent folders are created) and return the path. `renderer`: "auto"
-    (matplotlib if installed, else Pillow), "matplotlib" or "pillow"."""
+    """Write a confusion matrix as a PNG, each cell shaded by its share of the row.
+
+    Args:
+        confusion: K x K counts, rows ground truth, columns predicted (e.g. the
+            `confusion_matrix` of a classification evaluation).
+        class_names: the K class names, in the matrix's order.
+        path: the PNG file to write; parent folders are created.
+        title: the picture's title.
+        renderer: "auto" (matplotlib if installed, else Pillow), "matplotlib" or "pillow".
+
+    Returns:
+        `path` as a Path.
+
+    Raises:
+        DLParamError: not K x K counts >= 0, not K class names, an unknown renderer, or
+            renderer="matplotlib" without matplotlib.
+
+    Examples:
+        >>> from PIL import Image
+        >>> from dlbatch.visual import write_confusion_matrix_png
+        >>> path = write_confusion_matrix_png([[5, 1], [0, 4]], ["cat", "dog"], "plots/confusion.png",
+        ...                                   renderer="pillow")
+        >>> path.as_posix(), Image.open(path).format
+        ('plots/confusion.png', 'PNG')
+    """
     if renderer not in RENDERERS:
         raise DLParamError(f"renderer must be one of {RENDERERS}, got {renderer!r}")
     m, names = _check(confusion, class_names)

@@ -20,9 +20,26 @@ Colour = tuple[int, int, int]
 
 
 def to_rgb_uint8(image) -> np.ndarray:
-    """A new contiguous H x W x 3 uint8 copy of `image` (H x W, H x W x 1 grey, H x W x 2 grey
-    + alpha, H x W x 3 or more channels: the first three are taken as RGB). Values outside
-    0..255 (other integer or float types) are clipped, floats rounded."""
+    """A new contiguous H x W x 3 uint8 copy of `image`, the form every overlay draws on.
+
+    Args:
+        image: H x W, H x W x 1 grey, H x W x 2 grey + alpha, H x W x 3 or more channels (the
+            first three are taken as RGB). Values outside 0..255 (other integer or float
+            types) are clipped, floats rounded.
+
+    Returns:
+        The H x W x 3 uint8 array (grey repeated into the three channels).
+
+    Raises:
+        DLParamError: not H x W or H x W x C, an empty side, or not numeric.
+
+    Examples:
+        >>> import numpy as np
+        >>> from dlbatch.visual import to_rgb_uint8
+        >>> rgb = to_rgb_uint8(np.array([[0.4, 300.0]]))
+        >>> rgb.shape, rgb.dtype.name, rgb[0].tolist()
+        ((1, 2, 3), 'uint8', [[0, 0, 0], [255, 255, 255]])
+    """
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = arr[:, :, None]
@@ -37,18 +54,58 @@ def to_rgb_uint8(image) -> np.ndarray:
 
 
 def to_pil(rgb: np.ndarray) -> Image.Image:
-    """An RGB Pillow image of an H x W x 3 uint8 array (a copy)."""
+    """An RGB Pillow image of an H x W x 3 uint8 array (a copy), to draw on with ImageDraw.
+
+    Args:
+        rgb: an H x W x 3 uint8 array, e.g. from `to_rgb_uint8`.
+
+    Returns:
+        A W x H Pillow image in mode "RGB".
+
+    Examples:
+        >>> from dlbatch.visual import to_pil
+        >>> picture = to_pil(to_rgb_uint8(np.zeros((32, 48))))
+        >>> picture.size, picture.mode
+        ((48, 32), 'RGB')
+    """
     return Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), mode="RGB")
 
 
 def line_width_for(height: int, width: int) -> int:
     """Outline width in pixels: 2 on small images, growing with the image so that lines stay
-    visible when a large picture is shown scaled down."""
+    visible when a large picture is shown scaled down.
+
+    Args:
+        height: image height in pixels.
+        width: image width in pixels.
+
+    Returns:
+        The width, max(2, round(longer side / 250)).
+
+    Examples:
+        >>> from dlbatch.visual import line_width_for
+        >>> line_width_for(64, 64), line_width_for(1000, 2000)
+        (2, 8)
+    """
     return max(2, round(max(height, width) / 250))
 
 
 def font_for(height: int, width: int) -> ImageFont.ImageFont:
-    """Pillow's built-in font at a size that suits the image (10 px and up)."""
+    """Pillow's built-in font at a size that suits the image (10 px and up), for labels.
+
+    Args:
+        height: image height in pixels.
+        width: image width in pixels.
+
+    Returns:
+        A Pillow font (the fixed bitmap font on Pillow < 10.1).
+
+    Examples:
+        >>> from PIL import ImageDraw
+        >>> from dlbatch.visual import font_for
+        >>> ImageDraw.Draw(picture).textlength("cat", font=font_for(480, 640)) > 0
+        True
+    """
     size = int(min(36, max(10, round(max(height, width) / 40))))
     try:
         return ImageFont.load_default(size)
@@ -68,9 +125,27 @@ def pixel_range(low: float, high: float, n: int) -> tuple[int, int]:
 
 def draw_box_outline(draw: ImageDraw.ImageDraw, box: Sequence[float], colour: Colour, width: int,
                      size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The outline of an axis-parallel box (row1, col1, row2, col2) in dlbatch's pixel-edge
-    convention, `width` pixels wide on the box's own border pixels. `size` = (height, width)
-    of the image. Returns the pixel rectangle drawn (r0, c0, r1, c1), inclusive."""
+    """The outline of an axis-parallel box in dlbatch's pixel-edge convention, `width`
+    pixels wide on the box's own border pixels (the background next to it stays visible).
+
+    Args:
+        draw: an ImageDraw of the picture.
+        box: (row1, col1, row2, col2), a rectangle1 box; pixels r0..r1 span r0 - 0.5..r1 + 0.5.
+        colour: RGB outline colour.
+        width: outline width in pixels.
+        size: (height, width) of the image; the box is clipped to it.
+
+    Returns:
+        The pixel rectangle drawn (r0, c0, r1, c1), inclusive.
+
+    Examples:
+        >>> from dlbatch.visual import draw_box_outline
+        >>> draw = ImageDraw.Draw(picture)
+        >>> draw_box_outline(draw, (3.5, 4.5, 10.5, 20.5), (255, 0, 0), 2, (32, 48))
+        (4, 5, 10, 20)
+        >>> picture.getpixel((5, 4)), picture.getpixel((12, 7))  # (x, y): on the outline, inside
+        ((255, 0, 0), (0, 0, 0))
+    """
     r0, r1 = pixel_range(box[0], box[2], size[0])
     c0, c1 = pixel_range(box[1], box[3], size[1])
     draw.rectangle([c0, r0, c1, r1], outline=colour, width=width)
@@ -79,12 +154,28 @@ def draw_box_outline(draw: ImageDraw.ImageDraw, box: Sequence[float], colour: Co
 
 def oriented_box_band(box: Sequence[float], width: int, size: tuple[int, int]
                       ) -> tuple[np.ndarray, int, int]:
-    """The outline of a rectangle2 box (row, col, phi, length1, length2; HALCON: half lengths
-    along d1 = (-sin phi, cos phi) and d2 = (cos phi, sin phi)) as a pixel mask: the pixels whose
-    centre lies inside the box and less than `width` from one of its sides, the rotated
-    counterpart of draw_box_outline. Returns (mask, row0, col0): the mask covers the box's
-    bounding window in the image, starting at pixel (row0, col0); it is empty when the box
-    lies outside the image. A box too thin to hold a pixel centre marks its nearest pixel."""
+    """The outline of a rectangle2 box as a pixel mask, the rotated counterpart of
+    draw_box_outline (paint it with `paint_mask`).
+
+    The mask holds the pixels whose centre lies inside the box and less than `width` from one
+    of its sides. A box too thin to hold a pixel centre marks its nearest pixel.
+
+    Args:
+        box: (row, col, phi, length1, length2): HALCON's half lengths along
+            d1 = (-sin phi, cos phi) and d2 = (cos phi, sin phi).
+        width: outline width in pixels.
+        size: (height, width) of the image; the mask is clipped to it.
+
+    Returns:
+        (mask, row0, col0): a bool mask over the box's bounding window in the image, whose
+        first pixel is (row0, col0); empty when the box lies outside the image.
+
+    Examples:
+        >>> from dlbatch.visual import oriented_box_band
+        >>> mask, row0, col0 = oriented_box_band((16, 24, 0.0, 8, 4), 1, (32, 48))
+        >>> mask.shape, (row0, col0), int(mask.sum())  # a 9 x 17 pixel ring
+        ((9, 17), (12, 16), 48)
+    """
     row, col, phi, l1, l2 = (float(v) for v in box)
     l1, l2 = abs(l1), abs(l2)
     sin, cos = math.sin(phi), math.cos(phi)
@@ -107,14 +198,44 @@ def oriented_box_band(box: Sequence[float], width: int, size: tuple[int, int]
 
 
 def paint_mask(picture: Image.Image, mask: np.ndarray, row0: int, col0: int, colour: Colour) -> None:
-    """Set the pixels of `mask` (placed with its first pixel at (row0, col0)) to `colour`."""
+    """Set the pixels of `mask` to `colour`, e.g. the band of `oriented_box_band`.
+
+    Args:
+        picture: the Pillow image, changed in place.
+        mask: H' x W' bool mask.
+        row0: image row of the mask's first row.
+        col0: image column of the mask's first column.
+        colour: RGB colour.
+
+    Examples:
+        >>> from dlbatch.visual import paint_mask
+        >>> paint_mask(picture, mask, row0, col0, (0, 255, 0))
+        >>> picture.getpixel((16, 12)), picture.getpixel((24, 16))  # (x, y): the ring, the centre
+        ((0, 255, 0), (0, 0, 0))
+    """
     if mask.size and mask.any():
         stencil = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
         picture.paste(colour, (col0, row0, col0 + mask.shape[1], row0 + mask.shape[0]), stencil)
 
 
 def draw_arrow(draw: ImageDraw.ImageDraw, start, end, colour: Colour, width: int, head: bool = True) -> None:
-    """A line from `start` to `end` ((row, col) each) with, when `head`, an arrow head at `end`."""
+    """A line from `start` to `end` with, when `head`, an arrow head at `end` (e.g. the
+    direction of a rectangle2 box).
+
+    Args:
+        draw: an ImageDraw of the picture.
+        start: (row, col) of the tail.
+        end: (row, col) of the tip.
+        colour: RGB colour.
+        width: line width in pixels.
+        head: whether to draw the arrow head.
+
+    Examples:
+        >>> from dlbatch.visual import draw_arrow
+        >>> draw_arrow(draw, (28, 4), (28, 40), (255, 255, 0), 2)
+        >>> picture.getpixel((40, 28)), picture.getpixel((20, 28))  # (x, y): tip, shaft
+        ((255, 255, 0), (255, 255, 0))
+    """
     (r0, c0), (r1, c1) = start, end
     draw.line([(c0, r0), (c1, r1)], fill=colour, width=width)
     length = math.hypot(r1 - r0, c1 - c0)
@@ -132,10 +253,29 @@ def draw_label(draw: ImageDraw.ImageDraw, text: str, row: int, col: int, colour:
                font: ImageFont.ImageFont, size: tuple[int, int], *, above: bool = True) -> tuple[int, int, int, int]:
     """`text` on a box filled with `colour` (text black or white, whichever reads better).
 
-    The label's left edge is at `col`; with `above` its bottom row is `row - 1` (just above an
-    outline starting at `row`), or its top row is `row` when there is no room above. It is
-    moved inside the image where it fits (a label wider than the image starts at column 0 and
-    is cut). Returns the label's box in the image (r0, c0, r1, c1), inclusive."""
+    The label is moved inside the image where it fits (a label wider than the image starts at
+    column 0 and is cut).
+
+    Args:
+        draw: an ImageDraw of the picture.
+        text: the label, e.g. a class name and confidence.
+        row: with `above`, the label's bottom row is `row - 1` (just above an outline
+            starting at `row`), or its top row is `row` when there is no room above.
+        col: the label's left column.
+        colour: RGB fill colour.
+        font: a Pillow font, e.g. from `font_for`.
+        size: (height, width) of the image.
+        above: place the label above `row` (True) or from `row` down.
+
+    Returns:
+        The label's box in the image (r0, c0, r1, c1), inclusive.
+
+    Examples:
+        >>> from dlbatch.visual import draw_label
+        >>> r0, c0, r1, c1 = draw_label(draw, "cat", 4, 5, (255, 0, 0), font_for(32, 48), (32, 48))
+        >>> r0 == 4, c0  # no room above row 4: the label starts there
+        (True, 5)
+    """
     pad = 1
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     w, h = right - left + 2 * pad, bottom - top + 2 * pad
@@ -162,10 +302,31 @@ def class_edges(class_map: np.ndarray) -> np.ndarray:
 
 def blend_classes(rgb: np.ndarray, class_map: np.ndarray, colours: Mapping[int, Colour], alpha: float,
                   *, edges: bool = True) -> np.ndarray:
-    """`rgb` (H x W x 3 uint8) with each pixel whose class (in `class_map`, H x W ids) has a
-    colour in `colours` blended towards it, round((1 - alpha) * pixel + alpha * colour), and,
-    with `edges`, the border pixels of those regions set to the full colour so neighbouring
-    regions stay apart. Pixels of classes without a colour stay unchanged."""
+    """A segmentation overlay: each pixel whose class has a colour is blended towards it,
+    round((1 - alpha) * pixel + alpha * colour); pixels of classes without one stay unchanged.
+
+    Args:
+        rgb: H x W x 3 uint8 image (not changed).
+        class_map: H x W class ids.
+        colours: {class id: RGB colour} of the classes to show (e.g. from
+            `class_index_colours`, without the background).
+        alpha: blending weight of the colour, 0..1.
+        edges: also set the border pixels of the coloured regions to the full colour, so
+            neighbouring regions stay apart.
+
+    Returns:
+        A new H x W x 3 uint8 image.
+
+    Raises:
+        DLParamError: `class_map` is not of the image's height and width.
+
+    Examples:
+        >>> from dlbatch.visual import blend_classes
+        >>> rgb = np.zeros((2, 3, 3), np.uint8)
+        >>> class_map = np.array([[0, 1, 1], [0, 1, 1]])
+        >>> blend_classes(rgb, class_map, {1: (200, 100, 0)}, 0.5, edges=False)[0].tolist()
+        [[0, 0, 0], [100, 50, 0], [100, 50, 0]]
+    """
     class_map = np.asarray(class_map)
     if class_map.shape != rgb.shape[:2]:
         raise DLParamError(f"a class map of shape {class_map.shape} cannot be blended over an image of "
