@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ...kernel import NumpyKernel
-from .._util import channel_blocks, check_4d, cm, needs, pad_cm, tap, unsupported
+from .._util import check_4d, cm, needs, pad_cm, unsupported
 from .columns import col2im_add, im2col
+from .depthwise import depthwise_backward, depthwise_forward
 from .geometry import conv_geom, is_pointwise
 from .gemm import conv_backward, conv_forward
 from .plan import batch_chunks
@@ -34,7 +35,7 @@ class Conv(NumpyKernel):
         kh, kw = g.k
         xc = cm(x)
         if groups == c == o and w.shape[1] == 1 and not is_pointwise(g):
-            y = self._depthwise(xc, w, g)
+            y = depthwise_forward(xc, w, g)
         elif groups == 1:
             return [cm(conv_forward(x, w, b, g))], (x, w, b is not None, groups, g)
         else:
@@ -53,26 +54,6 @@ class Conv(NumpyKernel):
             y += b.reshape(o, 1, 1, 1)
         return [cm(y)], (x, w, b is not None, groups, g)
 
-    @staticmethod
-    def _depthwise(xc, w, g):
-        ho, wo = g.out
-        xp = pad_cm(xc, g.pb, g.pe, g.hp, g.wp)
-        kh, kw = g.k
-        c, n = xc.shape[:2]
-        y = np.empty((c, n, ho, wo), dtype=xc.dtype)
-        for a, z in channel_blocks(c, n * g.hp * g.wp):
-            xb, yb = xp[a:z], y[a:z]
-            tmp = np.empty_like(yb)
-            for i in range(kh):
-                for j in range(kw):
-                    wt = w[a:z, 0, i, j].reshape(-1, 1, 1, 1)
-                    if i == j == 0:
-                        np.multiply(tap(xb, i, j, g.d, g.s, ho, wo), wt, out=yb)
-                    else:
-                        np.multiply(tap(xb, i, j, g.d, g.s, ho, wo), wt, out=tmp)
-                        yb += tmp
-        return y
-
     def backward(self, ctx, saved, grads, attrs):
         x, w, has_b, groups, g = saved
         dy = grads[0]
@@ -88,7 +69,8 @@ class Conv(NumpyKernel):
         dx = dw = None
         xc = cm(x)
         if groups == c == o and w.shape[1] == 1 and not is_pointwise(g):
-            dx, dw = self._depthwise_backward(xc, w, dyc, g, need_x, need_w)
+            dxc, dw = depthwise_backward(xc, w, dyc, g, need_x, need_w)
+            dx = cm(dxc) if need_x else None
         elif groups == 1:
             dxc, dw = conv_backward(x, w, cm(dyc), g, need_x, need_w)
             dx = cm(dxc) if need_x else None
@@ -116,25 +98,3 @@ class Conv(NumpyKernel):
         if has_b:
             out.append(db)
         return out
-
-    @staticmethod
-    def _depthwise_backward(xc, w, dyc, g, need_x, need_w):
-        ho, wo = g.out
-        kh, kw = g.k
-        c, n, h, wd = xc.shape
-        xp = pad_cm(xc, g.pb, g.pe, g.hp, g.wp) if need_w else None
-        dxp = np.zeros((c, n, g.hp, g.wp), dtype=xc.dtype) if need_x else None
-        dw = np.empty(w.shape, dtype=w.dtype) if need_w else None
-        for a, z in channel_blocks(c, n * g.hp * g.wp):
-            dyb = dyc[a:z]
-            tmp = np.empty_like(dyb)
-            for i in range(kh):
-                for j in range(kw):
-                    if need_w:
-                        np.multiply(dyb, tap(xp[a:z], i, j, g.d, g.s, ho, wo), out=tmp)
-                        dw[a:z, 0, i, j] = tmp.reshape(z - a, -1).sum(axis=1)
-                    if need_x:
-                        np.multiply(dyb, w[a:z, 0, i, j].reshape(-1, 1, 1, 1), out=tmp)
-                        tap(dxp[a:z], i, j, g.d, g.s, ho, wo)[...] += tmp
-        dx = cm(dxp[:, :, g.pb[0]:g.pb[0] + h, g.pb[1]:g.pb[1] + wd]) if need_x else None
-        return dx, dw
