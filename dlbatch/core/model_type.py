@@ -5,6 +5,19 @@ samples into input and target arrays (numpy), names its loss terms with their no
 decodes network outputs into HALCON-style result dicts, and says what it can make of an ONNX
 network made elsewhere. Built-in and third-party model types use exactly this interface and
 the public state API of `DLModel` (core/model.py).
+
+The examples of this module call the built-in classification model type the way the framework
+does; `tests/core/two_term_model.py` is a complete model type written as a plugin.
+
+Examples:
+    >>> import numpy as np
+    >>> import dlbatch
+    >>> from dlbatch.data import classification_samples
+    >>> model = dlbatch.create_dl_model("classification", class_ids=[0, 1, 2],
+    ...                                 image_dimensions=[16, 16, 3], batch_size=2)
+    >>> mt, hp, meta = model.model_type, model.hyperparameters, model.meta
+    >>> raw = classification_samples(2, height=20, width=24)
+    >>> samples = dlbatch.preprocess_dl_samples(raw, model)
 """
 from __future__ import annotations
 
@@ -19,12 +32,25 @@ from .graph import Graph
 from .params import ParamSpec
 from .preprocess import SampleContext, preprocess_image
 
+__all__ = ["ModelType", "LossTerm", "TermTarget", "Encoded", "ForeignModel", "MainMetric", "Evaluation"]
+
 
 @dataclass(frozen=True)
 class LossTerm:
-    """One term of the training objective. `output` is the graph output it reads,
-    `default_loss` the registered loss used unless the `losses` parameter says otherwise,
-    `weight_param` the hyperparameter that weights it (None: weight 1)."""
+    """One term of the training objective (what `ModelType.loss_terms` returns).
+
+    Attributes:
+        name: the term's name, the key of its `TermTarget` in `Encoded.targets` and of the
+            `losses` parameter.
+        output: the graph output the term's loss reads.
+        default_loss: the registered loss used unless the `losses` parameter says otherwise.
+        weight_param: the hyperparameter that weights the term in `total_loss` (None:
+            weight 1).
+
+    Examples:
+        >>> mt.loss_terms(meta)
+        [LossTerm(name='classification', output='logits', default_loss='multinomial_logistic', weight_param=None)]
+    """
 
     name: str
     output: str
@@ -34,29 +60,50 @@ class LossTerm:
 
 @dataclass
 class TermTarget:
-    """What one loss term needs for one micro-batch.
+    """What one loss term needs for one micro-batch (part of what `ModelType.encode` returns).
 
-    `target` and `weights` go to the loss as they are (numpy here, moved to the backend by the
-    train step). The loss returns an unnormalised sum; the train step divides it by
-    `normalizer`, which the model type chooses: the sum of the weights for a weighted mean
-    (multinomial logistic), max(1, number of positive anchors) for detection. A normaliser of
-    0 means nothing in the micro-batch counts for this term: its value is 0 and it sends no
-    gradient. Keeping the division out of the loss lets data-parallel training sum the count
-    over every rank's shard before dividing.
+    The loss returns an unnormalised sum; the train step divides it by the normaliser, which
+    the model type chooses: the sum of the weights for a weighted mean (multinomial
+    logistic), max(1, number of positive anchors) for detection. Keeping the division out of
+    the loss lets data-parallel training sum the count over every rank's shard before
+    dividing.
+
+    Attributes:
+        target: goes to the loss as it is (numpy here, moved to the backend by the train step).
+        weights: per-element weights, passed like `target`.
+        normalizer: what the summed loss is divided by. A normaliser of 0 means nothing in the
+            micro-batch counts for this term: its value is 0 and it sends no gradient.
+        normalizer_floor: the divisor is max(normalizer_floor, normalizer summed over every
+            rank's shard): a count such as positive anchors is given raw with floor 1, so
+            data-parallel shards that hold no positives still sum to the single-process
+            divisor.
+
+    Examples:
+        A weighted mean over three images whose class weights are 1, 1 and 2:
+
+        >>> TermTarget(np.array([0, 2, 1]), np.array([1.0, 1.0, 2.0]), normalizer=4.0).normalizer_floor
+        0.0
     """
 
     target: Any
     weights: Any
     normalizer: float
-    # the divisor is max(normalizer_floor, normalizer summed over every rank's shard): a count
-    # such as positive anchors is given raw with floor 1, so data-parallel shards that hold no
-    # positives still sum to the single-process divisor
     normalizer_floor: float = 0.0
 
 
 @dataclass
 class Encoded:
-    """A micro-batch ready for a backend: graph inputs and, per loss-term name, its target."""
+    """A micro-batch ready for a backend (what `ModelType.encode` returns).
+
+    Attributes:
+        inputs: graph input name -> numpy array.
+        targets: loss-term name -> its TermTarget (empty when encoded without labels).
+
+    Examples:
+        >>> encoded = mt.encode(samples, hp, meta, labels=True, dtype="float32")
+        >>> encoded.inputs["image"].shape, encoded.targets["classification"].normalizer
+        ((2, 3, 16, 16), 2.0)
+    """
 
     inputs: dict[str, np.ndarray]
     targets: dict[str, TermTarget]
@@ -64,9 +111,21 @@ class Encoded:
 
 @dataclass
 class ForeignModel:
-    """What a model type makes of an ONNX network read from elsewhere (`import_foreign`):
-    the graph and its values, the model type's metadata and the hyperparameters it derives
-    (class_ids, image size, ...), which the caller's parameters may then override."""
+    """What a model type makes of an ONNX network read from elsewhere (`ModelType.import_foreign`).
+
+    Attributes:
+        graph: the model's graph.
+        values: its initial values (numpy).
+        meta: the model type's metadata (as `ModelType.build` returns).
+        params: the hyperparameters it derives (class_ids, image size, ...), which the
+            caller's parameters may then override.
+
+    Examples:
+        >>> graph, values, built_meta = mt.build(hp, "compact", np.random.default_rng(0))
+        >>> made = ForeignModel(graph, values, built_meta, {"class_ids": [0, 1, 2]})
+        >>> made.params["class_ids"]
+        [0, 1, 2]
+    """
 
     graph: Graph
     values: dict[str, np.ndarray]
@@ -76,14 +135,34 @@ class ForeignModel:
 
 @dataclass(frozen=True)
 class MainMetric:
-    """The measure the training procedure ranks evaluations by (best.onnx) and shows first:
-    its key in the evaluation summary and whether a higher value is better."""
+    """The measure the training procedure ranks evaluations by (best.onnx) and shows first.
+
+    Attributes:
+        name: its key in the evaluation summary.
+        higher_is_better: whether a higher value is better.
+
+    Examples:
+        >>> mt.main_metric
+        MainMetric(name='top1_error', higher_is_better=False)
+    """
 
     name: str
     higher_is_better: bool
 
     def better(self, new: float, old: float | None) -> bool:
-        """Whether `new` beats `old` (any value beats None; NaN never wins)."""
+        """Whether a new value of the measure beats the best so far.
+
+        Args:
+            new: the new value.
+            old: the best so far, None when there is none yet.
+
+        Returns:
+            True when `new` is better; any value beats None; NaN never wins.
+
+        Examples:
+            >>> mt.main_metric.better(0.1, 0.2), mt.main_metric.better(float("nan"), None)
+            (True, False)
+        """
         if new != new:  # NaN
             return False
         if old is None or old != old:
@@ -92,10 +171,23 @@ class MainMetric:
 
 
 class Evaluation:
-    """Measures accumulated batch by batch (`evaluate_dl_model` feeds it the results and
-    samples of one batch at a time), so that a model type can evaluate a large set without
-    holding every prediction in memory. This default keeps everything and calls the model
-    type's `evaluate` once at the end."""
+    """Measures accumulated batch by batch (what `ModelType.evaluation` returns).
+
+    `evaluate_dl_model` feeds it the results and samples of one batch at a time, so that a
+    model type can evaluate a large set without holding every prediction in memory. This
+    default keeps everything and calls the model type's `evaluate` once at the end; a model
+    type overrides `ModelType.evaluation` to return its own subclass.
+
+    Args:
+        model_type: the model type whose `evaluate` makes the summary.
+        hp: the model's hyperparameters.
+
+    Examples:
+        >>> evaluation = mt.evaluation(hp)
+        >>> evaluation.add(dlbatch.apply_dl_model(model, samples), samples)
+        >>> evaluation.summary()["num_samples"]
+        2
+    """
 
     def __init__(self, model_type: "ModelType", hp: Mapping[str, Any]):
         self._model_type, self._hp = model_type, hp
@@ -103,10 +195,21 @@ class Evaluation:
         self._samples: list[Mapping] = []
 
     def add(self, results: Sequence[dict], samples: Sequence[Mapping]) -> None:
+        """Take the results of one batch and its labelled samples.
+
+        Args:
+            results: `apply_dl_model`'s results, one per sample.
+            samples: the labelled samples, in the same order.
+        """
         self._results.extend(results)
         self._samples.extend(samples)
 
     def summary(self) -> dict:
+        """The measures over everything added (what `evaluate_dl_model` returns).
+
+        Returns:
+            The model type's measures, its main metric among them.
+        """
         return self._model_type.evaluate(self._results, self._samples, self._hp)
 
 
@@ -114,34 +217,54 @@ class ModelType(ABC):
     """A model type plugin: classification, segmentation, detection or a third party's.
 
     Register an instance with the `dlbatch_register_model_types` hook; `name` is what
-    `create_dl_model` takes. A model type reaches a model only through its public state API
-    (`model.hyperparameters`, `model.replace_params`, ...). `tests/core/two_term_model.py` is a
-    complete example.
+    `create_dl_model` takes. One instance serves every model of the type, so it keeps no
+    per-model state: what a model needs is in its hyperparameters (`hp`) and in the metadata
+    `build` returns (`meta`). A model type reaches a model only through its public state API
+    (`model.hyperparameters`, `model.replace_params`, ...). A subclass implements the abstract
+    methods; the others have working defaults. `tests/core/two_term_model.py` is a complete
+    example.
 
     Attributes:
         name: the registered name.
         reads_backbone_files: whether `create_dl_model(..., backbone="classifier.onnx")` works.
         main_metric: what `train_dl_model` ranks evaluations by (None: never "best").
+
+    Examples:
+        >>> mt.name, mt.reads_backbone_files
+        ('classification', False)
     """
 
     name: str = ""
-    reads_backbone_files: bool = False  # create_dl_model(..., backbone="classifier.onnx") accepted
-    # What train_dl_model ranks evaluations by; a model type without one is never "best".
+    reads_backbone_files: bool = False
     main_metric: MainMetric | None = None
 
     def param_specs(self) -> list[ParamSpec]:
-        """Parameters specific to this model type (added to the generic parameter table).
+        """Parameters specific to this model type, added to the generic parameter table.
+
+        Read when a model is created or read, by `dlbatch params TYPE` and by the parameter
+        reference of the docs.
 
         Returns:
-            ParamSpecs whose `model_types` include this type's name.
+            ParamSpecs whose `model_types` include this type's name (none by default).
+
+        Examples:
+            >>> from dlbatch.core.plugins import manager
+            >>> "anchor_angles" in {spec.name for spec in manager.model_type("detection").param_specs()}
+            True
         """
         return []
 
     def default_params(self) -> dict[str, Any]:
         """Overrides of generic defaults for this model type.
 
+        Applied when a model is created, before the caller's parameters.
+
         Returns:
-            {parameter name: default}.
+            {parameter name: default} (none by default).
+
+        Examples:
+            >>> mt.default_params()
+            {'losses': None}
         """
         return {}
 
@@ -151,6 +274,10 @@ class ModelType(ABC):
 
         Returns:
             Backbone names.
+
+        Examples:
+            >>> mt.backbones()[0]
+            'compact'
         """
 
     @abstractmethod
@@ -163,14 +290,24 @@ class ModelType(ABC):
             backbone: one of `backbones()` (or an ONNX file path when `reads_backbone_files`).
             rng: the generator to initialise weights with (seeded from the `seed` parameter).
 
+        Called once by `create_dl_model`; the same `hp` and seed must give the same values.
+
         Returns:
-            `(graph, values, meta)`: the graph, its initial values (numpy; float64 is fine) and
-            model-type metadata kept with the model (e.g. which output holds the logits).
+            `(graph, values, meta)`: the graph, its initial values (numpy; float64 is fine; one
+            per `graph.initializer_names()`) and model-type metadata kept with the model and
+            written into its file (e.g. which output holds the logits): JSON-compatible values.
+
+        Examples:
+            >>> graph, values, built_meta = mt.build(hp, "compact", np.random.default_rng(0))
+            >>> sorted(values) == sorted(graph.initializer_names()), built_meta["logits"]
+            (True, 'logits')
         """
 
     @abstractmethod
     def loss_terms(self, meta: Mapping[str, Any]) -> list[LossTerm]:
         """The terms of the training objective.
+
+        Called at every train step and when the `losses` parameter is checked.
 
         Args:
             meta: the model's metadata (from `build`).
@@ -178,11 +315,19 @@ class ModelType(ABC):
         Returns:
             One LossTerm per term: its name, the graph output it reads, the default loss and
             the hyperparameter weighting it.
+
+        Examples:
+            >>> [term.name for term in mt.loss_terms(meta)]
+            ['classification']
         """
 
     @abstractmethod
     def check_samples(self, samples: Sequence[Mapping], hp: Mapping[str, Any], *, labels: bool) -> None:
         """Check samples before anything runs, so that a bad sample never changes the model.
+
+        Called with every sample of a train, apply or evaluate call before any of them is
+        encoded; `encode` may then assume valid samples. `dlbatch.core.samples` has the
+        common checks.
 
         Args:
             samples: the samples of a call.
@@ -191,12 +336,21 @@ class ModelType(ABC):
 
         Raises:
             DLSampleError: anything wrong, naming the sample index and the key.
+
+        Examples:
+            >>> mt.check_samples(samples, hp, labels=True)         # fine: returns None
+            >>> mt.check_samples([{**samples[0], "image_label_id": 9}], hp, labels=True)
+            Traceback (most recent call last):
+            dlbatch.core.errors.DLSampleError: sample 0: 'image_label_id' is 9, which is not one of the model's class_ids [0, 1, 2]; ...
         """
 
     @abstractmethod
     def encode(self, samples: Sequence[Mapping], hp: Mapping[str, Any], meta: Mapping[str, Any],
                *, labels: bool, dtype: str) -> Encoded:
         """Turn one micro-batch of checked samples into arrays.
+
+        Called once per micro-batch by the train step (`labels=True`) and per chunk of
+        batch_size samples by apply and evaluate (`labels=False`).
 
         Args:
             samples: the micro-batch.
@@ -207,12 +361,18 @@ class ModelType(ABC):
 
         Returns:
             Graph inputs and, with `labels`, one TermTarget per loss term (numpy arrays).
+
+        Examples:
+            >>> sorted(mt.encode(samples, hp, meta, labels=False, dtype="float32").inputs)
+            ['image']
         """
 
     @abstractmethod
     def decode(self, outputs: Mapping[str, np.ndarray], hp: Mapping[str, Any], meta: Mapping[str, Any],
                contexts: Sequence[SampleContext]) -> list[dict]:
-        """Turn network outputs into result dicts.
+        """Turn network outputs into result dicts (what `apply_dl_model` returns).
+
+        Called once per chunk of batch_size samples after the inference forward.
 
         Args:
             outputs: the graph outputs named by `inference_outputs`, as numpy arrays.
@@ -223,28 +383,83 @@ class ModelType(ABC):
 
         Returns:
             One result dict per sample.
+
+        Examples:
+            >>> contexts = [SampleContext.of(s, hp, i) for i, s in enumerate(samples)]
+            >>> logits = np.array([[0.0, 3.0, 0.0], [3.0, 0.0, 0.0]])
+            >>> [r["classification_class_ids"][0] for r in mt.decode({"logits": logits}, hp, meta, contexts)]
+            [1, 0]
         """
 
     def preprocess_sample(self, sample: Mapping[str, Any], hp: Mapping[str, Any], index: int) -> dict:
         """A raw sample (any image size and grey-value type) in the model's input format.
-        The default prepares the image and copies every other key; a model type whose labels
+
+        Called by `preprocess_dl_samples` and the training procedure for every sample. The
+        default prepares the image and copies every other key; a model type whose labels
         live in image coordinates (boxes, label images) overrides this and transforms them
-        with the image, using `SampleContext.of(new_sample, hp)` for the scale."""
+        with the image, using `SampleContext.of(new_sample, hp)` for the scale.
+
+        Args:
+            sample: the raw sample (not changed).
+            hp: the hyperparameters (image size, range, channels).
+            index: its index in the call, for error messages.
+
+        Returns:
+            A new sample dict, with `original_image_size` set to the raw image's size.
+
+        Raises:
+            DLSampleError: an image that cannot be prepared.
+
+        Examples:
+            >>> prepared = mt.preprocess_sample(raw[0], hp, 0)
+            >>> prepared["image"].shape, prepared["original_image_size"]
+            ((16, 16, 3), [20, 24])
+        """
         new = dict(sample)
         new["image"] = preprocess_image(sample["image"], hp, index)
         new.setdefault("original_image_size", list(np.shape(sample["image"])[:2]))
         return new
 
     def import_foreign(self, network, params: Mapping[str, Any]) -> ForeignModel:
-        """Make a model of this type from an ONNX network made elsewhere (`network` is a
-        core.onnx_foreign.ForeignNetwork: the imported graph, values, shapes, image input).
-        Model types that cannot say so; the error tells the user what to do instead."""
+        """Make a model of this type from an ONNX network made elsewhere.
+
+        Called by `read_dl_model(path, type=...)` for a file dlbatch did not write. Model types
+        that cannot do this keep the default, which says so and what to do instead.
+
+        Args:
+            network: a `dlbatch.core.onnx_foreign.ForeignNetwork`: the imported graph,
+                values, shapes, image input.
+            params: the parameters the caller passed to `read_dl_model`.
+
+        Returns:
+            The graph, values, metadata and derived hyperparameters of the new model.
+
+        Raises:
+            DLModelFileError: the network does not fit this model type, saying why.
+
+        Examples:
+            >>> from types import SimpleNamespace
+            >>> manager.model_type("segmentation").import_foreign(SimpleNamespace(path="net.onnx"), {})
+            Traceback (most recent call last):
+            dlbatch.core.errors.DLModelFileError: net.onnx: a segmentation model cannot be read from an ONNX file made elsewhere; ...
+        """
         raise DLModelFileError(f"{network.path}: a {self.name} model cannot be read from an ONNX file made "
                                f"elsewhere; create one with create_dl_model({self.name!r}, "
                                "backbone=...) instead")
 
     def inference_outputs(self, meta: Mapping[str, Any]) -> tuple[str, ...]:
-        """Graph outputs that apply_dl_model needs."""
+        """Graph outputs that apply_dl_model needs (the forward computes nothing else).
+
+        Args:
+            meta: the model's metadata.
+
+        Returns:
+            Output names; by default those the loss terms read.
+
+        Examples:
+            >>> mt.inference_outputs(meta)
+            ('logits',)
+        """
         return tuple(term.output for term in self.loss_terms(meta))
 
     def evaluate(self, results: list[dict], samples: Sequence[Mapping], hp: Mapping[str, Any]) -> dict:
@@ -257,17 +472,57 @@ class ModelType(ABC):
 
         Returns:
             The measures, the main metric among them.
+
+        Raises:
+            NotImplementedError: the model type has no evaluation (the default).
+            DLSampleError: a missing or invalid label.
+
+        Examples:
+            >>> results = dlbatch.apply_dl_model(model, samples)
+            >>> measures = mt.evaluate(results, samples, hp)
+            >>> measures["num_samples"], "top1_error" in measures
+            (2, True)
         """
         raise NotImplementedError(f"evaluate is not implemented for {self.name} models")
 
     def evaluation(self, hp: Mapping[str, Any]) -> Evaluation:
-        """A fresh accumulator for evaluate_dl_model; override to measure batch by batch."""
+        """A fresh accumulator, made once per `evaluate_dl_model` call.
+
+        Override to measure batch by batch (a subclass of `Evaluation`).
+
+        Args:
+            hp: the hyperparameters.
+
+        Returns:
+            The accumulator; the default keeps everything and calls `evaluate` at the end.
+
+        Examples:
+            >>> isinstance(mt.evaluation(hp), Evaluation)
+            True
+        """
         return Evaluation(self, hp)
 
     def on_param_changed(self, model, name: str, old: Any, new: Any) -> None:
-        """React to a changed hyperparameter (e.g. resize the head when class_ids changes)
-        through the model's public state API (`model.replace_params`). Called before the
-        change is committed; raise to refuse it."""
+        """React to a changed hyperparameter through the model's public state API.
+
+        Called by `set_dl_model_param` for each changed parameter before the change is
+        committed (e.g. classification re-initialises its head with `model.replace_params`
+        when class_ids changes). Raise to refuse the change; the model then stays as it was.
+
+        Args:
+            model: the model (a DLModel).
+            name: the parameter's name.
+            old: its current value.
+            new: the value being set.
+
+        Raises:
+            DLParamError: the change is not possible for this model type, saying why.
+
+        Examples:
+            >>> dlbatch.set_dl_model_param(model, "class_ids", [0, 1, 2, 3])   # calls it
+            >>> model.state_dict()["fc.weight"].shape[0]
+            4
+        """
 
     def loss_options(self, term: LossTerm, hp: Mapping[str, Any]) -> dict[str, Any]:
         """Settings passed to a term's loss as `options` (e.g. the focal loss's alpha).
@@ -276,15 +531,33 @@ class ModelType(ABC):
             term: the loss term.
             hp: the hyperparameters.
 
+        Called at every train step for each loss term.
+
         Returns:
             {option: value}; none by default.
+
+        Examples:
+            >>> mt.loss_options(mt.loss_terms(meta)[0], hp)
+            {}
         """
         return {}
 
     def draw_overlay(self, image: np.ndarray, result: Mapping[str, Any], hp: Mapping[str, Any]) -> np.ndarray:
-        """An RGB uint8 H x W x 3 picture of `result` (one apply_dl_model result, in the raw
-        image's pixels) drawn over `image` (the raw image, H x W or H x W x C uint8): what
-        `dlbatch apply --overlay` writes. The default returns the image unchanged, in RGB."""
+        """A picture of one result drawn over its image: what `dlbatch apply --overlay` writes.
+
+        Args:
+            image: the raw image, H x W or H x W x C uint8.
+            result: one apply_dl_model result, in the raw image's pixels.
+            hp: the hyperparameters (class names, ...).
+
+        Returns:
+            An RGB uint8 H x W x 3 picture. The default returns the image unchanged, in RGB.
+
+        Examples:
+            >>> result = dlbatch.apply_dl_model(model, samples[:1])[0]
+            >>> mt.draw_overlay(raw[0]["image"], result, hp).shape
+            (20, 24, 3)
+        """
         arr = np.asarray(image)
         if arr.ndim == 2:
             arr = arr[:, :, None]
@@ -293,6 +566,18 @@ class ModelType(ABC):
         return np.ascontiguousarray(arr[:, :, :3]).astype(np.uint8)
 
     def evaluation_plots(self, summary: Mapping[str, Any], hp: Mapping[str, Any], out_dir) -> list:
-        """Write the type's evaluation pictures (e.g. a confusion matrix) as PNGs into
-        `out_dir` and return their paths: what `dlbatch evaluate --plots DIR` writes."""
+        """Write the type's evaluation pictures: what `dlbatch evaluate --plots DIR` writes.
+
+        Args:
+            summary: what `evaluate` returned.
+            hp: the hyperparameters (class names, ...).
+            out_dir: an existing folder.
+
+        Returns:
+            The paths of the PNGs written (e.g. a confusion matrix); none by default.
+
+        Examples:
+            >>> [p.name for p in mt.evaluation_plots(measures, hp, ".")]
+            ['confusion_matrix.png']
+        """
         return []
