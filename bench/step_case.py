@@ -13,6 +13,15 @@ Both the numpy backend and torch run with --threads threads; onnxruntime with th
 intra-op threads. dlbatch inference and onnxruntime inference both include dlbatch's encoding
 of the samples into the network input.
 
+Implementations: numpy_train, torch_train (dlbatch's train step on that backend),
+handwritten_train / handwritten_infer (handwritten_torch.py: the same network in plain PyTorch),
+numpy_infer / torch_infer (dlbatch's inference forward pass, raw_outputs), dlbatch_ort_infer
+(the same call after set_dl_model_param(model, "backend", "onnxruntime"), its session built
+before the steps), ort_infer (a raw onnxruntime session on the file write_dl_model wrote).
+--layout (hand-written loop only): nchw (contiguous NCHW batch and module), channels_last (both
+in channels_last memory) or both (default): each layout in its own process, the record is the
+faster one's ("layout" names it), with "layouts" giving each one's times and memory.
+
 --model classification (default): random float images with image_label_id, --classes 10.
 --model segmentation: dlbatch.data.segmentation_samples (background 0 + --classes - 1 shapes,
 default 4 classes), preprocessed by preprocess_dl_samples; every implementation trains on the
@@ -53,6 +62,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+LAYOUTS = ("nchw", "channels_last")  # the hand-written loop's memory layouts (--layout)
 # the oriented detection case's model options (besides capacity and levels)
 RECTANGLE2 = {"instance_type": "rectangle2", "ignore_direction": True,
               "anchor_angles": [-np.pi / 4, 0.0, np.pi / 4, np.pi / 2], "anchor_aspect_ratios": [2.5],
@@ -167,6 +177,72 @@ def detection_outputs(model, data, seed=0) -> dict:
     return {meta["class_logits"]: logits.astype(np.float32), meta["box_deltas"]: deltas.astype(np.float32)}
 
 
+def measure(fn, steps, warmup) -> dict:
+    """Median and best of `steps` timed calls of fn after `warmup`, and the peak step memory."""
+    gc.collect()
+    method = "VmHWM since setup" if reset_peak() else "ru_maxrss"
+    before = rss_mb()
+    times = timed(fn, steps, warmup)
+    return {"median_s": statistics.median(times), "min_s": min(times), "steps": len(times),
+            "peak_step_mem_mb": max(0.0, peak_mb() - before), "resident_growth_mb": rss_mb() - before,
+            "mem_method": method}
+
+
+def both_layouts(argv: list[str]) -> dict:
+    """--layout both: this script once per layout, each in its own process (in one process the
+    second loop would reuse the first's allocator pools and oneDNN caches: less memory and
+    warmer, whichever layout came second); the faster layout's record, with "layouts" giving
+    each layout's median_s, min_s and peak_step_mem_mb."""
+    import subprocess
+    found = {}
+    for layout in LAYOUTS:
+        proc = subprocess.run([sys.executable, __file__, *argv, "--layout", layout], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"step_case.py --layout {layout} failed:\n{proc.stderr.strip()}")
+        found[layout] = json.loads(proc.stdout.strip().splitlines()[-1])
+    best = min(found, key=lambda k: found[k]["median_s"])
+    layouts = {k: {f: r[f] for f in ("median_s", "min_s", "peak_step_mem_mb")} for k, r in found.items()}
+    return {**found[best], "layouts": layouts}
+
+
+def handwritten_fn(a, data, label_key, class_ids, levels, extra, layout):
+    """The hand-written PyTorch loop's step (or inference) in one memory layout: "nchw" feeds
+    contiguous NCHW tensors to a contiguous module (what a newcomer writes); "channels_last" puts
+    the module and the batch in channels_last memory (oneDNN's fastest CPU layout: the images'
+    HWC memory seen as NCHW, as np.stack of transposed images gives it)."""
+    import torch
+    torch.set_num_threads(a.threads)
+    x = torch.tensor(np.stack([s["image"].transpose(2, 0, 1) for s in data]), device=a.device)
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    x = x.contiguous(memory_format=fmt)
+    sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
+    if a.model == "detection":
+        import dlbatch
+        from handwritten_torch import DetectionLoop, DetectionTargets
+        network, target_options = handwritten_detection(a.instance_type)
+        loop = DetectionLoop(a.backbone, a.channels, a.classes, device=a.device, **levels, **network)
+        loop.net.to(memory_format=fmt)
+        reader = dlbatch.create_dl_model("detection", backbone="compact", class_ids=class_ids,
+                                         image_dimensions=[a.side, a.side, a.channels], batch_size=a.batch, **extra)
+        boxes, labels = detection_boxes(data, reader)  # parsing the sample dicts is not timed
+        targets = DetectionTargets(a.side, a.side, device=a.device, **target_options)
+        if a.impl.endswith("train"):  # matching and box coding inside the step, as dlbatch's step does
+            return lambda: (loop.step(x, targets(boxes, labels)), sync())
+        return lambda: (loop.infer(x), sync())
+    from handwritten_torch import HandwrittenLoop
+    loop = HandwrittenLoop(a.backbone, a.channels, a.classes, device=a.device, model=a.model)
+    loop.net.to(memory_format=fmt)
+    y = torch.tensor(np.stack([np.asarray(s[label_key], dtype=np.int64) for s in data]), device=a.device)
+    run = loop.step if a.impl.endswith("train") else (lambda x, y: loop.infer(x))
+    if a.precision == "bfloat16":
+        plain = run
+
+        def run(x, y):
+            with torch.autocast(device_type=torch.device(a.device).type, dtype=torch.bfloat16):
+                return plain(x, y)
+    return lambda: (run(x, y), sync())
+
+
 def timed(fn, steps, warmup):
     for _ in range(warmup):
         fn()
@@ -178,11 +254,11 @@ def timed(fn, steps, warmup):
     return times
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--impl", required=True, choices=["numpy_train", "torch_train", "handwritten_train",
                                                       "numpy_infer", "torch_infer", "handwritten_infer",
-                                                      "ort_infer", "postprocess"])
+                                                      "dlbatch_ort_infer", "ort_infer", "postprocess"])
     ap.add_argument("--model", default="classification", choices=["classification", "segmentation", "detection"])
     ap.add_argument("--backbone", default="compact")
     ap.add_argument("--batch", type=int, default=16)
@@ -197,9 +273,15 @@ def main() -> None:
     ap.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
                     help="bfloat16: dlbatch's torch backend with precision='bfloat16', the hand-written "
                          "loop under torch.autocast(bfloat16) (float32 weights both)")
+    ap.add_argument("--layout", default="both", choices=[*LAYOUTS, "both"],
+                    help="the hand-written loop's memory layout: contiguous nchw, channels_last (module and "
+                         "batch), or both in turn, reporting the faster (default)")
     ap.add_argument("--instance-type", default="rectangle1", choices=["rectangle1", "rectangle2"],
                     help="detection only: axis-parallel (rectangle1) or oriented (rectangle2) boxes")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
+    if a.impl.startswith("handwritten") and a.layout == "both":
+        print(json.dumps(both_layouts(sys.argv[1:] if argv is None else list(argv))))
+        return
     os.environ.setdefault("DLBATCH_NUM_THREADS", str(a.threads))  # before dlbatch is imported
 
     segmentation, detection = a.model == "segmentation", a.model == "detection"
@@ -235,45 +317,13 @@ def main() -> None:
         record = {"model": a.model, "instance_type": a.instance_type, **record}
     if a.precision != "float32":  # float32 records keep their form
         record["precision"] = a.precision
-    if impl.startswith("handwritten") and detection:
-        import torch
-        torch.set_num_threads(a.threads)
-        import dlbatch
-        from handwritten_torch import DetectionLoop, DetectionTargets
-        network, target_options = handwritten_detection(a.instance_type)
-        loop = DetectionLoop(a.backbone, a.channels, a.classes, device=a.device, **levels, **network)
-        x = torch.tensor(np.stack([s["image"].transpose(2, 0, 1) for s in data]), device=a.device)
-        reader = dlbatch.create_dl_model("detection", backbone="compact", class_ids=class_ids,
-                                         image_dimensions=[a.side, a.side, a.channels], batch_size=a.batch, **extra)
-        boxes, labels = detection_boxes(data, reader)  # parsing the sample dicts is not timed
-        targets = DetectionTargets(a.side, a.side, device=a.device, **target_options)
-        sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
-        if impl.endswith("train"):  # matching and box coding inside the step, as dlbatch's step does
-            fn = lambda: (loop.step(x, targets(boxes, labels)), sync())
-        else:
-            fn = lambda: (loop.infer(x), sync())
-    elif impl.startswith("handwritten"):
-        import torch
-        torch.set_num_threads(a.threads)
-        from handwritten_torch import HandwrittenLoop
-        loop = HandwrittenLoop(a.backbone, a.channels, a.classes, device=a.device, model=a.model)
-        # np.stack keeps the HWC memory of the images: x is NCHW with channels_last strides, so
-        # oneDNN runs the whole network channels_last (its fastest CPU layout: 77 against 90 ms
-        # for compact's training step in contiguous NCHW)
-        x = torch.tensor(np.stack([s["image"].transpose(2, 0, 1) for s in data]), device=a.device)
-        y = torch.tensor(np.stack([np.asarray(s[label_key], dtype=np.int64) for s in data]), device=a.device)
-        sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
-        run = loop.step if impl.endswith("train") else (lambda x, y: loop.infer(x))
-        if a.precision == "bfloat16":
-            plain = run
-
-            def run(x, y):
-                with torch.autocast(device_type=torch.device(a.device).type, dtype=torch.bfloat16):
-                    return plain(x, y)
-        fn = lambda: (run(x, y), sync())
+    if impl.startswith("handwritten"):
+        fn = handwritten_fn(a, data, label_key, class_ids, levels, extra, a.layout)
+        record["layout"] = a.layout
     else:
         import dlbatch
-        backend = "numpy" if impl.startswith("numpy") or impl in ("ort_infer", "postprocess") else "torch"
+        backend = "numpy" if impl.startswith("numpy") or impl in ("dlbatch_ort_infer", "ort_infer",
+                                                                  "postprocess") else "torch"
         if backend == "torch":
             import torch
             torch.set_num_threads(a.threads)
@@ -312,13 +362,12 @@ def main() -> None:
         else:
             from dlbatch.core.infer import raw_outputs
             fn = lambda: raw_outputs(model, data)
-    gc.collect()
-    method = "VmHWM since setup" if reset_peak() else "ru_maxrss"
-    before = rss_mb()
-    times = timed(fn, a.steps, a.warmup)
-    record.update(median_s=statistics.median(times), min_s=min(times), steps=len(times),
-                  peak_step_mem_mb=max(0.0, peak_mb() - before),
-                  resident_growth_mb=rss_mb() - before, mem_method=method)
+            if impl == "dlbatch_ort_infer":
+                import onnxruntime as ort
+                dlbatch.set_dl_model_param(model, "backend", "onnxruntime")
+                record["onnxruntime"] = ort.__version__
+                fn()  # builds the session (as ort_infer's is built before the steps)
+    record.update(measure(fn, a.steps, a.warmup))
     if impl == "postprocess":
         record.update(per_image_s=record["median_s"] / a.batch)
     print(json.dumps(record))

@@ -5,6 +5,10 @@ Implementations (--impl):
   numpy_train, torch_train  dlbatch.train_dl_model_batch on the model dlbatch.read_dl_model
                             makes of the network's training-form ONNX export (numpy / torch backend)
   numpy_infer               dlbatch's inference forward pass (raw_outputs) of that model
+  dlbatch_ort_infer         the same call on the same model switched to dlbatch's onnxruntime
+                            backend (set_dl_model_param(model, "backend", "onnxruntime")): its
+                            session is built in the setup, so the steps time dlbatch's per-call
+                            path around onnxruntime (against ort_infer: issue 16's <= 1.05)
   handwritten_train         the same torch.nn.Module trained by a plain PyTorch loop
                             (handwritten_torch.HandwrittenLoop's step: F.cross_entropy, HALCON-form
                             SGD), fed --layout nchw (contiguous NCHW) or channels_last (the module
@@ -43,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from step_case import peak_mb, reset_peak, rss_mb, samples, timed  # noqa: E402
 
-IMPLS = ("numpy_train", "torch_train", "handwritten_train", "numpy_infer", "ort_infer")
+IMPLS = ("numpy_train", "torch_train", "handwritten_train", "numpy_infer", "dlbatch_ort_infer", "ort_infer")
 LAYOUTS = ("nchw", "channels_last")
 SOLVER = {"learning_rate": 0.01, "momentum": 0.9, "weight_prior": 1e-4}
 
@@ -121,8 +125,13 @@ def setup(network: str, impl: str, layout: str, a, cache_dir: Path):
     model = dlbatch.read_dl_model(files["train"], backend=backend, batch_size=a.batch, **SOLVER)
     if impl.endswith("train"):
         return (lambda: dlbatch.train_dl_model_batch(model, data)), record
-    if impl == "numpy_infer":
+    if impl in ("numpy_infer", "dlbatch_ort_infer"):
         from dlbatch.core.infer import raw_outputs
+        if impl == "dlbatch_ort_infer":
+            import onnxruntime as ort
+            dlbatch.set_dl_model_param(model, "backend", "onnxruntime")
+            record["onnxruntime"] = ort.__version__
+            raw_outputs(model, data)  # builds the session (as ort_infer's is built here)
         return (lambda: raw_outputs(model, data)), record
     import onnxruntime as ort
     opts = ort.SessionOptions()
