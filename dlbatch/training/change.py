@@ -31,13 +31,38 @@ NOT_CHANGEABLE = {
 
 @dataclass(frozen=True)
 class ChangeStrategy:
+    """One validated change strategy: `model_param` takes `initial_value`, then `values[i]`
+    once `epochs[i]` epochs are done. Made by `parse_change` from HALCON's dict form.
+
+    Attributes:
+        model_param: the model parameter it changes, e.g. "learning_rate".
+        initial_value: the value of the first epochs.
+        epochs: strictly increasing counts of completed epochs after which a value applies.
+        values: one value per entry of `epochs`.
+
+    Examples:
+        >>> from dlbatch.training import ChangeStrategy
+        >>> strategy = ChangeStrategy("momentum", 0.9, (10,), (0.99,))
+        >>> strategy.value_after(9), strategy.value_after(10)
+        (0.9, 0.99)
+        >>> strategy.as_dict()
+        {'model_param': 'momentum', 'initial_value': 0.9, 'epochs': [10], 'values': [0.99]}
+    """
+
     model_param: str
     initial_value: Any
     epochs: tuple[int, ...]
     values: tuple
 
     def value_after(self, done_epochs: int) -> Any:
-        """The value for the epoch that starts after `done_epochs` completed epochs."""
+        """The value for the epoch that starts after `done_epochs` completed epochs.
+
+        Args:
+            done_epochs: the number of completed epochs (0 before the first).
+
+        Returns:
+            The last value whose epoch count is <= done_epochs, else initial_value.
+        """
         value = self.initial_value
         for epoch, v in zip(self.epochs, self.values):
             if done_epochs >= epoch:
@@ -45,6 +70,11 @@ class ChangeStrategy:
         return value
 
     def as_dict(self) -> dict:
+        """HALCON's dict form, as `parse_change` takes it and a run's state stores it.
+
+        Returns:
+            {"model_param", "initial_value", "epochs", "values"} with lists.
+        """
         return {"model_param": self.model_param, "initial_value": self.initial_value,
                 "epochs": list(self.epochs), "values": list(self.values)}
 
@@ -68,9 +98,41 @@ def _epochs(raw, i: int) -> tuple[int, ...]:
 
 
 def parse_change(change, model) -> list[ChangeStrategy]:
-    """Validate strategies (one dict or a list of dicts) against `model`'s parameter table;
-    every value is also tried on the model (and the old value put back), so a value the model
-    refuses fails here, before the first step, not in the middle of the run."""
+    """Validate change strategies in HALCON's dict form against `model`.
+
+    Every value is also tried on the model (and the old value put back), so a value the model
+    refuses fails here, before the first step, not in the middle of the run. train_dl_model
+    calls it with its `change` argument.
+
+    Args:
+        change: None, one dict or a list of dicts with exactly the keys model_param,
+            initial_value, epochs (strictly increasing counts of completed epochs) and values
+            (one per epoch count).
+        model: the model the strategies will change (left as it was).
+
+    Returns:
+        One ChangeStrategy per dict, values converted as set_param converts them ([] for None).
+
+    Raises:
+        DLParamError: a missing or unknown key, an unknown parameter, a parameter that cannot
+            change during training (batch_size, image sizes, class_ids, backend, device,
+            precision, read-only or fixed ones), two strategies for one parameter, bad epochs,
+            or a value the model refuses.
+
+    Examples:
+        >>> import dlbatch
+        >>> from dlbatch.training import parse_change
+        >>> model = dlbatch.create_dl_model("classification", class_ids=[0, 1], image_dimensions=[16, 16, 3])
+        >>> [lr] = parse_change({"model_param": "learning_rate", "initial_value": 0.01,
+        ...                      "epochs": [30, 60], "values": [0.001, 0.0001]}, model)
+        >>> [lr.value_after(done) for done in (0, 29, 30, 60)]
+        [0.01, 0.01, 0.001, 0.0001]
+        >>> try:
+        ...     parse_change({"model_param": "batch_size", "initial_value": 8, "epochs": [5], "values": [16]}, model)
+        ... except dlbatch.DLParamError as err:
+        ...     print(str(err).split(" (")[0])
+        change strategy 0: 'batch_size' cannot change during training
+    """
     if change is None:
         return []
     items = [change] if isinstance(change, Mapping) else change

@@ -44,23 +44,69 @@ def _positive_int(name: str, value) -> int:
 def train_dl_model(model, train, validation=None, *, epochs: int, evaluation_interval_epochs: int = 1,
                    change=None, augment=None, seed: int = 42, out_dir=None, resume: bool = False,
                    progress=True) -> dict:
-    """Train `model` in place for `epochs` epochs on `train` (a sequence of raw or prepared
-    sample dicts; an image that is floating point in the model's size counts as prepared and
-    is used as it is, anything else goes through preprocess_dl_samples), evaluating `validation` every `evaluation_interval_epochs` epochs and after
-    the last one (no validation set: no evaluation and no best.onnx).
+    """HALCON's training procedure: shuffled epochs of train_dl_model_batch, change
+    strategies, augmentation, evaluation, best/final checkpoints and exact resume.
 
-    change: HALCON change strategies (a dict or a list; see training.change). augment: a dict of
-    HALCON's augmentation names (see training.augment) or None. out_dir: where best.onnx,
-    final.onnx, state/, log.jsonl and curves.png go (None: nothing is written and the run
-    cannot resume). resume=True continues the run in out_dir from its last epoch end, or
-    starts it when out_dir holds no state yet; resume=False refuses an out_dir that holds a
-    run's state. progress: True (a line per epoch and evaluation), False, or a TrainingListener.
+    A sample whose image is floating point in the model's size counts as prepared and is used
+    as it is; anything else goes through preprocess_dl_samples. Everything random derives from
+    (seed, epoch, iteration), so a killed run resumed with resume=True reaches the weights of
+    an uninterrupted one. In a torch.distributed job (see the module docstring) batch_size is
+    per rank, every rank returns rank 0's result, and only rank 0 writes files and calls
+    `progress`.
 
-    Returns best_metric, best_epoch (None without validation), final_epoch, main_metric,
-    history (one record per epoch), out_dir and paths (best, final, state, log, curves).
+    Args:
+        model: the model, trained in place.
+        train: a sequence of raw or prepared sample dicts (a list, or a DLDataset split).
+        validation: samples evaluated every `evaluation_interval_epochs` epochs and after the
+            last one; None: no evaluation and no best.onnx.
+        epochs: number of epochs (>= 1); each runs every complete batch of `train` once.
+        evaluation_interval_epochs: evaluate every this many epochs (>= 1).
+        change: HALCON change strategies, a dict or a list of dicts (see `parse_change`).
+        augment: a dict of HALCON's augmentation names (augmentation_percentage, mirror,
+            rotate, rotate_range, brightness_variation, brightness_variation_spot,
+            crop_percentage; see dlbatch.training.augment), or None.
+        seed: seed of the shuffling and the augmentation (>= 0).
+        out_dir: where best.onnx, final.onnx, state/, log.jsonl and curves.png go (None:
+            nothing is written and the run cannot resume).
+        resume: True continues the run in out_dir from its last epoch end (or starts it when
+            out_dir holds no state yet); False refuses an out_dir that holds a run's state.
+        progress: True (a line per epoch on stdout, `PlainTextProgress`), False, or a
+            `TrainingListener`.
 
-    In a torch.distributed job (see the module docstring) batch_size is per rank, every rank
-    returns rank 0's result, and only rank 0 writes files and calls `progress`.
+    Returns:
+        best_metric, best_epoch (None without validation), final_epoch, main_metric (e.g.
+        "top1_error"), history (one record per epoch: epoch, step, losses, params, seconds,
+        metric, is_best, evaluation), out_dir and paths (best, final, state, log, curves).
+
+    Raises:
+        DLParamError: bad epochs, evaluation_interval_epochs, seed, change strategies,
+            augmentation or progress; resume without out_dir; an out_dir that holds another
+            run (resume=False) or a run with other arguments (resume=True).
+        DLSampleError: a sample the model cannot train on (naming its epoch and iteration).
+        DLNumericError: a non-finite loss or gradient; the state of the last epoch end stays
+            valid, so the run can resume (e.g. with a smaller learning_rate).
+
+    Examples:
+        >>> import dlbatch
+        >>> from dlbatch.data import classification_samples
+        >>> from dlbatch.training import train_dl_model
+        >>> model = dlbatch.create_dl_model("classification", class_ids=[0, 1, 2],
+        ...                                 image_dimensions=[16, 16, 3], batch_size=4)
+        >>> train = classification_samples(8, height=16, width=16)
+        >>> validation = classification_samples(4, height=16, width=16, seed=1)
+        >>> lr = {"model_param": "learning_rate", "initial_value": 0.01, "epochs": [1], "values": [0.001]}
+        >>> result = train_dl_model(model, train, validation, epochs=2, change=lr, out_dir="run")
+        epoch 1/2  loss ...  learning_rate 0.01  top1_error ... (best)  ... s
+        epoch 2/2  loss ...  learning_rate 0.001  top1_error ...
+        done after epoch 2: best top1_error ... at epoch ...
+        >>> result["final_epoch"], result["main_metric"], sorted(result["paths"])
+        (2, 'top1_error', ['best', 'curves', 'final', 'log', 'state'])
+
+        Two more epochs, continuing the run in out_dir:
+
+        >>> train_dl_model(model, train, validation, epochs=4, change=lr, out_dir="run", resume=True,
+        ...                progress=False)["final_epoch"]
+        4
     """
     epochs = _positive_int("epochs", epochs)
     interval = _positive_int("evaluation_interval_epochs", evaluation_interval_epochs)
