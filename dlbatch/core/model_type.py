@@ -4,7 +4,9 @@ A model type builds the default graph, prepares raw samples (image and labels to
 samples into input and target arrays (numpy), names its loss terms with their normalisers,
 decodes network outputs into HALCON-style result dicts, and says what it can make of an ONNX
 network made elsewhere. Built-in and third-party model types use exactly this interface and
-the public state API of `DLModel` (core/model.py).
+the public state API of `DLModel` (core/model.py). The types of its answers live beside it:
+`dlbatch.core.loss_terms` (LossTerm, TermTarget, Encoded) and `dlbatch.core.model_evaluation`
+(MainMetric, Evaluation); this module re-exports them.
 
 The examples of this module call the built-in classification model type the way the framework
 does; `tests/core/two_term_model.py` is a complete model type written as a plugin.
@@ -29,84 +31,12 @@ import numpy as np
 
 from .errors import DLModelFileError
 from .graph import Graph
+from .loss_terms import Encoded, LossTerm, TermTarget
+from .model_evaluation import Evaluation, MainMetric
 from .params import ParamSpec
 from .preprocess import SampleContext, preprocess_image
 
 __all__ = ["ModelType", "LossTerm", "TermTarget", "Encoded", "ForeignModel", "MainMetric", "Evaluation"]
-
-
-@dataclass(frozen=True)
-class LossTerm:
-    """One term of the training objective (what `ModelType.loss_terms` returns).
-
-    Attributes:
-        name: the term's name, the key of its `TermTarget` in `Encoded.targets` and of the
-            `losses` parameter.
-        output: the graph output the term's loss reads.
-        default_loss: the registered loss used unless the `losses` parameter says otherwise.
-        weight_param: the hyperparameter that weights the term in `total_loss` (None:
-            weight 1).
-
-    Examples:
-        >>> mt.loss_terms(meta)
-        [LossTerm(name='classification', output='logits', default_loss='multinomial_logistic', weight_param=None)]
-    """
-
-    name: str
-    output: str
-    default_loss: str
-    weight_param: str | None = None
-
-
-@dataclass
-class TermTarget:
-    """What one loss term needs for one micro-batch (part of what `ModelType.encode` returns).
-
-    The loss returns an unnormalised sum; the train step divides it by the normaliser, which
-    the model type chooses: the sum of the weights for a weighted mean (multinomial
-    logistic), max(1, number of positive anchors) for detection. Keeping the division out of
-    the loss lets data-parallel training sum the count over every rank's shard before
-    dividing.
-
-    Attributes:
-        target: goes to the loss as it is (numpy here, moved to the backend by the train step).
-        weights: per-element weights, passed like `target`.
-        normalizer: what the summed loss is divided by. A normaliser of 0 means nothing in the
-            micro-batch counts for this term: its value is 0 and it sends no gradient.
-        normalizer_floor: the divisor is max(normalizer_floor, normalizer summed over every
-            rank's shard): a count such as positive anchors is given raw with floor 1, so
-            data-parallel shards that hold no positives still sum to the single-process
-            divisor.
-
-    Examples:
-        A weighted mean over three images whose class weights are 1, 1 and 2:
-
-        >>> TermTarget(np.array([0, 2, 1]), np.array([1.0, 1.0, 2.0]), normalizer=4.0).normalizer_floor
-        0.0
-    """
-
-    target: Any
-    weights: Any
-    normalizer: float
-    normalizer_floor: float = 0.0
-
-
-@dataclass
-class Encoded:
-    """A micro-batch ready for a backend (what `ModelType.encode` returns).
-
-    Attributes:
-        inputs: graph input name -> numpy array.
-        targets: loss-term name -> its TermTarget (empty when encoded without labels).
-
-    Examples:
-        >>> encoded = mt.encode(samples, hp, meta, labels=True, dtype="float32")
-        >>> encoded.inputs["image"].shape, encoded.targets["classification"].normalizer
-        ((2, 3, 16, 16), 2.0)
-    """
-
-    inputs: dict[str, np.ndarray]
-    targets: dict[str, TermTarget]
 
 
 @dataclass
@@ -131,86 +61,6 @@ class ForeignModel:
     values: dict[str, np.ndarray]
     meta: dict[str, Any]
     params: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class MainMetric:
-    """The measure the training procedure ranks evaluations by (best.onnx) and shows first.
-
-    Attributes:
-        name: its key in the evaluation summary.
-        higher_is_better: whether a higher value is better.
-
-    Examples:
-        >>> mt.main_metric
-        MainMetric(name='top1_error', higher_is_better=False)
-    """
-
-    name: str
-    higher_is_better: bool
-
-    def better(self, new: float, old: float | None) -> bool:
-        """Whether a new value of the measure beats the best so far.
-
-        Args:
-            new: the new value.
-            old: the best so far, None when there is none yet.
-
-        Returns:
-            True when `new` is better; any value beats None; NaN never wins.
-
-        Examples:
-            >>> mt.main_metric.better(0.1, 0.2), mt.main_metric.better(float("nan"), None)
-            (True, False)
-        """
-        if new != new:  # NaN
-            return False
-        if old is None or old != old:
-            return True
-        return new > old if self.higher_is_better else new < old
-
-
-class Evaluation:
-    """Measures accumulated batch by batch (what `ModelType.evaluation` returns).
-
-    `evaluate_dl_model` feeds it the results and samples of one batch at a time, so that a
-    model type can evaluate a large set without holding every prediction in memory. This
-    default keeps everything and calls the model type's `evaluate` once at the end; a model
-    type overrides `ModelType.evaluation` to return its own subclass.
-
-    Args:
-        model_type: the model type whose `evaluate` makes the summary.
-        hp: the model's hyperparameters.
-
-    Examples:
-        >>> evaluation = mt.evaluation(hp)
-        >>> evaluation.add(dlbatch.apply_dl_model(model, samples), samples)
-        >>> evaluation.summary()["num_samples"]
-        2
-    """
-
-    def __init__(self, model_type: "ModelType", hp: Mapping[str, Any]):
-        self._model_type, self._hp = model_type, hp
-        self._results: list[dict] = []
-        self._samples: list[Mapping] = []
-
-    def add(self, results: Sequence[dict], samples: Sequence[Mapping]) -> None:
-        """Take the results of one batch and its labelled samples.
-
-        Args:
-            results: `apply_dl_model`'s results, one per sample.
-            samples: the labelled samples, in the same order.
-        """
-        self._results.extend(results)
-        self._samples.extend(samples)
-
-    def summary(self) -> dict:
-        """The measures over everything added (what `evaluate_dl_model` returns).
-
-        Returns:
-            The model type's measures, its main metric among them.
-        """
-        return self._model_type.evaluate(self._results, self._samples, self._hp)
 
 
 class ModelType(ABC):
@@ -285,12 +135,12 @@ class ModelType(ABC):
               ) -> tuple[Graph, dict[str, np.ndarray], dict[str, Any]]:
         """The default network of a new model.
 
+        Called once by `create_dl_model`; the same `hp` and seed must give the same values.
+
         Args:
             hp: the validated hyperparameters.
             backbone: one of `backbones()` (or an ONNX file path when `reads_backbone_files`).
             rng: the generator to initialise weights with (seeded from the `seed` parameter).
-
-        Called once by `create_dl_model`; the same `hp` and seed must give the same values.
 
         Returns:
             `(graph, values, meta)`: the graph, its initial values (numpy; float64 is fine; one
@@ -341,7 +191,8 @@ class ModelType(ABC):
             >>> mt.check_samples(samples, hp, labels=True)         # fine: returns None
             >>> mt.check_samples([{**samples[0], "image_label_id": 9}], hp, labels=True)
             Traceback (most recent call last):
-            dlbatch.core.errors.DLSampleError: sample 0: 'image_label_id' is 9, which is not one of the model's class_ids [0, 1, 2]; ...
+            dlbatch.core.errors.DLSampleError: sample 0: 'image_label_id' is 9, which is not one of
+            the model's class_ids [0, 1, 2]; ...
         """
 
     @abstractmethod
@@ -441,7 +292,8 @@ class ModelType(ABC):
             >>> from types import SimpleNamespace
             >>> manager.model_type("segmentation").import_foreign(SimpleNamespace(path="net.onnx"), {})
             Traceback (most recent call last):
-            dlbatch.core.errors.DLModelFileError: net.onnx: a segmentation model cannot be read from an ONNX file made elsewhere; ...
+            dlbatch.core.errors.DLModelFileError: net.onnx: a segmentation model cannot be read from
+            an ONNX file made elsewhere; ...
         """
         raise DLModelFileError(f"{network.path}: a {self.name} model cannot be read from an ONNX file made "
                                f"elsewhere; create one with create_dl_model({self.name!r}, "
