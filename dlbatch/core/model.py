@@ -57,7 +57,75 @@ def _check_precision(backend: Backend, backend_name: str, precision: str) -> Non
 
 
 class DLModel:
-    """A model handle; every HALCON operator of dlbatch is also a method here."""
+    """A model: graph, weights, hyperparameters and solver state on one backend and device.
+
+    Made by `create_dl_model` or `read_dl_model`, not by calling the class. Every HALCON
+    operator of dlbatch is also a method here (`train_batch`, `apply`, `evaluate`,
+    `get_param`, `set_param`, `write`). The state API after them (`values`, `commit`,
+    `replace_params`, ...) is for model types, backends and the train step.
+
+    Args:
+        model_type: the registered ModelType.
+        table: its parameter table.
+        graph: the network.
+        values: {initializer name: numpy array} for every initializer of the graph.
+        hp: the hyperparameters (validated).
+        meta: what the model type's build recorded (head names, levels, ...).
+        backend: the compute backend's name.
+        device: the backend's device, e.g. "cpu".
+        precision: "float32", "float64" or "bfloat16".
+        solver_state: a solver state to resume (flat as solver_state_dict() or nested).
+
+    Raises:
+        DLParamError: a graph initializer without a value, or a precision the backend lacks.
+        DLPluginError: an unknown backend.
+        DLBackendError: a device the backend cannot use.
+
+    Examples:
+        >>> import dlbatch
+        >>> from dlbatch.data import classification_samples
+        >>> model = dlbatch.create_dl_model("classification", class_ids=[0, 1, 2], backend="numpy",
+        ...                                 image_dimensions=[16, 16, 3], batch_size=4)
+        >>> model
+        DLModel(type='classification', backend='numpy', device='cpu', classes=3, params=...)
+        >>> model.model_type.name, model.backend_name, model.device, model.precision
+        ('classification', 'numpy', 'cpu', 'float32')
+        >>> model.set_param("learning_rate", 0.01)
+        >>> model.get_param("learning_rate"), model.hyperparameters["batch_size"]
+        (0.01, 4)
+        >>> samples = dlbatch.preprocess_dl_samples(classification_samples(4, height=16, width=16), model)
+        >>> before, solver = model.state_dict(), model.solver_state_dict()
+        >>> sorted(model.train_batch(samples))
+        ['loss_multinomial_logistic', 'loss_regularization', 'total_loss']
+        >>> model.solver_state["step"]
+        1
+        >>> sorted(model.apply(samples[:1])[0]["classification_class_ids"])
+        [0, 1, 2]
+        >>> model.evaluate(samples)["num_samples"]
+        4
+        >>> model.load_state_dict(before)  # undo the step: weights ...
+        >>> model.load_solver_state_dict(solver)  # ... and solver state
+        >>> model.solver_state["step"]
+        0
+        >>> model.write("model.onnx")
+        >>> dlbatch.read_dl_model("model.onnx").get_param("class_ids")
+        [0, 1, 2]
+
+        The state API, as model types, backends and the train step use it:
+
+        >>> [term.name for term in model.loss_terms()], model.loss_names()
+        (['classification'], {'classification': 'multinomial_logistic'})
+        >>> name = model.graph.trainable[0]
+        >>> weight = model.numpy_values()[name]
+        >>> model.commit({name: model.asarray(weight * 2)})  # a train step's single write
+        >>> bool((model.state_dict()[name] == weight * 2).all())
+        True
+        >>> model.replace_params({name: weight})  # may change the shape; drops its solver slots
+        >>> type(model.backend).__name__, type(model.values[name]).__name__, model.compute_precision
+        ('NumpyBackend', 'ndarray', 'float32')
+        >>> model.program() is model.program()  # compiled once per backend, device, precision
+        True
+    """
 
     def __init__(self, model_type: ModelType, table: ParamTable, graph: Graph,
                  values: Mapping[str, np.ndarray], hp: dict[str, Any], meta: dict[str, Any], *,
@@ -84,11 +152,13 @@ class DLModel:
     # -- placement ----------------------------------------------------------------------------
     @property
     def backend(self) -> Backend:
+        """The compute backend object the model runs on (see `backend_name`)."""
         assert self._backend is not None
         return self._backend
 
     @property
     def model_type(self) -> ModelType:
+        """The registered ModelType: its losses, evaluation, encoding and decoding."""
         return self._type
 
     def _place(self, backend_name: str, device: str, precision: str,
@@ -108,7 +178,11 @@ class DLModel:
                     self.numpy_values(), _map_state(self._solver_state, self.backend.to_numpy))
 
     def program(self) -> Program:
-        """The graph compiled for the current backend, device and precision (cached)."""
+        """The graph compiled for the current backend, device and precision (cached).
+
+        Returns:
+            The backend's Program; the same object until backend, device or precision change.
+        """
         key = (self._backend_name, self._device, self._precision, id(self.graph))
         prog = self._programs.get(key)
         if prog is None:
@@ -139,10 +213,12 @@ class DLModel:
 
     @property
     def backend_name(self) -> str:
+        """The name of the compute backend, e.g. "numpy" or "torch"."""
         return self._backend_name
 
     @property
     def device(self) -> str:
+        """The backend's device, e.g. "cpu" or "cuda:0"."""
         return self._device
 
     @property
@@ -158,20 +234,40 @@ class DLModel:
         return self._precision
 
     def asarray(self, array, *, floating: bool = True):
-        """numpy -> the model's backend and device; floating arrays take the model's
-        precision (`floating=False` keeps the dtype, e.g. integer class indices)."""
+        """An array on the model's backend and device.
+
+        Args:
+            array: array-like (numpy).
+            floating: floating arrays take the model's precision; False keeps the dtype
+                (e.g. integer class indices).
+
+        Returns:
+            The backend's array.
+        """
         array = np.asarray(array)
         dtype = self.precision if floating and array.dtype.kind == "f" else None
         return self.backend.asarray(array, device=self._device, dtype=dtype)
 
     def numpy_values(self) -> dict[str, np.ndarray]:
-        """Every initializer as a numpy array."""
+        """Every initializer as a numpy array (constants included; see also `state_dict`).
+
+        Returns:
+            {initializer name: numpy array}.
+        """
         return {n: self.backend.to_numpy(v) for n, v in self._values.items()}
 
     def commit(self, values: Mapping[str, Any], solver_state: Mapping[str, Any] | None = None) -> None:
-        """Take new values (backend arrays of existing initializers, same shapes) and, when
-        given, a whole new solver state, in one step: the train step's single write. The
-        arrays are kept, not copied; callers hand over arrays they no longer change."""
+        """Take new values and, when given, a whole new solver state in one step: the train
+        step's single write. The arrays are kept, not copied; callers hand over arrays they
+        no longer change.
+
+        Args:
+            values: {initializer name: backend array} of existing initializers, same shapes.
+            solver_state: a whole new solver state (nested, backend arrays), or None.
+
+        Raises:
+            DLParamError: an unknown initializer or a changed shape (nothing is changed).
+        """
         unknown = [n for n in values if n not in self._values]
         if unknown:
             raise DLParamError(f"commit: {unknown[:5]} are not initializers of this model")
@@ -184,9 +280,16 @@ class DLModel:
         self._values = new_values
 
     def replace_params(self, arrays: Mapping[str, np.ndarray]) -> None:
-        """Replace trainable tensors by new numpy arrays (their shape may change, e.g. a
-        re-initialised head for a new class count) and drop their solver state, which
-        belonged to the old tensors. The rest of the model, solver state included, is kept."""
+        """Replace trainable tensors and drop their solver state, which belonged to the old
+        tensors; the rest of the model, solver state included, is kept.
+
+        Args:
+            arrays: {trainable parameter name: numpy array}; the shape may change, e.g. a
+                re-initialised head for a new class count.
+
+        Raises:
+            DLParamError: a name that is no trainable parameter (nothing is changed).
+        """
         unknown = [n for n in arrays if n not in self.graph.trainable]
         if unknown:
             raise DLParamError(f"replace_params: {unknown[:5]} are not trainable parameters of this model")
@@ -200,7 +303,24 @@ class DLModel:
 
     def replace_constants(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Replace constant tensors (shapes, scales) that describe the network's structure,
-        e.g. a head's output shape after a class-count change."""
+        e.g. a detection head's output shape after a class-count change.
+
+        Args:
+            arrays: {constant name: numpy array}.
+
+        Raises:
+            DLParamError: a name that is no constant of the graph (nothing is changed).
+
+        Examples:
+            >>> import numpy as np
+            >>> detector = dlbatch.create_dl_model("detection", class_ids=[1, 2], image_dimensions=[32, 32, 3])
+            >>> detector.replace_constants({"class_head.flat.p3.shape": np.array([0, -1, 3])})
+            >>> detector.values["class_head.flat.p3.shape"].tolist()
+            [0, -1, 3]
+            >>> detector.replace_constants({"no_such_constant": np.zeros(3)})
+            Traceback (most recent call last):
+            dlbatch.core.errors.DLParamError: replace_constants: ['no_such_constant'] are not constants of this model
+        """
         unknown = [n for n in arrays if n not in self.graph.constants]
         if unknown:
             raise DLParamError(f"replace_constants: {unknown[:5]} are not constants of this model")
@@ -209,6 +329,17 @@ class DLModel:
 
     # -- parameters ---------------------------------------------------------------------------
     def get_param(self, name: str) -> Any:
+        """The value of a model parameter (`dlbatch.get_dl_model_param`).
+
+        Args:
+            name: a parameter name (see the parameter reference).
+
+        Returns:
+            The value (lists are copies).
+
+        Raises:
+            DLParamError: an unknown name; the message lists the model's parameters.
+        """
         spec = self._table.spec(name)
         if name == "type":
             return self._type.name
@@ -232,7 +363,18 @@ class DLModel:
         return list(value) if isinstance(value, list) else value
 
     def set_param(self, name: str, value: Any) -> None:
-        """Validate, then change; a refused value leaves the model exactly as it was."""
+        """Set a model parameter (`dlbatch.set_dl_model_param`): validate, then change; a
+        refused value leaves the model exactly as it was.
+
+        Args:
+            name: a settable parameter name.
+            value: the new value, converted and checked against the parameter table.
+
+        Raises:
+            DLParamError: an unknown, read-only or fixed name, or a bad value.
+            DLPluginError: an unknown backend.
+            DLBackendError: a device or runtime the backend cannot use.
+        """
         spec = self._table.spec(name)
         if spec.readonly:
             raise DLParamError(f"parameter {name!r} is read-only (derived from the model)")
@@ -287,14 +429,25 @@ class DLModel:
         return tuple(self._values[name].shape)
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """{initializer name: numpy array} for every trainable parameter and batch-norm
-        statistic; never solver state."""
+        """Copies of every trainable parameter and batch-norm statistic; never solver state.
+
+        Returns:
+            {initializer name: numpy array}, as `load_state_dict` takes it.
+        """
         names = [*self.graph.trainable, *self.graph.statistics]
         return {n: np.array(self.backend.to_numpy(self._values[n]), copy=True) for n in names}
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
-        """Set parameters and statistics (every name and shape checked first); the solver
-        state is left as it is, as loading a PyTorch module's state leaves its optimizer."""
+        """Set parameters and statistics (copies); the solver state is left as it is, as
+        loading a PyTorch module's state leaves its optimizer.
+
+        Args:
+            state: exactly the names of `state_dict()`, same shapes, finite floating values.
+
+        Raises:
+            DLParamError: a missing or unknown name, a wrong shape or a non-finite value;
+                checked before anything changes.
+        """
         names = [*self.graph.trainable, *self.graph.statistics]
         missing = [n for n in names if n not in state]
         unknown = [n for n in state if n not in names]
@@ -316,7 +469,12 @@ class DLModel:
         self._values.update(new)
 
     def solver_state_dict(self) -> dict[str, np.ndarray]:
-        """The solver state as flat numpy arrays: `step`, `adam_step`, `<slot>/<param>`."""
+        """The solver state as flat numpy arrays (copies).
+
+        Returns:
+            {"step", "adam_step", "<slot>/<param>": numpy array}, as
+            `load_solver_state_dict` takes it.
+        """
         s = self._solver_state
         out = {c: np.array(s[c], dtype=np.int64) for c in solvers.COUNTERS}
         for slot in solvers.SLOTS:
@@ -325,6 +483,15 @@ class DLModel:
         return out
 
     def load_solver_state_dict(self, flat: Mapping[str, np.ndarray]) -> None:
+        """Set the whole solver state (step counters and momentum/Adam slots).
+
+        Args:
+            flat: the form of `solver_state_dict()` (or the nested in-memory form).
+
+        Raises:
+            DLParamError: an unknown entry, or a slot that matches no trainable parameter's
+                name and shape; checked before anything changes.
+        """
         state = _numpy_solver_state(flat)
         for slot in solvers.SLOTS:
             for n, a in state[slot].items():
@@ -336,24 +503,75 @@ class DLModel:
 
     # -- losses -------------------------------------------------------------------------------
     def loss_terms(self) -> list[LossTerm]:
+        """The model type's loss terms for this model.
+
+        Returns:
+            One LossTerm per term (name, default loss, targets).
+        """
         return self._type.loss_terms(self.meta)
 
     def loss_names(self) -> dict[str, str]:
-        """Loss-term name -> registered loss name (defaults filled in)."""
+        """The loss each term uses (the `losses` parameter, defaults filled in).
+
+        Returns:
+            {loss-term name: registered loss name}.
+        """
         chosen = self._hp.get("losses") or {}
         return {t.name: chosen.get(t.name, t.default_loss) for t in self.loss_terms()}
 
     # -- operators ----------------------------------------------------------------------------
     def train_batch(self, samples) -> dict[str, float]:
+        """One weight update (`dlbatch.train_dl_model_batch`).
+
+        Args:
+            samples: exactly batch_size * batch_size_multiplier preprocessed, labelled samples.
+
+        Returns:
+            total_loss, one loss_<name> per loss term, and loss_regularization.
+
+        Raises:
+            DLSampleError: the wrong number of samples, a missing key, a bad shape or label.
+            DLNumericError: a non-finite loss or gradient; the model is left unchanged.
+        """
         return train_step(self, samples)
 
     def apply(self, samples) -> list[dict]:
+        """Inference (`dlbatch.apply_dl_model`).
+
+        Args:
+            samples: preprocessed sample dicts (labels are not needed).
+
+        Returns:
+            One result dict per sample, with the model type's result keys.
+
+        Raises:
+            DLSampleError: a missing image or a wrong image shape.
+        """
         return apply_model(self, samples)
 
     def evaluate(self, samples) -> dict:
+        """Apply and measure (`dlbatch.evaluate_dl_model`).
+
+        Args:
+            samples: preprocessed sample dicts with the model type's labels.
+
+        Returns:
+            The model type's measures (e.g. top1_error, mean_iou, mean_ap).
+
+        Raises:
+            DLSampleError: a missing or invalid label.
+        """
         return evaluate_model(self, samples)
 
     def write(self, path) -> None:
+        """Write the model to one .onnx file, atomically (`dlbatch.write_dl_model`).
+
+        Args:
+            path: the file to write (replaced if it exists).
+
+        Raises:
+            DLModelFileError: the file cannot be written (an old file is then intact).
+        """
         write_model_file(self, path)
 
     def __repr__(self) -> str:
