@@ -13,7 +13,8 @@ A name (backend, loss, model type, or a backend's op kernel) belongs to the firs
 registers it; nothing is ever silently replaced. A third-party plugin registering a taken name
 is skipped like a failed one, its reason naming both plugins; a conflict involving a
 plugins.toml module or a runtime registration is a DLPluginError naming both. To replace a
-built-in, disable it (`dlbatch plugins disable NAME`).
+built-in, disable it (`dlbatch plugins disable NAME`). That rule and the registry it fills live
+in `dlbatch.core.plugin_registry`; this module finds and loads the plugins.
 """
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ import os
 import threading
 import tomllib
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import DLPluginError, did_you_mean
+from .plugin_registry import FailedPlugin, PluginInfo, Registry, call_hooks, failure_reason
 
 PROJECT = "dlbatch"
 ENTRY_POINT_GROUP = "dlbatch"
@@ -39,54 +40,6 @@ ENTRY_POINT_GROUP = "dlbatch"
 
 class DLPluginWarning(UserWarning):
     """Some third-party plugins failed to load and were skipped."""
-
-
-@dataclass
-class PluginInfo:
-    """What `dlbatch plugins` shows for one plugin."""
-
-    name: str
-    source: str  # "builtin", "entry point", "plugins.toml", "runtime"
-    distribution: str = ""
-    version: str = ""
-    registered: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class FailedPlugin:
-    """A third-party plugin that was skipped; unpacks as `(name, reason)`."""
-
-    name: str
-    reason: str
-    source: str = "entry point"
-    distribution: str = ""
-    version: str = ""
-
-    def __iter__(self):
-        return iter((self.name, self.reason))
-
-
-@dataclass
-class Registry:
-    backends: dict[str, Any] = field(default_factory=dict)
-    losses: dict[str, Any] = field(default_factory=dict)
-    model_types: dict[str, Any] = field(default_factory=dict)
-    ops: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> op_type -> kernel
-    plugins: dict[str, PluginInfo] = field(default_factory=dict)
-    failed: dict[str, FailedPlugin] = field(default_factory=dict)
-    disabled: dict[str, PluginInfo] = field(default_factory=dict)
-    owners: dict[str, str] = field(default_factory=dict)  # "loss focal" / "op numpy:Conv" -> plugin
-    default_backend: str = "numpy"
-
-    def holds(self, label: str) -> bool:
-        """Whether the registration `label` ("loss focal", "op numpy:Conv") is in the tables."""
-        if label.startswith("op "):
-            backend, op_type = label[3:].split(":", 1)
-            return op_type in self.ops.get(backend, {})
-        for prefix, table in (("backend ", self.backends), ("loss ", self.losses), ("model type ", self.model_types)):
-            if label.startswith(prefix):
-                return label[len(prefix):] in table
-        return False
 
 
 def _read_toml(path: Path) -> dict:
@@ -141,10 +94,6 @@ def _distribution_of(module_name: str) -> tuple[str, str]:
 
 def _ep_dist(ep) -> tuple[str, str]:
     return (ep.dist.name, ep.dist.version) if ep.dist else ("", "")
-
-
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 class PluginManager:
@@ -204,7 +153,7 @@ class PluginManager:
             except Exception as exc:  # a broken third-party plugin is skipped, not fatal
                 if pm.has_plugin(ep.name):
                     pm.unregister(name=ep.name)
-                reg.failed[ep.name] = FailedPlugin(ep.name, f"{ep.value}: {_reason(exc)}",
+                reg.failed[ep.name] = FailedPlugin(ep.name, f"{ep.value}: {failure_reason(exc)}",
                                                    "entry point", dist, version)
                 continue
             reg.plugins[ep.name] = PluginInfo(ep.name, "entry point", dist, version)
@@ -212,7 +161,7 @@ class PluginManager:
             add_module(module_name, f"plugins.toml ({user_path})")
         pm.check_pending()
         soft = {n for n, p in reg.plugins.items() if p.source == "entry point"}
-        for name, reason in self._call_hooks(pm, reg, soft, order=[n for n, _ in pm.list_name_plugin()]).items():
+        for name, reason in call_hooks(pm, reg, soft, order=[n for n, _ in pm.list_name_plugin()]).items():
             info = reg.plugins.pop(name)
             pm.unregister(name=name)
             reg.failed[name] = FailedPlugin(name, reason, info.source, info.distribution, info.version)
@@ -230,91 +179,6 @@ class PluginManager:
         warnings.warn(f"{len(new)} dlbatch plugin(s) failed to load and were skipped: {lines}. "
                       "Fix or uninstall the package, or run `dlbatch plugins disable NAME`",
                       DLPluginWarning, stacklevel=4)
-
-    def _call_hooks(self, pm: pluggy.PluginManager, reg: Registry, soft: set[str] = frozenset(),
-                    order: list[str] = (), taken: Registry | None = None) -> dict[str, str]:
-        """Call each hook implementation with a `register` bound to its plugin, so that
-        `dlbatch plugins` can say who registered what.
-
-        Registrations are staged and applied only at the end, so a plugin in `soft` whose hook
-        raises, or that registers a name another plugin (earlier in `order`, or already in
-        `taken`) holds, contributes nothing; its name and reason are returned. Others raise."""
-        staged: list[tuple[str, str, Any]] = []  # (plugin name, label, apply function) in call order
-        failures: dict[str, str] = {}
-
-        def run(hook_name: str, make_register) -> None:
-            # get_hookimpls() lists in call order reversed (last registered first)
-            for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
-                name = impl.plugin_name
-                if name in failures:
-                    continue
-                info = reg.plugins.setdefault(name, PluginInfo(name, "registered"))
-                mine: list = []
-                try:
-                    impl.function(register=make_register(info, mine))
-                except Exception as exc:
-                    if name not in soft:
-                        raise
-                    failures[name] = f"{hook_name} raised {_reason(exc)}"
-                    continue
-                staged.extend((name, label, apply) for label, apply in mine)
-
-        def named(table: dict, kind: str):
-            def make(info: PluginInfo, out: list):
-                def register(obj) -> None:
-                    name = getattr(obj, "name", "")
-                    if not name:
-                        raise DLPluginError(f"plugin {info.name} registered a {kind} without a name")
-
-                    def apply() -> None:
-                        table[name] = obj
-                        info.registered.append(f"{kind} {name}")
-                    out.append((f"{kind} {name}", apply))
-                return register
-            return make
-
-        def ops(info: PluginInfo, out: list):
-            def register(backend_name: str, op_type: str, kernel) -> None:
-                def apply() -> None:
-                    reg.ops.setdefault(backend_name, {})[op_type] = kernel
-                    info.registered.append(f"op {backend_name}:{op_type}")
-                out.append((f"op {backend_name}:{op_type}", apply))
-            return register
-
-        run("dlbatch_register_backends", named(reg.backends, "backend"))
-        run("dlbatch_register_losses", named(reg.losses, "loss"))
-        run("dlbatch_register_model_types", named(reg.model_types, "model type"))
-        run("dlbatch_register_ops", ops)
-        self._apply_without_conflicts(staged, reg, soft, order, taken or reg, failures)
-        return failures
-
-    @staticmethod
-    def _apply_without_conflicts(staged, reg: Registry, soft, order, taken: Registry, failures: dict) -> None:
-        """Apply each plugin's registrations, plugin by plugin in `order`, unless one of its
-        names is held by another plugin: then a soft plugin is skipped, any other raises."""
-        owners = {label: owner for label, owner in taken.owners.items() if taken.holds(label)}
-        rank = {name: i for i, name in enumerate(order)}
-        plugins = sorted(dict.fromkeys(name for name, _, _ in staged), key=lambda n: rank.get(n, len(rank)))
-        for plugin in plugins:
-            if plugin in failures:
-                continue
-            mine = [(label, apply) for name, label, apply in staged if name == plugin]
-            clash = next(((label, owners[label]) for label, _ in mine if owners.get(label, plugin) != plugin), None)
-            if clash is not None:
-                label, owner = clash
-                kind, name = label.rsplit(" ", 1)
-                source = getattr(reg.plugins.get(owner) or taken.plugins.get(owner), "source", "")
-                text = (f"{kind} {name!r} is registered by both {plugin!r} and {owner!r}"
-                        f"{f' ({source})' if source else ''}; a plugin cannot replace another's {kind}: rename "
-                        f"one, or disable {owner!r} (`dlbatch plugins disable {owner}`) to use {plugin!r}")
-                if plugin in soft:
-                    failures[plugin] = f"conflict: {text}"
-                    continue
-                raise DLPluginError(f"plugin conflict: {text}")
-            for label, apply in mine:
-                owners[label] = plugin
-                reg.owners[label] = plugin
-                apply()
 
     @property
     def registry(self) -> Registry:
@@ -343,7 +207,7 @@ class PluginManager:
             tmp.check_pending()
             sub.plugins[name] = PluginInfo(name, "runtime")
             sub.plugins.update({k: v for k, v in reg.plugins.items() if k != name})
-            self._call_hooks(tmp, sub, taken=reg)  # a name another plugin holds: DLPluginError, nothing changed
+            call_hooks(tmp, sub, taken=reg)  # a name another plugin holds: DLPluginError, nothing changed
             self._pm.register(plugin, name=name)
             reg.plugins[name] = sub.plugins[name]
             reg.owners.update(sub.owners)
