@@ -10,6 +10,7 @@ from .columns import col2im_add, im2col
 from .depthwise import depthwise_backward, depthwise_forward
 from .geometry import conv_geom, is_pointwise
 from .gemm import conv_backward, conv_forward
+from .grouped import GROUP_LOOP_MAX, grouped_backward, grouped_forward
 from .plan import batch_chunks
 
 
@@ -38,6 +39,8 @@ class Conv(NumpyKernel):
             y = depthwise_forward(xc, w, g)
         elif groups == 1:
             return [cm(conv_forward(x, w, b, g))], (x, w, b is not None, groups, g)
+        elif groups <= GROUP_LOOP_MAX:
+            return [cm(grouped_forward(xc, w, b, g, groups))], (x, w, b is not None, groups, g)
         else:
             xp = pad_cm(xc, g.pb, g.pe, g.hp, g.wp)
             wm = w.reshape(groups, o // groups, -1)
@@ -73,6 +76,9 @@ class Conv(NumpyKernel):
             dx = cm(dxc) if need_x else None
         elif groups == 1:
             dxc, dw = conv_backward(x, w, cm(dyc), g, need_x, need_w)
+            dx = cm(dxc) if need_x else None
+        elif groups <= GROUP_LOOP_MAX:
+            dxc, dw = grouped_backward(xc, w, dyc, g, groups, need_x, need_w)
             dx = cm(dxc) if need_x else None
         else:
             xp = pad_cm(xc, g.pb, g.pe, g.hp, g.wp) if need_w else None

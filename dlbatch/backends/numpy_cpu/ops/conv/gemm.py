@@ -28,19 +28,21 @@ def _partial_dw(cols: np.ndarray, rows: np.ndarray, out: np.ndarray, transposed:
         np.matmul(rows, cols.T, out=out)
 
 
-def forward_tasks(x, w, b, g, relu: bool = False, pool=None, wb=None):
+def forward_tasks(x, w, b, g, relu: bool = False, pool=None, wb=None, out=None):
     """groups == 1: the channel-major output (O, N, ho, wo) and its chunk tasks (bias and an
     optional ReLU are applied to each chunk while it is in cache). With pool = (geometry,
     function(chunk, geometry, out)), each chunk is pooled from cache instead and the output is
     the pooled (O, N, pho, pwo); None if the chunks are not whole samples. `wb`, where the
-    caller has it, is the GEMM weight matrix [W | b] of shape (O, C*kh*kw + 1)."""
+    caller has it, is the GEMM weight matrix [W | b] of shape (O, C*kh*kw + 1). `out` (no
+    pooling): a C-contiguous (O, N, ho, wo) array to write instead of a new one (a group's
+    channel slice of a grouped convolution's output)."""
     o = w.shape[0]
     plan = plan_for(x.shape, o, g, x.itemsize)
     if pool is not None and plan.row_split:
         return None
     xc = cm(x)
     if pool is None:
-        y = buffers.empty((o, plan.n, plan.ho, plan.wo), x.dtype)
+        y = buffers.empty((o, plan.n, plan.ho, plan.wo), x.dtype) if out is None else out
     else:
         pgeom, pool_fn = pool
         y = buffers.empty((o, plan.n) + tuple(pgeom[5]), x.dtype)
@@ -114,7 +116,7 @@ def _full_k(plan, o: int, itemsize: int) -> bool:
     return plan.ckk * positions * itemsize <= FULL_COLS_BUDGET and len(plan.chunks) * o > positions
 
 
-def _backward_shared_columns(xc, dyc, wt, tgeom, w):
+def _backward_shared_columns(xc, dyc, wt, tgeom, w, dx_out=None):
     """Stride-1 backward from one column matrix per chunk: the columns of dy that the input
     gradient gathers (dx = W' @ cols, W' the flipped, transposed kernel) also give
     dW[o, c, a, b] = (x @ cols.T)[c, (o, kh-1-a, kw-1-b)], so x itself is never expanded into
@@ -123,7 +125,7 @@ def _backward_shared_columns(xc, dyc, wt, tgeom, w):
     n = xc.shape[1]
     dtype = xc.dtype
     tplan = plan_for((n, o) + tuple(dyc.shape[2:]), c, tgeom, dtype.itemsize)
-    dxc = buffers.empty((c, n) + tuple(tgeom.out), dtype)
+    dxc = buffers.empty((c, n) + tuple(tgeom.out), dtype) if dx_out is None else dx_out
     wtm = wt.reshape(c, -1)
     transposed = c < DW_TRANSPOSED_BELOW  # as in conv_backward: the faster GEMM orientation
     nch = len(tplan.chunks)
@@ -145,8 +147,9 @@ def _backward_shared_columns(xc, dyc, wt, tgeom, w):
     return dxc, np.ascontiguousarray(flipped, dtype=w.dtype)
 
 
-def conv_backward(x, w, dy, g, need_x: bool, need_w: bool):
-    """groups == 1: (dx channel-major (C, N, H, W) or None, dw or None)."""
+def conv_backward(x, w, dy, g, need_x: bool, need_w: bool, dx_out=None):
+    """groups == 1: (dx channel-major (C, N, H, W) or None, dw or None); dx is written into
+    `dx_out` (C-contiguous (C, N, H, W)) where given."""
     o = w.shape[0]
     plan = plan_for(x.shape, o, g, x.itemsize)
     xc = cm(x)
@@ -165,12 +168,17 @@ def conv_backward(x, w, dy, g, need_x: bool, need_w: bool):
             # gathers columns of dy (plain copies) instead of scatter-adding column gradients
             wt = np.ascontiguousarray(wm.reshape(w.shape)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
             if need_w and SHARED_COLUMNS and not _full_k(plan, o, x.itemsize):
-                return _backward_shared_columns(xc, dyc, wt, tgeom, w)
-            dxc, dx_tasks = forward_tasks(cm(dyc), wt, None, tgeom)
+                return _backward_shared_columns(xc, dyc, wt, tgeom, w, dx_out)
+            dxc, dx_tasks = forward_tasks(cm(dyc), wt, None, tgeom, out=dx_out)
         else:
             shape = (plan.c, plan.n) + tuple(x.shape[2:])
             zero = plan.row_split and not plan.direct
-            dxc = buffers.zeros(shape, x.dtype) if zero else buffers.empty(shape, x.dtype)
+            if dx_out is not None:
+                dxc = dx_out
+                if zero:
+                    dxc.fill(0)
+            else:
+                dxc = buffers.zeros(shape, x.dtype) if zero else buffers.empty(shape, x.dtype)
             scatter = True
     if not (need_w or scatter):
         run_tasks(dx_tasks)
