@@ -3,6 +3,25 @@ implementation gets a `register` bound to its plugin, registrations are staged, 
 belongs to the first plugin that registers it (nothing is ever silently replaced).
 
 The plugin manager (`dlbatch.core.plugins`) loads the plugins and calls `call_hooks`.
+
+Examples:
+    Two plugins that both register a loss named "twin"; the first keeps it:
+
+    >>> import pluggy
+    >>> from dlbatch.core import hookspecs
+    >>> from dlbatch.core.hookspecs import hookimpl
+    >>> class Twin:
+    ...     name = "twin"
+    >>> class First:
+    ...     @hookimpl
+    ...     def dlbatch_register_losses(self, register):
+    ...         register(Twin())
+    >>> class Second(First):
+    ...     pass
+    >>> pm = pluggy.PluginManager("dlbatch")
+    >>> pm.add_hookspecs(hookspecs)
+    >>> pm.register(First(), name="first")
+    'first'
 """
 from __future__ import annotations
 
@@ -13,13 +32,29 @@ import pluggy
 
 from .errors import DLPluginError
 
+__all__ = ["PluginInfo", "FailedPlugin", "Registry", "call_hooks", "failure_reason"]
+
 
 @dataclass
 class PluginInfo:
-    """What `dlbatch plugins` shows for one plugin."""
+    """What `dlbatch plugins list` shows for one plugin (`dlbatch.plugins()` returns these).
+
+    Attributes:
+        name: the plugin's name (a module name, an entry point's name, or the runtime name).
+        source: "builtin", "entry point", "plugins.toml (PATH)", "runtime" or "registered";
+            "" for a disabled name that nothing installed carries.
+        distribution: the installed distribution that provides it, if known.
+        version: that distribution's version.
+        registered: what it registered: "backend numpy", "loss focal", "op numpy:Conv", ...
+
+    Examples:
+        >>> info = PluginInfo("my_plugin", "runtime")
+        >>> info.registered
+        []
+    """
 
     name: str
-    source: str  # "builtin", "entry point", "plugins.toml", "runtime"
+    source: str
     distribution: str = ""
     version: str = ""
     registered: list[str] = field(default_factory=list)
@@ -27,7 +62,22 @@ class PluginInfo:
 
 @dataclass(frozen=True)
 class FailedPlugin:
-    """A third-party plugin that was skipped; unpacks as `(name, reason)`."""
+    """A third-party plugin that was skipped (`PluginManager.failed_plugins()`).
+
+    Unpacks as `(name, reason)`.
+
+    Attributes:
+        name: the plugin's name.
+        reason: why it was skipped (the exception, or the name conflict).
+        source: where it came from ("entry point").
+        distribution: the installed distribution that provides it, if known.
+        version: that distribution's version.
+
+    Examples:
+        >>> name, reason = FailedPlugin("broken", "ImportError: no module named x")
+        >>> name
+        'broken'
+    """
 
     name: str
     reason: str
@@ -41,18 +91,50 @@ class FailedPlugin:
 
 @dataclass
 class Registry:
+    """Everything the plugins registered (`PluginManager.registry`), looked up by name.
+
+    Attributes:
+        backends: name -> Backend.
+        losses: name -> Loss.
+        model_types: name -> ModelType.
+        ops: backend name -> ONNX op type -> kernel.
+        plugins: name -> PluginInfo of every loaded plugin.
+        failed: name -> FailedPlugin of every skipped third-party plugin.
+        disabled: name -> PluginInfo of every disabled plugin.
+        owners: registration label ("loss focal", "op numpy:Conv") -> the plugin that holds it.
+        default_backend: the backend a new model uses unless told otherwise.
+
+    Examples:
+        >>> reg = Registry()
+        >>> call_hooks(pm, reg)
+        {}
+        >>> list(reg.losses), reg.owners
+        (['twin'], {'loss twin': 'first'})
+    """
+
     backends: dict[str, Any] = field(default_factory=dict)
     losses: dict[str, Any] = field(default_factory=dict)
     model_types: dict[str, Any] = field(default_factory=dict)
-    ops: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> op_type -> kernel
+    ops: dict[str, dict[str, Any]] = field(default_factory=dict)
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
     failed: dict[str, FailedPlugin] = field(default_factory=dict)
     disabled: dict[str, PluginInfo] = field(default_factory=dict)
-    owners: dict[str, str] = field(default_factory=dict)  # "loss focal" / "op numpy:Conv" -> plugin
+    owners: dict[str, str] = field(default_factory=dict)
     default_backend: str = "numpy"
 
     def holds(self, label: str) -> bool:
-        """Whether the registration `label` ("loss focal", "op numpy:Conv") is in the tables."""
+        """Whether a registration is in the tables.
+
+        Args:
+            label: "backend NAME", "loss NAME", "model type NAME" or "op BACKEND:OP_TYPE".
+
+        Returns:
+            True when the tables hold that name.
+
+        Examples:
+            >>> reg.holds("loss twin"), reg.holds("op numpy:Conv")
+            (True, False)
+        """
         if label.startswith("op "):
             backend, op_type = label[3:].split(":", 1)
             return op_type in self.ops.get(backend, {})
@@ -63,17 +145,56 @@ class Registry:
 
 
 def failure_reason(exc: BaseException) -> str:
+    """An exception as the reason a plugin failed, for `dlbatch plugins list`.
+
+    Args:
+        exc: the exception.
+
+    Returns:
+        "ExceptionType: message".
+
+    Examples:
+        >>> failure_reason(ImportError("no module named x"))
+        'ImportError: no module named x'
+    """
     return f"{type(exc).__name__}: {exc}"
 
 
 def call_hooks(pm: pluggy.PluginManager, reg: Registry, soft: set[str] = frozenset(),
                order: list[str] = (), taken: Registry | None = None) -> dict[str, str]:
-    """Call each hook implementation with a `register` bound to its plugin, so that
-    `dlbatch plugins` can say who registered what.
+    """Call each hook implementation with a `register` bound to its plugin, and fill `reg`.
 
+    Binding `register` to the plugin lets `dlbatch plugins` say who registered what.
     Registrations are staged and applied only at the end, so a plugin in `soft` whose hook
     raises, or that registers a name another plugin (earlier in `order`, or already in
-    `taken`) holds, contributes nothing; its name and reason are returned. Others raise."""
+    `taken`) holds, contributes nothing; its name and reason are returned. Others raise.
+
+    Args:
+        pm: a pluggy manager of the project "dlbatch" with the plugins registered.
+        reg: the registry to fill (its `plugins` gain each plugin's `registered` list).
+        soft: names of plugins that are skipped on failure (third-party entry points).
+        order: plugin names, first-come first: who keeps a name both register.
+        taken: a registry whose names count as held (the loaded one, for a runtime
+            registration); default `reg`.
+
+    Returns:
+        The skipped soft plugins: name -> reason.
+
+    Raises:
+        DLPluginError: a plugin outside `soft` registered a held name or a nameless object.
+        Exception: whatever a hook outside `soft` raised.
+
+    Examples:
+        A second plugin taking "twin" is refused, or skipped when it is soft:
+
+        >>> pm.register(Second(), name="second")
+        'second'
+        >>> call_hooks(pm, Registry(), order=["first", "second"])     # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        dlbatch.core.errors.DLPluginError: plugin conflict: loss 'twin' is registered by both 'second' and 'first'...
+        >>> call_hooks(pm, Registry(), soft={"second"}, order=["first", "second"])   # doctest: +ELLIPSIS
+        {'second': "conflict: loss 'twin' is registered by both 'second' and 'first'..."}
+    """
     staged: list[tuple[str, str, Any]] = []  # (plugin name, label, apply function) in call order
     failures: dict[str, str] = {}
 

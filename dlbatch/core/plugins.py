@@ -15,6 +15,12 @@ is skipped like a failed one, its reason naming both plugins; a conflict involvi
 plugins.toml module or a runtime registration is a DLPluginError naming both. To replace a
 built-in, disable it (`dlbatch plugins disable NAME`). That rule and the registry it fills live
 in `dlbatch.core.plugin_registry`; this module finds and loads the plugins.
+
+`manager` is the one instance dlbatch uses (`dlbatch.plugin_manager`). The examples here use a
+private `PluginManager`, which loads the same plugins, so that they leave `manager` as it was.
+
+Examples:
+    >>> pm = PluginManager()
 """
 from __future__ import annotations
 
@@ -34,12 +40,24 @@ from . import hookspecs
 from .errors import DLPluginError, did_you_mean
 from .plugin_registry import FailedPlugin, PluginInfo, Registry, call_hooks, failure_reason
 
+__all__ = ["manager", "PluginManager", "PluginInfo", "FailedPlugin", "Registry", "DLPluginWarning",
+           "ENTRY_POINT_GROUP", "builtin_config", "builtin_config_path", "user_config_path", "entry_points"]
+
 PROJECT = "dlbatch"
 ENTRY_POINT_GROUP = "dlbatch"
+"""The entry-point group an installed package names its plugin in (`[project.entry-points.dlbatch]`)."""
 
 
 class DLPluginWarning(UserWarning):
-    """Some third-party plugins failed to load and were skipped."""
+    """Some third-party plugins failed to load and were skipped.
+
+    Warned once per load for failures not reported before in this process; the message names
+    each plugin, its distribution and the reason, and says how to disable it.
+
+    Examples:
+        >>> issubclass(DLPluginWarning, UserWarning)
+        True
+    """
 
 
 def _read_toml(path: Path) -> dict:
@@ -51,12 +69,32 @@ def _read_toml(path: Path) -> dict:
 
 
 def builtin_config_path() -> Path:
-    """The source-tree plugins.toml (a wheel ships it inside the package instead)."""
+    """Where the source tree keeps dlbatch's own plugins.toml (a wheel ships it inside the
+    package instead).
+
+    Returns:
+        The path (which a user's ./plugins.toml must not be).
+
+    Examples:
+        >>> builtin_config_path().name
+        'plugins.toml'
+    """
     return Path(__file__).resolve().parents[2] / "plugins.toml"
 
 
 def builtin_config() -> dict:
-    """The plugins.toml shipped with dlbatch (inside the wheel, or at the source-tree root)."""
+    """The plugins.toml shipped with dlbatch (inside the wheel, or at the source-tree root).
+
+    Returns:
+        Its content: the built-in plugin modules, the default backend.
+
+    Raises:
+        DLPluginError: the file is not valid TOML.
+
+    Examples:
+        >>> "dlbatch.models.classification" in builtin_config()["plugins"]["modules"]
+        True
+    """
     shipped = importlib.resources.files("dlbatch") / "plugins.toml"
     if shipped.is_file():
         return tomllib.loads(shipped.read_text())
@@ -64,6 +102,28 @@ def builtin_config() -> dict:
 
 
 def user_config_path() -> Path | None:
+    """The user's plugins.toml: the path in $DLBATCH_PLUGINS, else ./plugins.toml.
+
+    Returns:
+        The path, or None when there is none.
+
+    Raises:
+        DLPluginError: $DLBATCH_PLUGINS names something that is not a file.
+
+    Examples:
+        In an empty folder with DLBATCH_PLUGINS unset:
+
+        >>> import os
+        >>> saved = os.environ.pop("DLBATCH_PLUGINS", None)
+        >>> user_config_path() is None
+        True
+        >>> _ = Path("plugins.toml").write_text('default_backend = "numpy"')
+        >>> user_config_path().name
+        'plugins.toml'
+        >>> Path("plugins.toml").unlink()
+        >>> if saved is not None:
+        ...     os.environ["DLBATCH_PLUGINS"] = saved
+    """
     env = os.environ.get("DLBATCH_PLUGINS")
     if env:
         path = Path(env)
@@ -78,7 +138,15 @@ def user_config_path() -> Path | None:
 
 
 def entry_points() -> list[importlib.metadata.EntryPoint]:
-    """Every installed entry point of the group "dlbatch" (not loaded)."""
+    """Every installed entry point of the group "dlbatch" (not loaded).
+
+    Returns:
+        The entry points; their names are the plugins' names.
+
+    Examples:
+        >>> all(ep.group == ENTRY_POINT_GROUP for ep in entry_points())
+        True
+    """
     return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
 
 
@@ -97,7 +165,16 @@ def _ep_dist(ep) -> tuple[str, str]:
 
 
 class PluginManager:
-    """Loads plugins once and answers look-ups by name."""
+    """Loads plugins once, on first use, and answers look-ups by name.
+
+    Loading order: dlbatch's own plugins.toml modules, installed entry points, the user's
+    plugins.toml modules; the `disable` lists of both files block plugins by name. Every
+    look-up is thread-safe.
+
+    Examples:
+        >>> pm.backend("numpy").name, pm.default_backend() in pm.registry.backends
+        ('numpy', True)
+    """
 
     def __init__(self) -> None:
         self._pm: pluggy.PluginManager | None = None
@@ -182,20 +259,71 @@ class PluginManager:
 
     @property
     def registry(self) -> Registry:
+        """Everything registered, loading the plugins on first use.
+
+        Returns:
+            The registry (the manager's own: do not change it).
+
+        Raises:
+            DLPluginError: a plugins.toml module that cannot be imported, an invalid
+                plugins.toml, or a name conflict involving a built-in or plugins.toml module.
+
+        Examples:
+            >>> "multinomial_logistic" in pm.registry.losses
+            True
+        """
         with self._lock:
             if self._registry is None:
                 self._registry = self._load()
             return self._registry
 
     def reload(self) -> Registry:
-        """Forget everything loaded and read plugins again (tests, changed plugins.toml)."""
+        """Forget everything loaded and read plugins again (tests, changed plugins.toml).
+
+        Plugins registered at run time are forgotten too.
+
+        Returns:
+            The new registry.
+
+        Raises:
+            DLPluginError: as `registry`.
+
+        Examples:
+            >>> pm.reload() is pm.registry
+            True
+        """
         with self._lock:
             self._registry = None
             self._pm = None
             return self.registry
 
     def register_plugin(self, plugin: Any, name: str | None = None) -> None:
-        """Register a plugin object at run time (an in-process plugin, e.g. in a notebook)."""
+        """Register a plugin object at run time (an in-process plugin, e.g. in a notebook).
+
+        Its hooks are called at once; what it registers is usable right away, until `reload`.
+
+        Args:
+            plugin: a module or object carrying `@hookimpl` functions.
+            name: the plugin's name (default: the module's `__name__`, else its repr).
+
+        Raises:
+            DLPluginError: it registers a name another plugin holds (nothing changes then), or
+                an object without a name.
+            ValueError: a plugin of that name is already registered (pluggy).
+
+        Examples:
+            >>> from dlbatch.core.hookspecs import hookimpl
+            >>> from dlbatch.losses.multinomial_logistic import MultinomialLogistic
+            >>> class Renamed(MultinomialLogistic):
+            ...     name = "logistic_again"
+            >>> class RenamedPlugin:
+            ...     @hookimpl
+            ...     def dlbatch_register_losses(self, register):
+            ...         register(Renamed())
+            >>> pm.register_plugin(RenamedPlugin(), "renamed")
+            >>> pm.loss("logistic_again").name, pm.registry.plugins["renamed"].registered
+            ('logistic_again', ['loss logistic_again'])
+        """
         with self._lock:
             reg = self.registry
             assert self._pm is not None
@@ -232,29 +360,122 @@ class PluginManager:
                                 f"registers it.") from None
 
     def backend(self, name: str):
+        """The registered backend of that name.
+
+        Args:
+            name: the backend's name.
+
+        Returns:
+            The Backend.
+
+        Raises:
+            DLPluginError: no such backend; the message suggests close names and lists the
+                loaded, disabled and failed plugins.
+
+        Examples:
+            >>> pm.backend("numpy").trains
+            True
+        """
         return self._lookup(self.registry.backends, name, "backend")
 
     def loss(self, name: str):
+        """The registered loss of that name.
+
+        Args:
+            name: the loss's name.
+
+        Returns:
+            The Loss.
+
+        Raises:
+            DLPluginError: no such loss (as `backend`).
+
+        Examples:
+            >>> pm.loss("multinomal_logistic")      # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            dlbatch.core.errors.DLPluginError: unknown loss 'multinomal_logistic'; ...multinomial_logistic...
+        """
         return self._lookup(self.registry.losses, name, "loss")
 
     def model_type(self, name: str):
+        """The registered model type of that name.
+
+        Args:
+            name: the model type's name.
+
+        Returns:
+            The ModelType.
+
+        Raises:
+            DLPluginError: no such model type (as `backend`).
+
+        Examples:
+            >>> pm.model_type("classification").name
+            'classification'
+        """
         return self._lookup(self.registry.model_types, name, "model type")
 
     def kernels(self, backend_name: str) -> dict[str, Any]:
+        """The op kernels registered for a backend (what `Backend.compile` gets).
+
+        Args:
+            backend_name: the backend's name.
+
+        Returns:
+            ONNX op type -> kernel; empty for a backend nobody registered kernels for.
+
+        Examples:
+            >>> "Conv" in pm.kernels("numpy"), pm.kernels("no_such_backend")
+            (True, {})
+        """
         return self.registry.ops.get(backend_name, {})
 
     def default_backend(self) -> str:
+        """The backend a new model uses unless told otherwise.
+
+        Returns:
+            `default_backend` of the user's plugins.toml, else of dlbatch's own.
+
+        Examples:
+            >>> pm.default_backend() in pm.registry.backends
+            True
+        """
         return self.registry.default_backend
 
     def plugins(self) -> list[PluginInfo]:
+        """Every loaded plugin with what it registered (`dlbatch plugins list`).
+
+        Returns:
+            The PluginInfos, built-ins first.
+
+        Examples:
+            >>> "dlbatch.losses.focal" in [p.name for p in pm.plugins()]
+            True
+        """
         return list(self.registry.plugins.values())
 
     def failed_plugins(self) -> list[FailedPlugin]:
-        """Third-party plugins skipped because they failed to load, with the reason."""
+        """Third-party plugins skipped because they failed to load, with the reason.
+
+        Returns:
+            The FailedPlugins (each unpacks as `(name, reason)`).
+
+        Examples:
+            >>> all(isinstance(f, FailedPlugin) for f in pm.failed_plugins())
+            True
+        """
         return list(self.registry.failed.values())
 
     def disabled_plugins(self) -> list[PluginInfo]:
-        """Plugins named in a `disable` list (source "" when nothing by that name is installed)."""
+        """Plugins named in a `disable` list.
+
+        Returns:
+            Their PluginInfos (source "" when nothing by that name is installed).
+
+        Examples:
+            >>> all(isinstance(d, PluginInfo) for d in pm.disabled_plugins())
+            True
+        """
         return list(self.registry.disabled.values())
 
 
