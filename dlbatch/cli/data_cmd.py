@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from .dataset_io import SKIP_BAD_IMAGES_HELP, open_dataset
+
 data_app = typer.Typer(help="Write a synthetic dataset to disk; show what a dataset holds.", no_args_is_help=True,
                        context_settings={"help_option_names": ["-h", "--help"]})
 
@@ -40,14 +42,20 @@ def synth(model_type: str = typer.Argument(..., metavar="TYPE", help="classifica
 def info(path: str = typer.Argument(..., metavar="DATASET",
                                     help="a dataset: class folders, COCO .json, images/+labels/ folder or HALCON "
                                          "DLDataset .json"),
-         as_json: bool = typer.Option(False, "--json", help="one JSON object")) -> None:
-    """Show a dataset's model type, instance type, classes, size and splits (images are not read)."""
-    from dlbatch.datasets import read_dl_dataset
-    ds = read_dl_dataset(path)
+         as_json: bool = typer.Option(False, "--json", help="one JSON object"),
+         skip_bad_images: bool = typer.Option(False, "--skip-bad-images", help=SKIP_BAD_IMAGES_HELP)) -> None:
+    """Show a dataset's model type, instance type, classes, size and splits (images are not read, unless
+    --skip-bad-images: then every image is checked and the skipped ones are counted and listed)."""
+    ds = open_dataset(path, skip_bad_images)
     splits = {name: len(ds.split(name)) for name in ds.split_names()}
     facts = {"path": str(path), "model_type": ds.model_type, "instance_type": ds.instance_type,
              "num_samples": len(ds), "class_ids": list(ds.class_ids), "class_names": list(ds.class_names),
              "splits": splits}
+    if skip_bad_images:
+        facts["skipped"] = len(ds.skipped_samples)
+        if as_json:
+            facts["skipped_samples"] = [{"image": str(image), "reason": reason}
+                                        for image, reason in ds.skipped_samples]
     if as_json:
         typer.echo(json.dumps(facts, indent=2))
         return

@@ -11,8 +11,18 @@ from dlbatch.core.errors import DLParamError
 
 
 def parse_value(text: str) -> Any:
-    """A value as JSON where it parses (`0.01`, `true`, `[1, 2]`, `{"a": 1}`), else the string
-    itself, so `solver_type=adam` needs no quotes."""
+    """A value typed on the command line, so that `solver_type=adam` needs no quotes.
+
+    Args:
+        text: the value as typed.
+
+    Returns:
+        The JSON value where it parses (`0.01`, `true`, `[1, 2]`, `{"a": 1}`), else the text.
+
+    Example:
+        >>> parse_value("0.01"), parse_value("[1, 2]"), parse_value("adam")
+        (0.01, [1, 2], 'adam')
+    """
     try:
         return json.loads(text)
     except ValueError:
@@ -20,8 +30,22 @@ def parse_value(text: str) -> Any:
 
 
 def parse_assignments(items: Iterable[str], option: str = "--set") -> dict[str, Any]:
-    """`["learning_rate=0.01", "solver_type=adam"]` -> {"learning_rate": 0.01, "solver_type": "adam"};
-    later assignments of a name win."""
+    """`--set KEY=VALUE` options as a dict of parameter values; later assignments of a name win.
+
+    Args:
+        items: the KEY=VALUE texts.
+        option: the option's name, for the message.
+
+    Returns:
+        {KEY: parsed value}.
+
+    Raises:
+        DLParamError: an item without `=` or without a key.
+
+    Example:
+        >>> parse_assignments(["learning_rate=0.01", "solver_type=adam"])
+        {'learning_rate': 0.01, 'solver_type': 'adam'}
+    """
     out: dict[str, Any] = {}
     for item in items or ():
         key, sep, value = item.partition("=")
@@ -33,7 +57,22 @@ def parse_assignments(items: Iterable[str], option: str = "--set") -> dict[str, 
 
 
 def load_json_option(text: str | None, option: str) -> Any:
-    """The JSON given inline or, with a leading `@`, read from that file."""
+    """A JSON option's value, given inline or, with a leading `@`, read from that file.
+
+    Args:
+        text: the option's text, or None when not given.
+        option: the option's name, for the message.
+
+    Returns:
+        The parsed JSON value, or None.
+
+    Raises:
+        DLParamError: no such file, or invalid JSON (with line and column).
+
+    Example:
+        >>> load_json_option('{"mirror": "rc"}', "--augment")
+        {'mirror': 'rc'}
+    """
     if text is None:
         return None
     source = "inline"
@@ -50,7 +89,21 @@ def load_json_option(text: str | None, option: str) -> Any:
 
 
 def parse_change(text: str | None) -> list[dict] | None:
-    """`--change`: one change strategy object or a list of them (HALCON's shape)."""
+    """`--change`: one change strategy object or a list of them (HALCON's shape).
+
+    Args:
+        text: the option's text (inline JSON or @FILE), or None.
+
+    Returns:
+        A list of strategy dicts, or None.
+
+    Raises:
+        DLParamError: invalid JSON, or not an object or a list of objects.
+
+    Example:
+        >>> parse_change('{"model_param": "learning_rate", "epochs": [5], "values": [0.001]}')[0]["epochs"]
+        [5]
+    """
     value = load_json_option(text, "--change")
     if value is None:
         return None
@@ -62,7 +115,21 @@ def parse_change(text: str | None) -> list[dict] | None:
 
 
 def parse_augment(text: str | None) -> dict | None:
-    """`--augment`: one JSON object of augmentation parameters (HALCON's names)."""
+    """`--augment`: one JSON object of augmentation parameters (HALCON's names).
+
+    Args:
+        text: the option's text (inline JSON or @FILE), or None.
+
+    Returns:
+        The parameters as a dict, or None.
+
+    Raises:
+        DLParamError: invalid JSON, or not an object.
+
+    Example:
+        >>> parse_augment('{"augmentation_percentage": 50}')
+        {'augmentation_percentage': 50}
+    """
     value = load_json_option(text, "--augment")
     if value is not None and not isinstance(value, dict):
         raise DLParamError('--augment must be a JSON object such as {"augmentation_percentage": 50, '
@@ -71,7 +138,21 @@ def parse_augment(text: str | None) -> dict | None:
 
 
 def parse_classes(text: str) -> tuple[list[int], list[str] | None]:
-    """`--classes 1,2,5` or `--classes 1:cat,2:dog` -> class ids (and names when given)."""
+    """`--classes 1,2,5` or `--classes 1:cat,2:dog`: class ids, and names when given.
+
+    Args:
+        text: the option's text.
+
+    Returns:
+        (class ids, class names or None).
+
+    Raises:
+        DLParamError: a non-integer id, or no id at all.
+
+    Example:
+        >>> parse_classes("1:cat,2:dog"), parse_classes("1,2,5")
+        (([1, 2], ['cat', 'dog']), ([1, 2, 5], None))
+    """
     ids: list[int] = []
     names: list[str] = []
     for part in (p.strip() for p in text.split(",")):

@@ -11,7 +11,7 @@ import typer
 
 from dlbatch.core.errors import DLParamError
 
-from .dataset_io import check_dataset_fits
+from .dataset_io import SKIP_BAD_IMAGES_HELP, check_dataset_fits, open_dataset
 from .options import parse_assignments, parse_augment, parse_change
 
 EPILOG = ("Example: dlbatch train m.onnx data --out run --epochs 20 --set learning_rate=0.01 "
@@ -23,12 +23,28 @@ EPILOG = ("Example: dlbatch train m.onnx data --out run --epochs 20 --set learni
 TRAIN_PERCENT, VALIDATION_PERCENT = 80, 20
 
 
-def train_and_validation(dataset, validation: Optional[str], seed: int):
-    """(train, validation, how): --validation as given; else the dataset's own train/validation
-    splits (a HALCON DLDataset); else an 80/20 split with the seed."""
-    from dlbatch.datasets import read_dl_dataset, split_dl_dataset
+def train_and_validation(dataset, validation: Optional[str], seed: int, skip_bad_images: bool = False,
+                         report: bool = True):
+    """The training and validation samples of `dlbatch train`.
+
+    Args:
+        dataset: the training DLDataset.
+        validation: the --validation dataset path, or None.
+        seed: the seed of an 80/20 split.
+        skip_bad_images: skip unreadable samples of the --validation dataset (with a warning).
+        report: print that warning (False in the other workers of a distributed run).
+
+    Returns:
+        (train, validation, how): --validation as given; else the dataset's own train and
+        validation splits (a HALCON DLDataset); else an 80/20 split with the seed. `how`
+        says which, for the command's output.
+
+    Raises:
+        DLError: the --validation dataset cannot be read.
+    """
+    from dlbatch.datasets import split_dl_dataset
     if validation is not None:
-        return dataset, read_dl_dataset(validation), f"validation set {validation}"
+        return dataset, open_dataset(validation, skip_bad_images, report), f"validation set {validation}"
     names = set(dataset.split_names())
     if {"train", "validation"} <= names:
         return dataset.split("train"), dataset.split("validation"), "the dataset's train/validation splits"
@@ -37,8 +53,20 @@ def train_and_validation(dataset, validation: Optional[str], seed: int):
 
 
 def worker_args(model_file, dataset, out, validation, epochs, seed, evaluation_interval, assignments, change,
-                augment, backend, device, resume) -> list[str]:
-    """The `train` command line each torchrun worker runs: these options, without --nproc."""
+                augment, backend, device, resume, skip_bad_images: bool = False) -> list[str]:
+    """The `train` command line each torchrun worker runs: these options, without --nproc.
+
+    Args:
+        model_file, dataset, out, validation, epochs, seed, evaluation_interval, assignments,
+            change, augment, backend, device, resume, skip_bad_images: the options of train.
+
+    Returns:
+        The arguments after `dlbatch`.
+
+    Example:
+        >>> worker_args("m.onnx", "data", "run", None, 2, 42, 1, None, None, None, None, "cpu", False, True)[-2:]
+        ['cpu', '--skip-bad-images']
+    """
     args = ["train", str(model_file), dataset, "--out", str(out), "--epochs", str(epochs), "--seed", str(seed),
             "--evaluation-interval", str(evaluation_interval), "--device", device]
     for flag, value in (("--validation", validation), ("--change", change), ("--augment", augment),
@@ -47,7 +75,7 @@ def worker_args(model_file, dataset, out, validation, epochs, seed, evaluation_i
             args += [flag, value]
     for item in assignments or []:
         args += ["--set", item]
-    return args + (["--resume"] if resume else [])
+    return args + (["--resume"] if resume else []) + (["--skip-bad-images"] if skip_bad_images else [])
 
 
 def train(ctx: typer.Context,
@@ -77,10 +105,10 @@ def train(ctx: typer.Context,
           rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", metavar="HOST:PORT",
                                                       help="where the machines meet: node 0's address and a free "
                                                            "port (needed with --nnodes > 1)"),
+          skip_bad_images: bool = typer.Option(False, "--skip-bad-images", help=SKIP_BAD_IMAGES_HELP),
           ) -> None:
     """Train a model file on a dataset: shuffled epochs, evaluation at each interval, best/final checkpoints."""
     import dlbatch
-    from dlbatch.datasets import read_dl_dataset
     from dlbatch.training import train_dl_model
 
     from dlbatch.training import ranks
@@ -94,7 +122,7 @@ def train(ctx: typer.Context,
         per_node = launch.check_layout(nproc, nnodes, node_rank, rdzv_endpoint)
         from .app import DEBUG_KEY
         args = worker_args(model_file, dataset, out, validation, epochs, seed, evaluation_interval, assignments,
-                           change, augment, backend, device, resume)
+                           change, augment, backend, device, resume, skip_bad_images)
         status = launch.launch(args, per_node, nnodes, node_rank, rdzv_endpoint, bool(ctx.meta.get(DEBUG_KEY)))
         if status != 0:
             typer.echo(f"error: the distributed run failed (torchrun exit status {status}); the failing "
@@ -109,9 +137,9 @@ def train(ctx: typer.Context,
     model = dlbatch.read_dl_model(model_file, backend=backend, device=device)
     for name, value in values.items():
         model.set_param(name, value)
-    data = read_dl_dataset(dataset)
+    data = open_dataset(dataset, skip_bad_images, report=main)
     check_dataset_fits(model, data, dataset)
-    train_set, validation_set, how = train_and_validation(data, validation, seed)
+    train_set, validation_set, how = train_and_validation(data, validation, seed, skip_bad_images, report=main)
     if validation is not None:
         check_dataset_fits(model, validation_set, validation)
     if main:
