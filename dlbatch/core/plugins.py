@@ -14,7 +14,8 @@ registers it; nothing is ever silently replaced. A third-party plugin registerin
 is skipped like a failed one, its reason naming both plugins; a conflict involving a
 plugins.toml module or a runtime registration is a DLPluginError naming both. To replace a
 built-in, disable it (`dlbatch plugins disable NAME`). That rule and the registry it fills live
-in `dlbatch.core.plugin_registry`; this module finds and loads the plugins.
+in `dlbatch.core.plugin_registry`, where the plugins come from (the plugins.toml files, entry
+points) in `dlbatch.core.plugin_sources`; this module loads the plugins and answers look-ups.
 
 `manager` is the one instance dlbatch uses (`dlbatch.plugin_manager`). The examples here use a
 private `PluginManager`, which loads the same plugins, so that they leave `manager` as it was.
@@ -25,13 +26,8 @@ Examples:
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
-import importlib.resources
-import os
 import threading
-import tomllib
 import warnings
-from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -39,13 +35,13 @@ import pluggy
 from . import hookspecs
 from .errors import DLPluginError, did_you_mean
 from .plugin_registry import FailedPlugin, PluginInfo, Registry, call_hooks, failure_reason
+from .plugin_sources import (ENTRY_POINT_GROUP, builtin_config, builtin_config_path, distribution_of,
+                             entry_point_distribution, entry_points, own_version, read_toml, user_config_path)
 
 __all__ = ["manager", "PluginManager", "PluginInfo", "FailedPlugin", "Registry", "DLPluginWarning",
            "ENTRY_POINT_GROUP", "builtin_config", "builtin_config_path", "user_config_path", "entry_points"]
 
 PROJECT = "dlbatch"
-ENTRY_POINT_GROUP = "dlbatch"
-"""The entry-point group an installed package names its plugin in (`[project.entry-points.dlbatch]`)."""
 
 
 class DLPluginWarning(UserWarning):
@@ -58,110 +54,6 @@ class DLPluginWarning(UserWarning):
         >>> issubclass(DLPluginWarning, UserWarning)
         True
     """
-
-
-def _read_toml(path: Path) -> dict:
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise DLPluginError(f"{path} is not valid TOML ({exc}); fix or remove it") from exc
-
-
-def builtin_config_path() -> Path:
-    """Where the source tree keeps dlbatch's own plugins.toml (a wheel ships it inside the
-    package instead).
-
-    Returns:
-        The path (which a user's ./plugins.toml must not be).
-
-    Examples:
-        >>> builtin_config_path().name
-        'plugins.toml'
-    """
-    return Path(__file__).resolve().parents[2] / "plugins.toml"
-
-
-def builtin_config() -> dict:
-    """The plugins.toml shipped with dlbatch (inside the wheel, or at the source-tree root).
-
-    Returns:
-        Its content: the built-in plugin modules, the default backend.
-
-    Raises:
-        DLPluginError: the file is not valid TOML.
-
-    Examples:
-        >>> "dlbatch.models.classification" in builtin_config()["plugins"]["modules"]
-        True
-    """
-    shipped = importlib.resources.files("dlbatch") / "plugins.toml"
-    if shipped.is_file():
-        return tomllib.loads(shipped.read_text())
-    return _read_toml(builtin_config_path())
-
-
-def user_config_path() -> Path | None:
-    """The user's plugins.toml: the path in $DLBATCH_PLUGINS, else ./plugins.toml.
-
-    Returns:
-        The path, or None when there is none.
-
-    Raises:
-        DLPluginError: $DLBATCH_PLUGINS names something that is not a file.
-
-    Examples:
-        In an empty folder with DLBATCH_PLUGINS unset:
-
-        >>> import os
-        >>> saved = os.environ.pop("DLBATCH_PLUGINS", None)
-        >>> user_config_path() is None
-        True
-        >>> _ = Path("plugins.toml").write_text('default_backend = "numpy"')
-        >>> user_config_path().name
-        'plugins.toml'
-        >>> Path("plugins.toml").unlink()
-        >>> if saved is not None:
-        ...     os.environ["DLBATCH_PLUGINS"] = saved
-    """
-    env = os.environ.get("DLBATCH_PLUGINS")
-    if env:
-        path = Path(env)
-        if not path.is_file():
-            raise DLPluginError(f"DLBATCH_PLUGINS points to {path}, which is not a file; "
-                                "point it at a plugins.toml or unset it")
-        return path
-    local = Path.cwd() / "plugins.toml"
-    if local.is_file() and local.resolve() != builtin_config_path():
-        return local
-    return None
-
-
-def entry_points() -> list[importlib.metadata.EntryPoint]:
-    """Every installed entry point of the group "dlbatch" (not loaded).
-
-    Returns:
-        The entry points; their names are the plugins' names.
-
-    Examples:
-        >>> all(ep.group == ENTRY_POINT_GROUP for ep in entry_points())
-        True
-    """
-    return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
-
-
-def _distribution_of(module_name: str) -> tuple[str, str]:
-    top = module_name.split(".")[0]
-    for dist_name in importlib.metadata.packages_distributions().get(top, []):
-        try:
-            return dist_name, importlib.metadata.version(dist_name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return "", ""
-
-
-def _ep_dist(ep) -> tuple[str, str]:
-    return (ep.dist.name, ep.dist.version) if ep.dist else ("", "")
 
 
 class PluginManager:
@@ -189,7 +81,7 @@ class PluginManager:
         reg = Registry()
         builtin = builtin_config()
         user_path = user_config_path()
-        user = _read_toml(user_path) if user_path else {}
+        user = read_toml(user_path) if user_path else {}
         reg.default_backend = user.get("default_backend", builtin.get("default_backend", "numpy"))
         disabled = set(builtin.get("plugins", {}).get("disable", [])) | set(
             user.get("plugins", {}).get("disable", []))
@@ -199,7 +91,7 @@ class PluginManager:
 
         def add_module(module_name: str, source: str) -> None:
             if pm.is_blocked(module_name):
-                dist = ("dlbatch", _own_version()) if source == "builtin" else ("", "")
+                dist = ("dlbatch", own_version()) if source == "builtin" else ("", "")
                 reg.disabled[module_name] = PluginInfo(module_name, source, *dist)
                 return
             try:
@@ -210,14 +102,14 @@ class PluginManager:
             if pm.is_registered(module):
                 return
             pm.register(module, name=module_name)
-            dist, version = ("dlbatch", _own_version()) if source == "builtin" else _distribution_of(module_name)
+            dist, version = ("dlbatch", own_version()) if source == "builtin" else distribution_of(module_name)
             reg.plugins[module_name] = PluginInfo(module_name, source, dist, version)
 
         for module_name in builtin.get("plugins", {}).get("modules", []):
             add_module(module_name, "builtin")
         pm.check_pending()
         for ep in entry_points():
-            dist, version = _ep_dist(ep)
+            dist, version = entry_point_distribution(ep)
             if pm.is_blocked(ep.name):
                 reg.disabled[ep.name] = PluginInfo(ep.name, "entry point", dist, version)
                 continue
@@ -477,13 +369,6 @@ class PluginManager:
             True
         """
         return list(self.registry.disabled.values())
-
-
-def _own_version() -> str:
-    try:
-        return importlib.metadata.version("dlbatch")
-    except importlib.metadata.PackageNotFoundError:
-        return ""
 
 
 manager = PluginManager()
