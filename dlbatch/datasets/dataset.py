@@ -39,7 +39,18 @@ CHECK_THREADS = 4  # images checked at once (Pillow decodes without the GIL); bo
 class DLDataWarning(UserWarning):
     """Samples of a dataset were skipped because their files cannot be used (see
     `DLDataset.skip_bad_samples`); filter it with `warnings.simplefilter("ignore", DLDataWarning)`
-    or turn it into an error with "error"."""
+    or turn it into an error with "error".
+
+    Example:
+        >>> import warnings
+        >>> from dlbatch.datasets import read_dl_dataset, write_synthetic_dataset
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("error", DLDataWarning)  # a skipped file stops the program
+        ...     quiet = read_dl_dataset(write_synthetic_dataset("classification", "quiet", num_samples=2),
+        ...                             skip_bad_images=True)
+        >>> len(quiet)
+        2
+    """
 
 
 @dataclass(frozen=True)
@@ -164,6 +175,11 @@ class DLDataset(Sequence):
 
         Raises:
             IndexError: no such sample.
+
+        Example:
+            >>> facts = data.annotations(0)
+            >>> facts["image_size"], facts["bbox_label_id"].dtype
+            ([64, 64], dtype('int64'))
         """
         record = self._records[self._position(index)]
         size = None if record.size is None else list(record.size)
@@ -181,6 +197,10 @@ class DLDataset(Sequence):
 
         Raises:
             IndexError: no such sample.
+
+        Example:
+            >>> data.image_path(-1).name
+            '000002.png'
         """
         return self._records[self._position(index)].image_path
 
@@ -257,8 +277,8 @@ class DLDataset(Sequence):
 
         Example:
             >>> from dlbatch.datasets import read_dl_dataset, write_synthetic_dataset
-            >>> data = read_dl_dataset(write_synthetic_dataset("classification", "checked", num_samples=3))
-            >>> data.bad_samples()
+            >>> checked = read_dl_dataset(write_synthetic_dataset("classification", "checked", num_samples=3))
+            >>> checked.bad_samples()
             []
         """
         threads = max(1, min(CHECK_THREADS, os.cpu_count() or 1, len(self._records)))
@@ -289,12 +309,12 @@ class DLDataset(Sequence):
         Example:
             >>> from dlbatch.datasets import read_dl_dataset, write_synthetic_dataset
             >>> path = write_synthetic_dataset("classification", "skipping", num_samples=4)
-            >>> data = read_dl_dataset(path)
-            >>> _ = data.image_path(0).write_bytes(b"not an image")
+            >>> unchecked = read_dl_dataset(path)
+            >>> _ = unchecked.image_path(0).write_bytes(b"not an image")
             >>> import warnings
             >>> with warnings.catch_warnings(record=True) as caught:
             ...     warnings.simplefilter("always")
-            ...     kept = data.skip_bad_samples()
+            ...     kept = unchecked.skip_bad_samples()
             >>> len(kept), len(kept.skipped_samples), caught[0].category.__name__
             (3, 1, 'DLDataWarning')
         """
@@ -323,11 +343,27 @@ class DLDataset(Sequence):
 
         Returns:
             A new DLDataset (a view; nothing is read).
+
+        Raises:
+            IndexError: an index out of range.
+
+        Example:
+            >>> [data.subset([2, 0]).image_path(i).name for i in range(2)]
+            ['000002.png', '000000.png']
         """
         return self._with([self._records[self._position(i)] for i in indices])
 
     def split_names(self) -> list[str]:
-        """The split names samples carry: train, validation, test first, others sorted."""
+        """The split names samples carry.
+
+        Returns:
+            train, validation, test (those present) first, then other names sorted; empty for
+            a dataset without splits.
+
+        Example:
+            >>> data.split_names(), data.with_splits(["test", "custom", "train"]).split_names()
+            ([], ['train', 'test', 'custom'])
+        """
         present = {r.split for r in self._records if r.split is not None}
         return [s for s in SPLIT_NAMES if s in present] + sorted(present - set(SPLIT_NAMES))
 
@@ -343,6 +379,11 @@ class DLDataset(Sequence):
         Raises:
             DLError: the dataset has no splits (use `dlbatch.split_dl_dataset`).
             DLParamError: an unknown split name.
+
+        Example:
+            >>> parts = data.with_splits(["train", "train", "validation"])
+            >>> len(parts.split("train")), len(parts.split("test"))
+            (2, 0)
         """
         names = self.split_names()
         if not names:
@@ -363,6 +404,10 @@ class DLDataset(Sequence):
 
         Raises:
             DLParamError: not one split per sample.
+
+        Example:
+            >>> [data.with_splits(["train", None, "test"]).annotations(i)["split"] for i in range(3)]
+            ['train', None, 'test']
         """
         splits = list(splits)
         if len(splits) != len(self):
