@@ -251,6 +251,11 @@ class Backend(ABC):
 
         Raises:
             DLPluginError: an op without a kernel (`missing_kernel_error` gives the message).
+
+        Examples:
+            >>> kernels = manager.kernels("numpy")
+            >>> numpy_backend.compile(graph, kernels, device="cpu", dtype="float32") is not None
+            True
         """
 
     @abstractmethod
@@ -336,6 +341,16 @@ class Backend(ABC):
 
         Returns:
             `(new_params, new_state)` for the parameters that have gradients.
+
+        Examples:
+            One SGD step, w - learning_rate * g, as the train step makes it:
+
+            >>> from dlbatch.core.solvers import SGD
+            >>> state = {"step": 0, "velocity": {}}
+            >>> new, new_state = numpy_backend.solver_step(SGD(), {"w": np.ones(2)}, {"w": np.array([1.0, -1.0])},
+            ...                                            state, {"learning_rate": 0.5, "momentum": 0.9})
+            >>> new["w"].tolist(), new_state["step"]
+            ([0.5, 1.5], 1)
         """
         return solver.step(self.xp, params, grads, state, hp)
 
@@ -346,6 +361,9 @@ class Backend(ABC):
 
         Args:
             seed: a non-negative integer.
+
+        Examples:
+            >>> numpy_backend.seed(42)
         """
 
     def set_deterministic(self, flag: bool) -> None:
@@ -355,6 +373,9 @@ class Backend(ABC):
 
         Args:
             flag: True: the same inputs give bit-identical results on every run.
+
+        Examples:
+            >>> numpy_backend.set_deterministic(True)      # numpy: always deterministic
         """
 
 

@@ -94,6 +94,9 @@ class Collective(Protocol):
 
         Raises:
             DLError: a rank died or did not answer in time.
+
+        Examples:
+            >>> coll.barrier()          # the stand-in has no other rank to wait for
         """
 
 

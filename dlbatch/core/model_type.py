@@ -379,11 +379,11 @@ class ModelType(ABC):
     def loss_options(self, term: LossTerm, hp: Mapping[str, Any]) -> dict[str, Any]:
         """Settings passed to a term's loss as `options` (e.g. the focal loss's alpha).
 
+        Called at every train step for each loss term.
+
         Args:
             term: the loss term.
             hp: the hyperparameters.
-
-        Called at every train step for each loss term.
 
         Returns:
             {option: value}; none by default.

@@ -245,7 +245,8 @@ def class_index(sample: Mapping, index: int, key: str, id_to_index: Mapping[int,
         1
         >>> class_index(samples[0], 0, "image_label_id", {0: 0, 1: 1})       # doctest: +ELLIPSIS
         Traceback (most recent call last):
-        dlbatch.core.errors.DLSampleError: sample 0: 'image_label_id' is 7, which is not one of the model's class_ids [0, 1]; ...
+        dlbatch.core.errors.DLSampleError: sample 0: 'image_label_id' is 7, which is not one of
+        the model's class_ids [0, 1]; ...
     """
     value = require_key(sample, index, key, "training this model needs")
     arr = sample_array(value, index, key)
