@@ -99,10 +99,12 @@ for name, bound in SEGMENTATION_TARGETS.items():
     TARGETS[name].update({case_key("detection_r2", *size): bound for size in DETECTION_R2_SIZES})
 
 
-def run_case(impl, backbone, batch, side, steps, device="cpu", threads=2, model="classification"):
+def run_case(impl, backbone, batch, side, steps, device="cpu", threads=2, model="classification", layout=None):
+    """step_case.py in its own process; `layout` (hand-written impls) is passed as --layout
+    (default: step_case's, both layouts, the faster reported)."""
     cmd = [sys.executable, str(HERE / "step_case.py"), "--impl", impl, "--backbone", backbone,
            "--batch", str(batch), "--side", str(side), "--steps", str(steps), "--device", device,
-           "--threads", str(threads)]
+           "--threads", str(threads)] + (["--layout", layout] if layout else [])
     if model != "classification":
         cmd += MODEL_ARGS.get(model, ["--model", model])
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -1,11 +1,19 @@
 """The benchmark suite: many networks, each trained by dlbatch's numpy and torch backends and by a
-hand-written PyTorch loop, and run for inference by dlbatch (numpy) and onnxruntime.
+hand-written PyTorch loop, and run for inference by dlbatch (numpy backend, onnxruntime backend)
+and by a raw onnxruntime session.
 
 Networks: the seven of suite_networks.py (torch.nn.Modules exported with torch.onnx.export and
 read with dlbatch.read_dl_model; suite_case.py times them, the hand-written loop in contiguous
 NCHW and in channels_last, the faster of the two counts), and, through step_case.py as
 run_all.py runs them, dlbatch's built-in compact and resnet18 classifiers and the compact
-segmentation and detection models (their hand-written loop gets channels_last input only).
+segmentation and detection models (step_case.py --layout nchw and channels_last, each in its
+own process, as for the others).
+
+Inference: numpy_infer is dlbatch's forward pass (raw_outputs) on the numpy backend,
+dlbatch_ort_infer the same call after set_dl_model_param(model, "backend", "onnxruntime"),
+ort_infer a raw onnxruntime session on the network's file; all three include dlbatch's encoding
+of the samples. dlbatch_ort_infer / ort_infer is dlbatch's own cost around onnxruntime (issue
+16: <= 1.05 on every case); numpy_infer / ort_infer is reported with no target.
 
 Every case and implementation runs in its own process. Per case, --rounds rounds run all
 implementations back to back; a ratio is the median over rounds of that round's ratio (pairs
@@ -47,15 +55,16 @@ CASES = [("compact", 16, 64), ("compact", 1, 64), ("resnet18", 16, 128),
          ("segmentation compact", 16, 64), ("detection compact", 8, 128)]
 SMOKE_SIDE = 32  # --smoke: batch 2 at this side (detection needs 32; at 16 some networks end at 1x1)
 HANDWRITTEN = ("handwritten_train_nchw", "handwritten_train_channels_last")
-SUITE_IMPLS = ["numpy_train", "torch_train", *HANDWRITTEN, "numpy_infer", "ort_infer"]
-STEP_CASE_IMPLS = ["numpy_train", "torch_train", "handwritten_train_channels_last", "numpy_infer", "ort_infer"]
+SUITE_IMPLS = ["numpy_train", "torch_train", *HANDWRITTEN, "numpy_infer", "dlbatch_ort_infer", "ort_infer"]
+STEP_CASE_IMPLS = SUITE_IMPLS
 RATIOS = {"numpy_train / handwritten_torch_train": ("numpy_train", "handwritten", "median_s"),
           "torch_backend_train / handwritten_torch_train": ("torch_train", "handwritten", "median_s"),
           "numpy_infer / onnxruntime_infer": ("numpy_infer", "ort_infer", "median_s"),
+          "dlbatch_onnxruntime_infer / onnxruntime_infer": ("dlbatch_ort_infer", "ort_infer", "median_s"),
           "numpy_train_mem / handwritten_torch_train_mem": ("numpy_train", "handwritten", "peak_step_mem_mb")}
 # issue 16's targets over the suite (one run on the 2-core development machine)
 TARGETS = {"numpy_train_geomean": 1.1, "numpy_train_worst": 1.3, "torch_backend_train_worst": 1.05,
-           "numpy_train_mem_worst": 1.5}
+           "numpy_train_mem_worst": 1.5, "dlbatch_onnxruntime_infer_worst": 1.05}
 
 
 def case_key(network: str, batch: int, side: int) -> str:
@@ -118,8 +127,10 @@ def run_round(network, batch, side, a, cache_dir) -> dict:
         model, backbone = STEP_CASE_NETWORKS[network]
         out = {}
         for name in STEP_CASE_IMPLS:
-            impl = "handwritten_train" if name.startswith("handwritten") else name
-            out[name] = run_case(impl, backbone, batch, side, a.steps, threads=a.threads, model=model)
+            impl, layout = name, None
+            if name in HANDWRITTEN:
+                impl, layout = "handwritten_train", name.rsplit("train_", 1)[1]
+            out[name] = run_case(impl, backbone, batch, side, a.steps, threads=a.threads, model=model, layout=layout)
         return out
     return {impl: run_suite_case(network, impl, batch, side, a.steps, a.warmup, a.threads, cache_dir)
             for impl in SUITE_IMPLS}
@@ -198,7 +209,8 @@ def check_targets(cases: list[dict]) -> dict:
     found = {"numpy_train_geomean": (geo, f"{len(train)} cases"),
              "numpy_train_worst": worst("numpy_train / handwritten_torch_train"),
              "torch_backend_train_worst": worst("torch_backend_train / handwritten_torch_train"),
-             "numpy_train_mem_worst": worst("numpy_train_mem / handwritten_torch_train_mem")}
+             "numpy_train_mem_worst": worst("numpy_train_mem / handwritten_torch_train_mem"),
+             "dlbatch_onnxruntime_infer_worst": worst("dlbatch_onnxruntime_infer / onnxruntime_infer")}
     return {name: {"value": v, "where": where, "bound": TARGETS[name], "met": None if v is None else v <= TARGETS[name]}
             for name, (v, where) in found.items()}
 
@@ -218,15 +230,17 @@ def markdown(summary: dict) -> str:
              f"steps most and moves every ratio.", "",
              "Step times in ms (median over rounds); ratios dlbatch / reference (median over rounds of the "
              "per-round ratio, range in brackets); hand-written torch: the faster of contiguous NCHW and "
-             "channels_last in each round (the layout named is the one faster in most rounds; step_case cases "
-             "get channels_last input only); memory: peak step memory in MB, numpy / hand-written.", "",
+             "channels_last in each round (the layout named is the one faster in most rounds); inference: "
+             "dlbatch on its numpy backend, dlbatch on its onnxruntime backend, a raw onnxruntime session; "
+             "memory: peak step memory in MB, numpy / hand-written.", "",
              "| case | fwd MMAC / image | numpy train | torch backend train | hand-written torch train | "
-             "numpy / hand-written | torch backend / hand-written | numpy infer | onnxruntime | "
-             "numpy / onnxruntime | peak memory numpy / hand-written |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "numpy / hand-written | torch backend / hand-written | numpy infer | dlbatch onnxruntime infer | "
+             "onnxruntime | numpy / onnxruntime | dlbatch onnxruntime / onnxruntime | "
+             "peak memory numpy / hand-written |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in s["cases"]:
         if "ratios" not in c:
-            lines.append(f"| {c['case']} | error: {c.get('error', '?')} |  |  |  |  |  |  |  |  |  |")
+            lines.append(f"| {c['case']} | error: {c.get('error', '?')} |" + "  |" * 11)
             continue
         ms, mem, r, rg = c["step_ms"], c["peak_step_mem_mb"], c["ratios"], c["ranges"]
         hw_label = f"handwritten_train_{c['handwritten_layout']}" if c["handwritten_layout"] else None
@@ -242,12 +256,14 @@ def markdown(summary: dict) -> str:
                      f"{fmt(ms.get('torch_train'), '.1f')} | {fmt(hw, '.1f')} ({c['handwritten_layout'] or '-'}) | "
                      f"{ratio('numpy_train / handwritten_torch_train')} | "
                      f"{ratio('torch_backend_train / handwritten_torch_train')} | "
-                     f"{fmt(ms.get('numpy_infer'), '.1f')} | {fmt(ms.get('ort_infer'), '.1f')} | "
-                     f"{ratio('numpy_infer / onnxruntime_infer')} | {mem_txt} |")
+                     f"{fmt(ms.get('numpy_infer'), '.1f')} | {fmt(ms.get('dlbatch_ort_infer'), '.2f')} | "
+                     f"{fmt(ms.get('ort_infer'), '.2f')} | {ratio('numpy_infer / onnxruntime_infer')} | "
+                     f"{ratio('dlbatch_onnxruntime_infer / onnxruntime_infer')} | {mem_txt} |")
     names = {"numpy_train_geomean": "numpy train / hand-written torch, geometric mean over the cases",
              "numpy_train_worst": "numpy train / hand-written torch, worst case",
              "torch_backend_train_worst": "torch backend train / hand-written torch, worst case",
-             "numpy_train_mem_worst": "numpy train peak memory / hand-written torch, worst case"}
+             "numpy_train_mem_worst": "numpy train peak memory / hand-written torch, worst case",
+             "dlbatch_onnxruntime_infer_worst": "dlbatch with onnxruntime / raw onnxruntime session, worst case"}
     lines += ["", "| target (issue 16) | value | where | bound | |", "|---|---|---|---|---|"]
     for name, t in s["targets"].items():
         verdict = "-" if t["met"] is None else ("met" if t["met"] else "**missed**")

@@ -23,41 +23,44 @@ def test_calibrate_reports_gemm_and_copy_speed():
     assert rec["sgemm_1t_gflops"] > 0 and rec["copy_1t_gbps"] > 0
 
 
-@pytest.mark.parametrize("impl", ["numpy_train", "numpy_infer", "ort_infer", "torch_train", "handwritten_train"])
+@pytest.mark.parametrize("impl", ["numpy_train", "numpy_infer", "dlbatch_ort_infer", "ort_infer", "torch_train",
+                                  "handwritten_train"])
 def test_step_case_prints_one_timed_record(impl):
     if impl in ("torch_train", "handwritten_train"):
         pytest.importorskip("torch")
-    if impl == "ort_infer":
+    if impl.endswith("ort_infer"):
         pytest.importorskip("onnxruntime")
     rec = run_json(BENCH / "step_case.py", "--impl", impl, "--backbone", "compact", "--batch", 2, "--side", 16,
-                   "--steps", 2, "--warmup", 1, "--threads", 1)
+                   "--steps", 2, "--warmup", 1, "--threads", 1, "--layout", "channels_last")
     assert rec["impl"] == impl and rec["steps"] == 2
     assert 0 < rec["min_s"] <= rec["median_s"]
     assert rec["peak_step_mem_mb"] >= 0
 
 
-@pytest.mark.parametrize("impl", ["numpy_train", "numpy_infer", "ort_infer", "torch_train", "handwritten_train"])
+@pytest.mark.parametrize("impl", ["numpy_train", "numpy_infer", "dlbatch_ort_infer", "ort_infer", "torch_train",
+                                  "handwritten_train"])
 def test_segmentation_step_case_prints_one_timed_record(impl):
     if impl in ("torch_train", "handwritten_train"):
         pytest.importorskip("torch")
-    if impl == "ort_infer":
+    if impl.endswith("ort_infer"):
         pytest.importorskip("onnxruntime")
     rec = run_json(BENCH / "step_case.py", "--model", "segmentation", "--impl", impl, "--backbone", "compact",
-                   "--batch", 2, "--side", 16, "--steps", 2, "--warmup", 1, "--threads", 1)
+                   "--batch", 2, "--side", 16, "--steps", 2, "--warmup", 1, "--threads", 1, "--layout", "nchw")
     assert rec["model"] == "segmentation" and rec["impl"] == impl and rec["steps"] == 2
     assert 0 < rec["min_s"] <= rec["median_s"]
     assert rec["peak_step_mem_mb"] >= 0
 
 
-@pytest.mark.parametrize("impl", ["numpy_train", "numpy_infer", "ort_infer", "torch_train", "handwritten_train",
-                                  "postprocess"])
+@pytest.mark.parametrize("impl", ["numpy_train", "numpy_infer", "dlbatch_ort_infer", "ort_infer", "torch_train",
+                                  "handwritten_train", "postprocess"])
 def test_detection_step_case_prints_one_timed_record(impl):
     if impl in ("torch_train", "handwritten_train"):
         pytest.importorskip("torch")
-    if impl == "ort_infer":
+    if impl.endswith("ort_infer"):
         pytest.importorskip("onnxruntime")
     rec = run_json(BENCH / "step_case.py", "--model", "detection", "--impl", impl, "--backbone", "compact",
-                   "--batch", 2, "--side", 32, "--steps", 2, "--warmup", 1, "--threads", 1)
+                   "--batch", 2, "--side", 32, "--steps", 2, "--warmup", 1, "--threads", 1,
+                   "--layout", "channels_last")
     assert rec["model"] == "detection" and rec["impl"] == impl and rec["steps"] == 2
     assert 0 < rec["min_s"] <= rec["median_s"]
     assert rec["peak_step_mem_mb"] >= 0
@@ -74,7 +77,8 @@ def test_rectangle2_detection_step_case_prints_one_timed_record(impl):
     if impl == "ort_infer":
         pytest.importorskip("onnxruntime")
     rec = run_json(BENCH / "step_case.py", "--model", "detection", "--instance-type", "rectangle2", "--impl", impl,
-                   "--backbone", "compact", "--batch", 2, "--side", 32, "--steps", 2, "--warmup", 1, "--threads", 1)
+                   "--backbone", "compact", "--batch", 2, "--side", 32, "--steps", 2, "--warmup", 1, "--threads", 1,
+                   "--layout", "nchw")
     assert rec["model"] == "detection" and rec["instance_type"] == "rectangle2"
     assert rec["impl"] == impl and rec["steps"] == 2
     assert 0 < rec["min_s"] <= rec["median_s"]
@@ -82,6 +86,23 @@ def test_rectangle2_detection_step_case_prints_one_timed_record(impl):
     if impl == "postprocess":
         assert rec["per_image_s"] == pytest.approx(rec["median_s"] / 2)
         assert rec["candidates_per_image"] > 0 and rec["detections_per_image"] > 0
+
+
+def test_step_case_layouts():
+    """--layout nchw / channels_last: the hand-written loop in that layout (the record names
+    it); the default, both: each layout in its own process, the faster one's record, with
+    each layout's times and memory."""
+    pytest.importorskip("torch")
+    args = ("--impl", "handwritten_train", "--backbone", "compact", "--batch", 2, "--side", 16, "--steps", 2,
+            "--warmup", 1, "--threads", 1)
+    rec = run_json(BENCH / "step_case.py", *args)
+    assert sorted(rec["layouts"]) == ["channels_last", "nchw"]
+    best = min(rec["layouts"], key=lambda k: rec["layouts"][k]["median_s"])
+    assert rec["layout"] == best and rec["median_s"] == rec["layouts"][best]["median_s"]
+    for r in rec["layouts"].values():
+        assert 0 < r["min_s"] <= r["median_s"] and r["peak_step_mem_mb"] >= 0
+    one = run_json(BENCH / "step_case.py", *args, "--layout", "nchw")
+    assert one["layout"] == "nchw" and "layouts" not in one and one["steps"] == 2
 
 
 def test_rotated_nms_bench_prints_its_records():
