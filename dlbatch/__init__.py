@@ -5,6 +5,9 @@ semantics) with plugin model types, losses and compute backends.
     model = dlbatch.create_dl_model("classification", backbone="compact", num_classes=10,
                                     image_dimensions=[8, 8, 1], batch_size=32)
     losses = dlbatch.train_dl_model_batch(model, samples)
+
+`dlbatch.plugin_manager` is the process's plugin manager (dlbatch.core.plugins.PluginManager):
+what `dlbatch.plugins()` lists, and where `register_plugin` adds a plugin object at run time.
 """
 from __future__ import annotations
 
