@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 import dlbatch
 from dlbatch.core.errors import DLError, DLSampleError
 from dlbatch.datasets import DLDataWarning, dataset as dataset_module, read_dl_dataset
-from dlbatch.datasets.images import set_max_image_pixels
+from dlbatch.datasets.images import check_image, read_image, set_max_image_pixels
 from tests.datasets.helpers import dump, pixels, save
 from tests.reliability.test_bad_images import _png_declaring
 
@@ -277,6 +277,34 @@ def test_the_check_decodes_each_file_once_and_converts_nothing(tmp_path, monkeyp
     label_files = [tmp_path / "labels" / f"{p.stem}.png" for p in image_files]
     assert sorted(opened) == sorted(image_files + [f for f, i in zip(label_files, image_files)
                                                    if i not in bad])  # a bad image's label is not opened
+
+
+@pytest.mark.parametrize("fmt, options", [("JPEG", {}), ("JPEG", {"progressive": True}), ("PNG", {}),
+                                          ("JPEG", {"subsampling": 0})])
+def test_the_check_fails_exactly_where_reading_the_image_fails(tmp_path, fmt, options):
+    """check_image (a JPEG decoded at 1/8 scale, nothing converted) against read_image (a full
+    decode and conversion) on cut and byte-mutated files: the same error or the same size."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels(60, 80, seed=3) // 4 + 100).save(buffer, format=fmt, **options)
+    data, rng, failures = buffer.getvalue(), np.random.default_rng(4), 0
+    for k in range(60):
+        mutated = bytearray(data)
+        for _ in range(int(rng.integers(1, 4))):
+            mutated[int(rng.integers(0, len(mutated)))] = int(rng.integers(0, 256))
+        if k % 3 == 0:
+            mutated = mutated[: int(rng.integers(1, len(mutated)))]
+        path = tmp_path / f"m{k}.img"
+        path.write_bytes(bytes(mutated))
+        try:
+            want = read_image(path).shape[:2]
+        except DLSampleError as exc:
+            failures += 1
+            with pytest.raises(DLSampleError) as info:
+                check_image(path)
+            assert str(info.value) == str(exc)
+        else:
+            assert check_image(path) == want
+    assert failures >= 5 and (fmt == "PNG" or failures <= 55)  # both outcomes tried (a PNG's CRCs fail all)
 
 
 def test_without_bad_files_nothing_is_skipped_and_nothing_warns(tmp_path):
