@@ -19,12 +19,16 @@ def raw_outputs(model, samples, names=None) -> dict:
 
 
 def apply_model(model, samples) -> list[dict]:
+    """apply_dl_model: check the samples (no labels needed), run them in chunks of
+    batch_size, decode the results into the raw images' pixels."""
     samples = as_sample_list(samples)
     model.model_type.check_samples(samples, model.hyperparameters, labels=False)
     return _apply_checked(model, samples)
 
 
 def _apply_checked(model, samples, *, original_pixels: bool = True) -> list[dict]:
+    """Inference on checked samples; original_pixels=False keeps results in the network's
+    input pixels, where evaluation compares them with preprocessed labels."""
     hp = model.hyperparameters
     contexts = [SampleContext.of(s if original_pixels else {}, hp, i) for i, s in enumerate(samples)]
     bs = max(1, hp["batch_size"])

@@ -74,6 +74,8 @@ def result_keys(pairs: list[tuple[LossTerm, str]]) -> dict[str, str]:
 
 
 def bound_terms(model) -> list[BoundTerm]:
+    """The model's loss terms bound to their registered losses, options, weights and result
+    keys for one step."""
     hp = model.hyperparameters
     pairs = list(zip(model.loss_terms(), model.loss_names().values()))
     keys = result_keys(pairs)
@@ -128,6 +130,9 @@ def _agree_on_samples(coll, model, samples) -> list:
 
 
 def train_step(model, samples) -> dict[str, float]:
+    """train_dl_model_batch (see the module docstring): checked samples, micro-batches
+    forward and backward, averaged losses and gradients (all-reduced when data-parallel), one
+    solver update committed at once; any error leaves the model unchanged."""
     refuse_inference_only(model)
     coll = current_collective()
     samples = _agree_on_samples(coll, model, samples)

@@ -30,6 +30,7 @@ RBOX_FIELDS = ("row", "col", "phi", "length1", "length2")
 
 
 def box_keys(instance_type: str) -> tuple[str, ...]:
+    """The sample keys of one box coordinate each: bbox_row1 ... or bbox_row, bbox_col, bbox_phi ..."""
     return RECTANGLE1_KEYS if instance_type == "rectangle1" else RECTANGLE2_KEYS
 
 
@@ -53,6 +54,7 @@ def rectangle2_extent(row, col, phi, length1, length2):
 
 
 def empty_boxes(instance_type: str) -> dict:
+    """The box labels of an image without objects (empty arrays of the right types)."""
     keys = box_keys(instance_type)
     return {**{k: np.zeros(0, np.float64) for k in keys}, "bbox_label_id": np.zeros(0, np.int64)}
 
@@ -108,4 +110,5 @@ def rbox_values(rbox, where: str) -> tuple[float, ...]:
 
 
 def rbox_field(row, col, phi, length1, length2) -> dict:
+    """The COCO "rbox" extension field of a rectangle2 box, as rbox_values reads it."""
     return dict(zip(RBOX_FIELDS, (float(row), float(col), float(phi), float(length1), float(length2))))

@@ -11,6 +11,8 @@ from ..core.errors import DLError, DLSampleError
 
 
 def load_json(path: Path, what: str) -> Any:
+    """The parsed JSON file; a missing or malformed file is a DLError naming it and `what`
+    it should have been."""
     try:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
@@ -21,6 +23,7 @@ def load_json(path: Path, what: str) -> Any:
 
 
 def write_json(path: Path, data: Any) -> None:
+    """Write `data` as UTF-8 JSON with one-space indents and a final newline (diff-friendly)."""
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=1)
         fh.write("\n")
