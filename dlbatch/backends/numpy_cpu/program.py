@@ -2,8 +2,9 @@
 
 Beyond running the nodes in order:
 
-* Fusion: a BatchNormalization or Add whose only consumer is a Relu, and a BatchNormalization
-  -> Relu -> MaxPool chain, run as one fused kernel (ops/fused.py) when all nodes use the
+* Fusion: a BatchNormalization or Add whose only consumer is a Relu, a BatchNormalization
+  whose only consumer is a Clip or HardSwish, and a BatchNormalization -> Relu -> MaxPool
+  chain, run as one fused kernel (ops/fused.py) when all nodes use the
   built-in kernels; for inference a Conv followed by a BatchNormalization (and Relu, and
   MaxPool) runs as one convolution with the batch norm folded into its weights. Intermediate values are then never stored; a forward that asks for one
   (`wanted`) runs the unfused node list instead.
@@ -60,7 +61,8 @@ class _Plan:
                 self.free_after[idx].append(name)
 
 
-TRAIN_PATTERNS = [("BatchNormalization", "Relu", "MaxPool"), ("BatchNormalization", "Relu"), ("Add", "Relu")]
+TRAIN_PATTERNS = [("BatchNormalization", "Relu", "MaxPool"), ("BatchNormalization", "Relu"), ("Add", "Relu"),
+                  ("BatchNormalization", "Clip"), ("BatchNormalization", "HardSwish")]
 # inference only: batch norm with frozen statistics folds into the convolution before it
 INFER_PATTERNS = [("Conv", "BatchNormalization", "Relu", "MaxPool"), ("Conv", "BatchNormalization", "Relu"),
                   ("Conv", "BatchNormalization")] + TRAIN_PATTERNS
@@ -69,7 +71,8 @@ INFER_PATTERNS = [("Conv", "BatchNormalization", "Relu", "MaxPool"), ("Conv", "B
 def _fuse(graph: Graph, kernels: Mapping[str, Any], patterns) -> tuple[list[_Step], set[str]]:
     """Steps with fusable chains merged, and the names of the values that fusion hides.
 
-    A chain fuses when each link's single output feeds only the next node (as its first input)
+    A chain fuses when each link's single output feeds only the next node (as its first input;
+    declared outputs that nothing reads do not count)
     and is no graph output, every node uses the built-in kernel, and the later nodes' other
     inputs are initializers (so the fused step can run where the chain starts)."""
     from .ops import KERNELS
@@ -89,10 +92,22 @@ def _fuse(graph: Graph, kernels: Mapping[str, Any], patterns) -> tuple[list[_Ste
     def is_builtin(op):
         return op in kernels and type(kernels[op]) is builtin.get(op)
 
-    def next_link(idx):
-        real = [o for o in nodes[idx].outputs if o]
-        if len(real) != 1 or real[0] in outputs:
+    def used(name):
+        return name in outputs or bool(consumers.get(name))
+
+    def single_output(node):
+        """The node's one used output (optional outputs nobody reads, such as the running
+        statistics of a training-form BatchNormalization export, do not count), or None."""
+        real = [o for o in node.outputs if o]
+        if not real or real[0] != node.outputs[0] or any(used(o) for o in real[1:]):
             return None
+        return real[0]
+
+    def next_link(idx):
+        out = single_output(nodes[idx])
+        if out is None or out in outputs:
+            return None
+        real = [out]
         uses = consumers.get(real[0], [])
         if len(uses) != 1:
             return None
@@ -117,7 +132,7 @@ def _fuse(graph: Graph, kernels: Mapping[str, Any], patterns) -> tuple[list[_Ste
             chain.append(j)
         # the fused kernels produce one output: the chain's last node may not have more
         while len(chain) > 1 and (tuple(nodes[i].op_type for i in chain) not in patterns
-                                  or len([o for o in nodes[chain[-1]].outputs if o]) != 1):
+                                  or single_output(nodes[chain[-1]]) is None):
             chain.pop()
         if len(chain) > 1:
             chains[idx] = chain

@@ -8,6 +8,7 @@ memory and without keeping the intermediate alive:
   normalized into per-thread scratch and pooled there, so the full-size activation is never
   stored; backward routes the pooled gradient to the winners in scratch and runs the batch-norm
   backward on it in the same block. Other pool geometries run the two kernels one after the other.
+* BatchNormalization -> Clip or HardSwish: see .bn_activation.
 * Add -> Relu (residual connections): one pass each way, the sum never stored.
 * Conv -> BatchNormalization (-> Relu (-> MaxPool)), inference only: the frozen batch norm is
   folded into the convolution's weights and bias, once per set of weights (kept while those
@@ -27,6 +28,7 @@ from .. import buffers, parallel
 from ..kernel import NumpyKernel
 from ._util import cm, cm_rows, is_float, needs, parallel_ew, relu_, row_blocks, scratch, unbroadcast
 from .activations import relu_mask_grad
+from .bn_activation import FUSED_ACTIVATIONS
 from .batchnorm import (bn_backward, bn_forward, report_running_statistics, train_block_backward,
                         train_block_forward)
 from .conv import conv_relu_forward
@@ -206,7 +208,7 @@ class ConvBatchNormReluMaxPool(ConvBatchNorm):
     relu = True
 
 
-FUSED = {("BatchNormalization", "Relu"): BatchNormRelu(), ("Add", "Relu"): AddRelu(),
+FUSED = {**FUSED_ACTIVATIONS, ("BatchNormalization", "Relu"): BatchNormRelu(), ("Add", "Relu"): AddRelu(),
          ("BatchNormalization", "Relu", "MaxPool"): BatchNormReluMaxPool(),
          ("Conv", "BatchNormalization"): ConvBatchNorm(),
          ("Conv", "BatchNormalization", "Relu"): ConvBatchNormRelu(),
