@@ -36,7 +36,7 @@ def open_dataset(path: str, skip_bad_images: bool = False, report: bool = True):
         3
     """
     from dlbatch.datasets import DLDataWarning, read_dl_dataset
-    from dlbatch.datasets.dataset import describe_skipped
+    from dlbatch.datasets.skipping import describe_skipped
     with warnings.catch_warnings():  # printed below as a command's warning, not as Python's
         warnings.simplefilter("ignore", DLDataWarning)
         dataset = read_dl_dataset(path, skip_bad_images=skip_bad_images)

@@ -4,7 +4,8 @@ scenes written in those formats. Bad image files are DLSampleErrors naming the f
 sample is read, or, with read_dl_dataset(skip_bad_images=True), skipped with a DLDataWarning."""
 from __future__ import annotations
 
-from .dataset import DLDataset, DLDataWarning
+from .dataset import DLDataset
+from .skipping import DLDataWarning
 from .read import FORMATS, read_dl_dataset
 from .split import split_dl_dataset
 from .synth import write_synthetic_dataset

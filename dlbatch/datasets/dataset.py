@@ -16,10 +16,8 @@ Subsets and splits are views: they share the index entries and read nothing.
 from __future__ import annotations
 
 import operator
-import os
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,28 +27,10 @@ import numpy as np
 from ..core.errors import DLError, DLParamError, DLSampleError
 from .boxes import check_boxes
 from .images import check_image, read_image, read_label_image
+from .skipping import DLDataWarning, check_in_threads, describe_skipped
 
 SPLIT_NAMES = ("train", "validation", "test")
 MODEL_TYPES = ("classification", "detection", "segmentation")
-LISTED_SKIPS = 20  # bad samples a warning or error lists one by one; the rest are counted
-CHECK_THREADS = 4  # images checked at once (Pillow decodes without the GIL); bounds the memory too
-
-
-class DLDataWarning(UserWarning):
-    """Samples of a dataset were skipped because their files cannot be used (see
-    `DLDataset.skip_bad_samples`); filter it with `warnings.simplefilter("ignore", DLDataWarning)`
-    or turn it into an error with "error".
-
-    Example:
-        >>> import warnings
-        >>> from dlbatch.datasets import read_dl_dataset, write_synthetic_dataset
-        >>> with warnings.catch_warnings():
-        ...     warnings.simplefilter("error", DLDataWarning)  # a skipped file stops the program
-        ...     quiet = read_dl_dataset(write_synthetic_dataset("classification", "quiet", num_samples=2),
-        ...                             skip_bad_images=True)
-        >>> len(quiet)
-        2
-    """
 
 
 @dataclass(frozen=True)
@@ -266,7 +246,7 @@ class DLDataset(Sequence):
         (DLBATCH_MAX_IMAGE_PIXELS) and decoded in full, so corrupt, truncated, huge and
         wrongly-moded files are found, and the checks of reading a sample (image size against
         the index, boxes inside the image, label image size and values) are made, all exactly
-        as `ds[i]` makes them. Up to CHECK_THREADS files are checked at once.
+        as `ds[i]` makes them. Up to skipping.CHECK_THREADS files are checked at once.
 
         Returns:
             (index, reason) per sample `ds[index]` would refuse, in index order; the reason is
@@ -281,12 +261,7 @@ class DLDataset(Sequence):
             >>> checked.bad_samples()
             []
         """
-        threads = max(1, min(CHECK_THREADS, os.cpu_count() or 1, len(self._records)))
-        if threads == 1:
-            reasons = [self._check(r) for r in self._records]
-        else:
-            with ThreadPoolExecutor(threads, thread_name_prefix="dlbatch-check") as pool:
-                reasons = list(pool.map(self._check, self._records))
+        reasons = check_in_threads(self._check, self._records)
         return [(i, reason) for i, reason in enumerate(reasons) if reason is not None]
 
     def skip_bad_samples(self, stacklevel: int = 2) -> "DLDataset":
@@ -294,7 +269,7 @@ class DLDataset(Sequence):
 
         The samples bad_samples finds are left out (the others keep their order and splits),
         and one DLDataWarning says how many and lists each with its reason (the first
-        LISTED_SKIPS, then how many more). The new dataset's skipped_samples holds them all.
+        skipping.LISTED_SKIPS, then how many more). The new dataset's skipped_samples holds them all.
 
         Args:
             stacklevel: passed to warnings.warn, so that the warning points at the caller.
@@ -421,29 +396,6 @@ class DLDataset(Sequence):
     def _settings(self) -> dict:
         return dict(model_type=self._model_type, class_ids=self._class_ids, class_names=self._class_names,
                     instance_type=self._instance_type, source=self._source, border_tolerance=self._tolerance)
-
-
-def describe_skipped(reasons, limit: int = LISTED_SKIPS) -> str:
-    """The reasons as indented lines, the first `limit` of them and then how many more.
-
-    Args:
-        reasons: one message per skipped sample (naming its file).
-        limit: how many to list.
-
-    Returns:
-        The lines joined with newlines.
-
-    Example:
-        >>> print(describe_skipped(["a.png: truncated", "b.png: not an image", "c.png: 16-bit"], limit=2))
-          a.png: truncated
-          b.png: not an image
-          and 1 more
-    """
-    reasons = list(reasons)
-    lines = [f"  {r}" for r in reasons[:limit]]
-    if len(reasons) > limit:
-        lines.append(f"  and {len(reasons) - limit} more")
-    return "\n".join(lines)
 
 
 def _copy(labels: Mapping[str, Any]) -> dict:
