@@ -44,6 +44,7 @@ def train_dl_model_batch(model: DLModel, samples) -> dict[str, float]:
         DLSampleError: the wrong number of samples, a missing key, a bad shape or label.
         DLNumericError: a non-finite loss or gradient. On any error the weights, batch-norm
             statistics and solver state stay bit-identical.
+        DLBackendError: an inference-only backend (onnxruntime); switch the backend to train.
 
     Examples:
         >>> import dlbatch
@@ -141,6 +142,8 @@ def set_dl_model_param(model: DLModel, name: str, value: Any) -> None:
     Raises:
         DLParamError: an unknown or read-only name, a wrong type or an out-of-range value; the
             model is left as it was.
+        DLPluginError: backend set to an unregistered name.
+        DLBackendError: a device or runtime the backend cannot use (e.g. "cuda:0" on numpy).
 
     Examples:
         >>> dlbatch.set_dl_model_param(model, "solver_type", "adam")
@@ -265,8 +268,10 @@ def train_dl_model(model: DLModel, train, validation=None, **options) -> dict:
         best_metric, best_epoch, final_epoch, main_metric, history, out_dir and paths.
 
     Raises:
-        DLParamError: bad options (epochs, change strategies, augmentation names).
+        DLParamError: bad options (epochs, change strategies, augmentation names), or an
+            out_dir that holds another run.
         DLSampleError: a sample the model cannot train on.
+        DLNumericError: a non-finite loss or gradient (the run can resume from its last epoch).
 
     Examples:
         >>> result = dlbatch.train_dl_model(model, samples, samples, epochs=1, progress=False)

@@ -532,6 +532,7 @@ class DLModel:
         Raises:
             DLSampleError: the wrong number of samples, a missing key, a bad shape or label.
             DLNumericError: a non-finite loss or gradient; the model is left unchanged.
+            DLBackendError: an inference-only backend.
         """
         return train_step(self, samples)
 
