@@ -30,7 +30,7 @@ def open_dataset(path: str, skip_bad_images: bool = False, report: bool = True):
     Raises:
         DLError: as read_dl_dataset (with skip_bad_images, also when no sample is left).
 
-    Example:
+    Examples:
         >>> from dlbatch.datasets import write_synthetic_dataset
         >>> len(open_dataset(str(write_synthetic_dataset("classification", "opened", num_samples=3))))
         3

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from .dataset_io import check_dataset_fits, evaluate_dataset
+from .dataset_io import SKIP_BAD_IMAGES_HELP, check_dataset_fits, evaluate_dataset, open_dataset
 from .render import class_table, confusion_table, measures_table, print_titled, to_jsonable
 
 EPILOG = "Example: dlbatch evaluate run/best.onnx data --json   or   dlbatch evaluate m.onnx data --plots plots"
@@ -23,13 +23,13 @@ def evaluate(model_file: Path = typer.Argument(..., metavar="FILE.onnx", help="t
              plots: Optional[Path] = typer.Option(None, help="write the model type's evaluation plots (e.g. the "
                                                              "confusion matrix) as PNGs into this folder"),
              backend: Optional[str] = typer.Option(None, help="compute backend (see dlbatch backends)"),
-             device: str = typer.Option("cpu", help="device of the backend, e.g. cpu or cuda:0")) -> None:
+             device: str = typer.Option("cpu", help="device of the backend, e.g. cpu or cuda:0"),
+             skip_bad_images: bool = typer.Option(False, "--skip-bad-images", help=SKIP_BAD_IMAGES_HELP)) -> None:
     """Measure a model on a labelled dataset: the model type's measures (top1_error, mean_ap, mean_iou, ...)."""
     import dlbatch
-    from dlbatch.datasets import read_dl_dataset
 
     model = dlbatch.read_dl_model(model_file, backend=backend, device=device)
-    data = read_dl_dataset(dataset)
+    data = open_dataset(dataset, skip_bad_images)
     check_dataset_fits(model, data, dataset)
     if split is not None:
         names = list(data.split_names())

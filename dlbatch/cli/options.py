@@ -19,7 +19,7 @@ def parse_value(text: str) -> Any:
     Returns:
         The JSON value where it parses (`0.01`, `true`, `[1, 2]`, `{"a": 1}`), else the text.
 
-    Example:
+    Examples:
         >>> parse_value("0.01"), parse_value("[1, 2]"), parse_value("adam")
         (0.01, [1, 2], 'adam')
     """
@@ -42,7 +42,7 @@ def parse_assignments(items: Iterable[str], option: str = "--set") -> dict[str, 
     Raises:
         DLParamError: an item without `=` or without a key.
 
-    Example:
+    Examples:
         >>> parse_assignments(["learning_rate=0.01", "solver_type=adam"])
         {'learning_rate': 0.01, 'solver_type': 'adam'}
     """
@@ -69,7 +69,7 @@ def load_json_option(text: str | None, option: str) -> Any:
     Raises:
         DLParamError: no such file, or invalid JSON (with line and column).
 
-    Example:
+    Examples:
         >>> load_json_option('{"mirror": "rc"}', "--augment")
         {'mirror': 'rc'}
     """
@@ -100,7 +100,7 @@ def parse_change(text: str | None) -> list[dict] | None:
     Raises:
         DLParamError: invalid JSON, or not an object or a list of objects.
 
-    Example:
+    Examples:
         >>> parse_change('{"model_param": "learning_rate", "epochs": [5], "values": [0.001]}')[0]["epochs"]
         [5]
     """
@@ -126,7 +126,7 @@ def parse_augment(text: str | None) -> dict | None:
     Raises:
         DLParamError: invalid JSON, or not an object.
 
-    Example:
+    Examples:
         >>> parse_augment('{"augmentation_percentage": 50}')
         {'augmentation_percentage': 50}
     """
@@ -149,7 +149,7 @@ def parse_classes(text: str) -> tuple[list[int], list[str] | None]:
     Raises:
         DLParamError: a non-integer id, or no id at all.
 
-    Example:
+    Examples:
         >>> parse_classes("1:cat,2:dog"), parse_classes("1,2,5")
         (([1, 2], ['cat', 'dog']), ([1, 2, 5], None))
     """

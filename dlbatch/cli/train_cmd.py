@@ -63,7 +63,7 @@ def worker_args(model_file, dataset, out, validation, epochs, seed, evaluation_i
     Returns:
         The arguments after `dlbatch`.
 
-    Example:
+    Examples:
         >>> worker_args("m.onnx", "data", "run", None, 2, 42, 1, None, None, None, None, "cpu", False, True)[-2:]
         ['cpu', '--skip-bad-images']
     """

@@ -33,7 +33,7 @@ def read_classification_folder(root, border_tolerance: float = 1.0) -> DLDataset
     Raises:
         DLError: not a folder, no class sub-folders, or no images in them.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from dlbatch.datasets.images import write_image
         >>> for name in ("cat", "dog"):

@@ -52,7 +52,7 @@ def read_coco(path, data=None, *, image_dir=None, border_tolerance: float = 1.0,
         DLSampleError: an invalid image entry or annotation, or (with check_files) a missing
             image file; the message names the file and the entry.
 
-    Example:
+    Examples:
         >>> import json
         >>> import numpy as np
         >>> from dlbatch.datasets.images import write_image

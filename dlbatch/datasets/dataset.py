@@ -156,7 +156,7 @@ class DLDataset(Sequence):
         Raises:
             IndexError: no such sample.
 
-        Example:
+        Examples:
             >>> facts = data.annotations(0)
             >>> facts["image_size"], facts["bbox_label_id"].dtype
             ([64, 64], dtype('int64'))
@@ -178,7 +178,7 @@ class DLDataset(Sequence):
         Raises:
             IndexError: no such sample.
 
-        Example:
+        Examples:
             >>> data.image_path(-1).name
             '000002.png'
         """
@@ -255,7 +255,7 @@ class DLDataset(Sequence):
         Raises:
             DLParamError: DLBATCH_MAX_IMAGE_PIXELS is not a valid limit.
 
-        Example:
+        Examples:
             >>> from dlbatch.datasets import read_dl_dataset, write_synthetic_dataset
             >>> checked = read_dl_dataset(write_synthetic_dataset("classification", "checked", num_samples=3))
             >>> checked.bad_samples()
@@ -281,7 +281,7 @@ class DLDataset(Sequence):
             DLError: every sample is bad (the message lists them).
             DLParamError: DLBATCH_MAX_IMAGE_PIXELS is not a valid limit.
 
-        Example:
+        Examples:
             >>> from dlbatch.datasets import read_dl_dataset, write_synthetic_dataset
             >>> path = write_synthetic_dataset("classification", "skipping", num_samples=4)
             >>> unchecked = read_dl_dataset(path)
@@ -322,7 +322,7 @@ class DLDataset(Sequence):
         Raises:
             IndexError: an index out of range.
 
-        Example:
+        Examples:
             >>> [data.subset([2, 0]).image_path(i).name for i in range(2)]
             ['000002.png', '000000.png']
         """
@@ -335,7 +335,7 @@ class DLDataset(Sequence):
             train, validation, test (those present) first, then other names sorted; empty for
             a dataset without splits.
 
-        Example:
+        Examples:
             >>> data.split_names(), data.with_splits(["test", "custom", "train"]).split_names()
             ([], ['train', 'test', 'custom'])
         """
@@ -355,7 +355,7 @@ class DLDataset(Sequence):
             DLError: the dataset has no splits (use `dlbatch.split_dl_dataset`).
             DLParamError: an unknown split name.
 
-        Example:
+        Examples:
             >>> parts = data.with_splits(["train", "train", "validation"])
             >>> len(parts.split("train")), len(parts.split("test"))
             (2, 0)
@@ -380,7 +380,7 @@ class DLDataset(Sequence):
         Raises:
             DLParamError: not one split per sample.
 
-        Example:
+        Examples:
             >>> [data.with_splits(["train", None, "test"]).annotations(i)["split"] for i in range(3)]
             ['train', None, 'test']
         """

@@ -53,7 +53,7 @@ def read_halcon_json(path, data=None, *, image_dir=None, border_tolerance: float
         DLSampleError: an invalid sample, or (with check_files) a missing file; the message
             names the file and the sample.
 
-    Example:
+    Examples:
         >>> import json
         >>> import numpy as np
         >>> from dlbatch.datasets.images import write_image

@@ -44,7 +44,7 @@ def max_image_pixels() -> int:
     Raises:
         DLParamError: DLBATCH_MAX_IMAGE_PIXELS is not a positive whole number.
 
-    Example:
+    Examples:
         >>> set_max_image_pixels(None)
         >>> max_image_pixels() > 0
         True
@@ -70,7 +70,7 @@ def set_max_image_pixels(limit: int | None) -> None:
     Raises:
         DLParamError: a limit that is not a positive int.
 
-    Example:
+    Examples:
         >>> set_max_image_pixels(4096 * 4096)
         >>> max_image_pixels()
         16777216
@@ -95,7 +95,7 @@ def is_image_file(path: Path) -> bool:
     Returns:
         True for a regular file whose suffix (any case) is in IMAGE_SUFFIXES.
 
-    Example:
+    Examples:
         >>> is_image_file(Path("no_such_file.PNG"))
         False
     """
@@ -170,7 +170,7 @@ def read_image(path, max_pixels: int | None = None) -> np.ndarray:
         DLSampleError: the file is missing, corrupt, truncated, too large or of a mode
             dlbatch does not read (16-bit, float); the message names the file.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> write_image("grey.png", np.full((4, 6, 1), 7, np.uint8))
         >>> read_image("grey.png").shape
@@ -205,7 +205,7 @@ def check_image(path, max_pixels: int | None = None) -> tuple[int, int]:
     Raises:
         DLSampleError: exactly where read_image raises it, with the same message.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> write_image("colour.png", np.zeros((5, 3, 3), np.uint8))
         >>> check_image("colour.png")
@@ -253,7 +253,7 @@ def read_label_image(path, max_pixels: int | None = None) -> np.ndarray:
         DLSampleError: missing, corrupt, truncated or too large, or more than one channel;
             the message names the file.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> write_label_image("label.png", np.array([[0, 1], [2, 300]]))
         >>> read_label_image("label.png").tolist()
@@ -278,7 +278,7 @@ def write_image(path, image: np.ndarray) -> None:
     Raises:
         DLSampleError: another dtype or shape.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> write_image("out.png", np.zeros((2, 2, 3), np.uint8))
     """
@@ -302,7 +302,7 @@ def write_label_image(path, label: np.ndarray) -> None:
     Raises:
         DLSampleError: another shape, a non-integer dtype or values out of range.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> write_label_image("ids.png", np.zeros((3, 3), np.int64))
     """

@@ -43,7 +43,7 @@ def read_segmentation_folder(root, border_tolerance: float = 1.0, skip_bad_image
         DLSampleError: (without skip_bad_images) an image without its label image, or a
             label image that cannot be read while finding the class ids.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from dlbatch.datasets.images import write_image, write_label_image
         >>> Path("seg/images").mkdir(parents=True); Path("seg/labels").mkdir()

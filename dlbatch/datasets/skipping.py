@@ -18,7 +18,7 @@ class DLDataWarning(UserWarning):
     `DLDataset.skip_bad_samples`); filter it with `warnings.simplefilter("ignore", DLDataWarning)`
     or turn it into an error with "error".
 
-    Example:
+    Examples:
         >>> import warnings
         >>> from dlbatch.datasets import read_dl_dataset, write_synthetic_dataset
         >>> with warnings.catch_warnings():
@@ -40,7 +40,7 @@ def describe_skipped(reasons, limit: int = LISTED_SKIPS) -> str:
     Returns:
         The lines joined with newlines.
 
-    Example:
+    Examples:
         >>> print(describe_skipped(["a.png: truncated", "b.png: not an image", "c.png: 16-bit"], limit=2))
           a.png: truncated
           b.png: not an image
@@ -64,7 +64,7 @@ def check_in_threads(check: Callable, records: Sequence) -> list:
     Returns:
         One result per record, in order.
 
-    Example:
+    Examples:
         >>> check_in_threads(lambda n: None if n % 2 else f"{n} is even", [1, 2, 3, 4])
         [None, '2 is even', None, '4 is even']
     """

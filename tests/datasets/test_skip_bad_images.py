@@ -356,3 +356,18 @@ def test_distributed_workers_get_the_flag():
     assert args[-1] == "--skip-bad-images"
     assert "--skip-bad-images" not in worker_args("m.onnx", "data", "run", None, 1, 42, 1, None, None, None, None,
                                                   "cpu", False)
+
+
+def test_evaluate_skips_with_the_flag_and_equals_the_library_on_the_good_samples(tmp_path):
+    path, bad, good = classification_folder(tmp_path / "data")
+    model = make_model("classification", [0, 1])
+    dlbatch.write_dl_model(model, tmp_path / "m.onnx")
+    failed = invoke("evaluate", tmp_path / "m.onnx", path, "--json")
+    assert failed.exit_code == 2 and any(str(f) in failed.stderr for f in bad), failed.output
+    result = invoke("evaluate", tmp_path / "m.onnx", path, "--json", "--skip-bad-images")
+    assert result.exit_code == 0, result.output
+    assert f"warning: skipped {len(bad)} of {len(bad) + len(good)} samples" in result.stderr
+    kept, _ = read_skipping(path)
+    want = dlbatch.evaluate_dl_model(model, dlbatch.preprocess_dl_samples([kept[i] for i in range(len(kept))], model))
+    got = json.loads(result.stdout)
+    assert got["top1_error"] == pytest.approx(float(want["top1_error"]), abs=1e-12)
