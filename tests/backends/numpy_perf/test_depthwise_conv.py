@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import dlbatch.backends.numpy_cpu.ops.conv.depthwise as depthwise_mod
+import dlbatch.backends.numpy_cpu.ops.conv.phases as phases_mod
 
 from ._ref import assert_same_bits_at_1_2_3_threads, forward_backward
 
@@ -61,14 +62,14 @@ def test_depthwise_same_bits_at_1_2_3_threads_and_in_one_channel_blocks(dtype, m
         return outs + grads
 
     monkeypatch.setattr(depthwise_mod, "BLOCK_ELEMS", 1 << 10)  # several blocks, split among threads
-    depthwise_mod._layouts.clear()
-    assert len(depthwise_mod.layout_for((4, 13, 20, 18), _geom(x.shape, w.shape, attrs)).blocks) >= 4
+    phases_mod._grids.clear()
+    assert len(depthwise_mod.channel_blocks(phases_mod.phase_grid((4, 13, 20, 18), _geom(x.shape, w.shape, attrs)), 13)) >= 4
     assert_same_bits_at_1_2_3_threads(step)
     blocked = step()
     monkeypatch.setattr(depthwise_mod, "BLOCK_ELEMS", 1 << 30)  # one block per MIN_BLOCKS share
-    depthwise_mod._layouts.clear()
+    phases_mod._grids.clear()
     whole = step()
-    depthwise_mod._layouts.clear()
+    phases_mod._grids.clear()
     for a, b in zip(blocked, whole):  # channel blocks do not change any channel's arithmetic
         np.testing.assert_array_equal(a, b)
 

@@ -10,6 +10,8 @@ from ... import buffers, parallel
 from .._util import cm, relu_, scratch
 from .columns import rows2d, rows2d_or_copy, scratch_buffer
 from .geometry import transposed_geom
+from .phase_scatter import phase_col2im
+from .phases import phase_grid
 from .plan import plan_for
 
 
@@ -17,6 +19,7 @@ FULL_COLS_BUDGET = 16 << 20  # dW of a Conv whose whole column matrix fits this 
 DW_TRANSPOSED_BELOW = 64  # output channels below which dW is computed transposed
 DW_BLOCKS = 4  # row blocks (parallel GEMMs) of a full-K dW
 SHARED_COLUMNS = True  # stride-1 backward: dW from the columns of dy that dx gathers anyway
+PHASE_SCATTER = True  # strided backward: dx through phase planes (.phase_scatter), not col2im
 
 
 def _partial_dw(cols: np.ndarray, rows: np.ndarray, out: np.ndarray, transposed: bool) -> None:
@@ -193,6 +196,10 @@ def conv_backward(x, w, dy, g, need_x: bool, need_w: bool, dx_out=None):
     if full_k:
         return dxc, _dw_full_k(plan, xc, dyc, o, w, x.dtype, dx_tasks)
     transposed = o < DW_TRANSPOSED_BELOW
+    # strided convolutions cut into whole samples scatter through phase planes (flat rows)
+    phases = None
+    if scatter and PHASE_SCATTER and not plan.direct and not plan.row_split and g.s != [1, 1]:
+        phases = phase_grid(x.shape, g)
     parts = None
     if need_w:
         parts = buffers.empty((nch, plan.ckk, o) if transposed else (nch, o, plan.ckk), x.dtype)
@@ -205,6 +212,9 @@ def conv_backward(x, w, dy, g, need_x: bool, need_w: bool, dx_out=None):
         if scatter:
             if plan.direct:
                 np.matmul(wm.T, dy2, out=rows2d(dxc[:, n0:n1, r0:r1]))
+                return
+            if phases is not None:
+                phase_col2im(phases, wm, dyc, dxc, n0, n1)
                 return
             if not plan.assign_first and not plan.row_split:
                 dxc[:, n0:n1] = 0
