@@ -5,16 +5,23 @@ linear: a small dense (out, in) interpolation matrix applied with matmul (BLAS, 
 two non-zeros per row). Backward applies the transposed operators (for `repeat`, a sum of
 strided slices).
 Coordinates follow the ONNX reference (edge clamping, output_width = scale * input_width).
+
+4-D inputs resized along H and W only run channel-major (the backend's layout, kept for the
+output) over blocks of channels on the kernel threads: W first as one GEMM (or copy) over all
+rows of the block, then H as a batched GEMM (or row copies) written straight into the output.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ....core.onnx_attributes import resize_axes, resize_operands, resize_shape, source_coordinates, text
+from .. import buffers, parallel
 from ..kernel import NumpyKernel
-from ._util import needs, unsupported
+from ._util import cm, needs, row_blocks, scratch, unsupported
 
 # the coordinate_transformation_modes implemented here (not tf_crop_and_resize)
+CHANNEL_MAJOR = True  # H/W-only resizes of 4-D inputs: the channel-major blocked path
+
 _CTM = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "half_pixel_symmetric")
 
 
@@ -49,6 +56,106 @@ def _apply(a, v, axis):
     if axis == v.ndim - 2:
         return np.matmul(a, v)
     return np.moveaxis(np.tensordot(a, v, axes=([1], [axis])), 0, axis)
+
+
+def _spatial_only(steps, ndim) -> bool:
+    return ndim == 4 and bool(steps) and all(a in (2, 3) for a, _, _ in steps)
+
+
+def _one_hot(idx, n_in, dtype):
+    m = np.zeros((len(idx), n_in), dtype=dtype)
+    m[np.arange(len(idx)), idx] = 1
+    return m
+
+
+def _axis_forward(kind, data, v, out, axis):
+    """Resize axis -1 or -2 (`axis`) of the contiguous array v into out."""
+    if kind == "repeat":
+        if axis == -1:
+            out.reshape(out.shape[:-1] + (v.shape[-1], data))[...] = v[..., None]
+        else:
+            out.reshape(out.shape[:-2] + (v.shape[-2], data, v.shape[-1]))[...] = v[..., None, :]
+    elif kind == "take":
+        np.take(v, data, axis=axis, out=out)
+    elif axis == -1:
+        np.matmul(v, data.T, out=out)
+    else:
+        np.matmul(data, v, out=out)
+
+
+def _axis_backward(kind, data, g, out, axis):
+    """The adjoint of _axis_forward: g (n_out along `axis`) -> out (n_in along `axis`)."""
+    if kind == "repeat":
+        sl = [slice(None)] * g.ndim
+        sl[axis] = slice(0, None, data)
+        np.copyto(out, g[tuple(sl)])
+        for r in range(1, data):
+            sl[axis] = slice(r, None, data)
+            out += g[tuple(sl)]
+        return
+    m = _one_hot(data, out.shape[axis], g.dtype) if kind == "take" else data
+    if axis == -1:
+        np.matmul(g, m, out=out)
+    else:
+        np.matmul(m.T, g, out=out)
+
+
+def _channel_major_forward(x, steps, out_shape):
+    """H/W resize of channel-major x; returns the logical (N, C, Ho, Wo) channel-major result."""
+    n, c, h, w = x.shape
+    ho, wo = out_shape[2:]
+    xc = cm(x)
+    if not xc.flags.c_contiguous:
+        xc = np.ascontiguousarray(xc)
+    y = buffers.empty((c, n, ho, wo), x.dtype)
+    by_axis = {a: (kind, data) for a, kind, data in steps}
+
+    def block(r):
+        a, z = r
+        rows = (z - a) * n
+        v = xc[a:z].reshape(rows * h, w)
+        if 3 in by_axis:
+            t = scratch("rs_w", (rows * h, wo), x.dtype)
+            _axis_forward(*by_axis[3], v, t, -1)
+        else:
+            t = v
+        t = t.reshape(rows, h, wo)
+        dst = y[a:z].reshape(rows, ho, wo)
+        if 2 in by_axis:
+            _axis_forward(*by_axis[2], t, dst, -2)
+        else:
+            np.copyto(dst, t)
+
+    parallel.run(block, row_blocks(c, n * max(h * w, ho * wo)))
+    return cm(y)
+
+
+def _channel_major_backward(g, steps, in_shape):
+    n, c, h, w = in_shape
+    ho, wo = g.shape[2:]
+    gc = cm(g)
+    if not gc.flags.c_contiguous:
+        gc = np.ascontiguousarray(gc)
+    dx = buffers.empty((c, n, h, w), g.dtype)
+    by_axis = {a: (kind, data) for a, kind, data in steps}
+
+    def block(r):
+        a, z = r
+        rows = (z - a) * n
+        v = gc[a:z].reshape(rows, ho, wo)
+        if 2 in by_axis:
+            t = scratch("rs_h", (rows, h, wo), g.dtype)
+            _axis_backward(*by_axis[2], v, t, -2)
+        else:
+            t = v
+        dst = dx[a:z].reshape(rows * h, w)
+        if 3 in by_axis:
+            _axis_backward(*by_axis[3], t.reshape(rows * h, wo), dst, -1)
+        else:
+            np.copyto(dst, t.reshape(rows * h, w))
+
+    parallel.run(block, row_blocks(c, n * max(h * w, ho * wo)))
+    return cm(dx)
 
 
 class Resize(NumpyKernel):
@@ -94,6 +201,11 @@ class Resize(NumpyKernel):
     def forward(self, ctx, inputs, attrs):
         x = inputs[0]
         steps = self._plan(ctx, inputs, attrs, x)
+        if _spatial_only(steps, x.ndim) and CHANNEL_MAJOR:
+            out_shape = list(x.shape)
+            for a, kind, data in steps:
+                out_shape[a] = x.shape[a] * data if kind == "repeat" else len(data)
+            return [_channel_major_forward(x, steps, out_shape)], (x.shape, steps)
         y = x
         for a, kind, data in steps:
             if kind == "repeat":
@@ -112,6 +224,9 @@ class Resize(NumpyKernel):
             return out
         shape, steps = saved
         g = grads[0]
+        if _spatial_only(steps, len(shape)) and CHANNEL_MAJOR:
+            out[0] = _channel_major_backward(g, steps, shape)
+            return out
         for a, kind, data in reversed(steps):
             if kind == "repeat":
                 if data > 1:  # sum of `data` strided slices: much faster than a reshape-sum
