@@ -93,8 +93,10 @@ class TorchProgram(Program):
 
     # -- helpers ------------------------------------------------------------------------------
     def _host(self, name: str, value):
-        """A CPU copy of an input read as Python numbers (cached for graph constants)."""
-        if self._on_cpu or value is None or not hasattr(value, "device") or value.device.type == "cpu":
+        """A CPU copy of an input read as Python numbers (cached for graph constants); a value
+        that needs a gradient stays as it is (the kernel then takes its tensor path)."""
+        if (self._on_cpu or value is None or not hasattr(value, "device") or value.device.type == "cpu"
+                or value.requires_grad):
             return value
         if name in self._constants:
             cached = self._host_cache.get(name)
