@@ -48,6 +48,15 @@ def get_system(name: str) -> Any:
 
     Raises:
         DLParamError: an unknown name.
+
+    Examples:
+        >>> import dlbatch
+        >>> isinstance(dlbatch.get_system("seed"), int)
+        True
+        >>> dlbatch.get_system("speed")
+        Traceback (most recent call last):
+        ...
+        dlbatch.core.errors.DLParamError: unknown system parameter 'speed'; ...
     """
     if name not in _SETTINGS:
         raise DLParamError(f"unknown system parameter {name!r}; {did_you_mean(name, _SETTINGS)}")

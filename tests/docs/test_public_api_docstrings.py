@@ -55,7 +55,6 @@ DATA = {"dlbatch.plugin_manager", "dlbatch.datasets.FORMATS", "dlbatch.core.hook
 # names whose files belong to other work in progress: checked, but skipped (with the reason and
 # the problems) while they still fail; remove an entry once its module follows the rule
 PENDING = {
-    "dlbatch.get_system": "dlbatch/core/system.py (not this test's owner): get_system needs an Example",
 }
 SECTIONS = ("Args", "Arguments", "Attributes", "Returns", "Yields", "Raises", "Example", "Examples", "Note",
             "Notes", "Warning", "Warnings", "See Also", "References", "Todo")
