@@ -1,7 +1,8 @@
 """examples/plugin as a real third-party package: pip builds and installs it (offline, with the
 environment's setuptools) into a temporary site folder that only these tests put on the path,
 so parallel test runs never see it. Then: `dlbatch plugins list` shows it, a model trains with
-its loss and its backend, and `dlbatch plugins disable|enable example` take effect."""
+its loss and its backend, its model type trains, and `dlbatch plugins disable|enable example`
+take effect."""
 from __future__ import annotations
 
 import json
@@ -38,10 +39,16 @@ def site(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def installed(site, fresh_plugins):
-    """The installed plugin visible in this process (and to subprocesses through `env`)."""
+    """The installed plugin visible in this process (and to subprocesses through `env`); a copy
+    another test imported from examples/plugin is forgotten first, so the installed one loads."""
+    forget_plugin_modules()
     fresh_plugins.syspath_prepend(str(site))
     manager.reload()
     yield site
+    forget_plugin_modules()
+
+
+def forget_plugin_modules() -> None:
     for name in [m for m in sys.modules if m.startswith("dlbatch_example_plugin")]:
         del sys.modules[name]
 
@@ -81,9 +88,9 @@ def test_cli_lists_the_installed_package_with_what_it_registered(installed):
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
     head = lines.index("example  [entry point; dlbatch-example-plugin 0.1.0]")
-    block = lines[head + 1:head + 5]
-    assert "    backend: numpy64" in block and "    loss: label_smoothing_logistic" in block
-    assert "    ops for numpy: Softplus" in block
+    block = lines[head + 1:head + 6]
+    assert "    backend: numpy64" in block and "    loss: label_smoothing_logistic, binary_logistic" in block
+    assert "    model type: multi_label_classification" in block and "    ops for numpy: Softplus" in block
     as_json = json.loads(cli(installed, "list", "--json").stdout)
     info = next(p for p in as_json["plugins"] if p["name"] == "example")
     assert (info["source"], info["distribution"], info["version"]) == \
@@ -91,7 +98,28 @@ def test_cli_lists_the_installed_package_with_what_it_registered(installed):
     numpy_ops = {r for r in next(p for p in as_json["plugins"]
                                  if p["name"] == "dlbatch.backends.numpy_cpu.plugin")["registered"] if r.startswith("op ")}
     assert {r.replace("numpy:", "numpy64:") for r in numpy_ops} <= set(info["registered"])
+    assert {"model type multi_label_classification", "loss binary_logistic"} <= set(info["registered"])
     assert as_json["failed"] == []
+
+
+def test_the_installed_model_type_trains_on_the_plugin_backend(installed):
+    """The package's own model type, found through its entry point: created, one step with its
+    loss against a numpy formula, applied (the model type's own suite is
+    test_example_plugin_model_type.py)."""
+    assert dlbatch.plugin_manager.model_type("multi_label_classification").__module__ == \
+        "dlbatch_example_plugin.multi_label"
+    assert str(installed) in sys.modules["dlbatch_example_plugin"].__file__  # the pip-installed copy
+    model = dlbatch.create_dl_model("multi_label_classification", class_ids=[0, 1, 2], image_dimensions=[8, 8, 1],
+                                    batch_size=4, seed=0, backend="numpy64")
+    data = [{**s, "image_label_ids": [[], [0], [1, 2], [0, 1, 2]][i]} for i, s in enumerate(samples())]
+    enc = model.model_type.encode(data, model.hyperparameters, model.meta, labels=True, dtype=model.precision)
+    z = np.asarray(model.program().forward(model.values, {k: model.asarray(v) for k, v in enc.inputs.items()},
+                                           training=True, wanted=(model.meta["logits"],)).outputs[model.meta["logits"]])
+    y = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 1], [1, 1, 1]])
+    expected = np.mean(np.logaddexp(0, z) - y * z)  # binary cross-entropy over samples x classes
+    assert model.train_batch(data)["loss_binary_logistic"] == pytest.approx(expected, rel=1e-12)
+    assert set(dlbatch.apply_dl_model(model, data)[0]) == \
+        {"classification_class_ids", "classification_class_names", "classification_confidences"}
 
 
 def test_one_step_with_the_plugin_loss_on_the_plugin_backend(installed):

@@ -1,4 +1,4 @@
-"""Label-smoothing cross-entropy, written once for every backend through its array namespace."""
+"""The plugin's losses, written once for every backend through its array namespace `xp`."""
 from __future__ import annotations
 
 from dlbatch.core.loss import Loss
@@ -22,3 +22,21 @@ class LabelSmoothingLogistic(Loss):
         value = xp.sum(a * -xp.sum(smooth * log_p, axis=1))
         grad = (p - smooth) * xp.expand_dims(a, axis=1)
         return value, grad
+
+
+class BinaryLogistic(Loss):
+    """One sigmoid cross-entropy per logit: sum a * (log(1 + exp(z)) - y z) over every
+    element, for targets y in [0, 1] shaped like z (multi-label: one 0/1 per class).
+    The gradient is a * (sigmoid(z) - y). Both avoid exp of a positive number, so large
+    logits neither overflow nor lose the loss of a confidently wrong answer."""
+
+    name = "binary_logistic"
+
+    def value_and_grad(self, xp, prediction, target, weights, options=None):
+        z = prediction
+        y = xp.astype(target, z.dtype)
+        a = xp.astype(weights, z.dtype)
+        e = xp.exp(-xp.abs(z))  # in (0, 1]
+        softplus = (z + xp.abs(z)) / 2 + xp.log1p(e)  # log(1 + exp(z)) = max(z, 0) + log(1 + exp(-|z|))
+        sigmoid = xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
+        return xp.sum(a * (softplus - y * z)), a * (sigmoid - y)
