@@ -1,11 +1,13 @@
 """Broadcasting binary arithmetic and variadic Sum. Backward reduces each gradient to its
-input's shape (per-channel biases take the fast contiguous channel sum)."""
+input's shape (per-channel biases take the fast contiguous channel sum); Mul by per-(sample,
+channel) factors runs in .channel_scale."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..kernel import NumpyKernel
 from ._util import is_float, needs, unbroadcast
+from .channel_scale import scale_backward, scale_forward, scale_operands
 
 
 def _want(ctx, i, a) -> bool:
@@ -45,11 +47,19 @@ class Mul(NumpyKernel):
 
     def forward(self, ctx, inputs, attrs):
         a, b = inputs
-        return [np.multiply(a, b)], (a, b)
+        scaled = scale_operands(a, b)
+        if scaled is not None:  # per-(sample, channel) factors: see .channel_scale
+            return [scale_forward(scaled[0], scaled[1])], (a, b, scaled)
+        return [np.multiply(a, b)], (a, b, None)
 
     def backward(self, ctx, saved, grads, attrs):
-        a, b = saved
+        a, b, scaled = saved
         dy = grads[0]
+        if scaled is not None:
+            x, s, i = scaled
+            want_x, want_s = _want(ctx, i, x), _want(ctx, 1 - i, s)
+            dx, ds = scale_backward(x, s, dy, want_x, want_s)
+            return [dx, ds] if i == 0 else [ds, dx]
         return [unbroadcast(dy * b, a.shape) if _want(ctx, 0, a) else None,
                 unbroadcast(dy * a, b.shape) if _want(ctx, 1, b) else None]
 
