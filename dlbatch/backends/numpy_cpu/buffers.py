@@ -7,10 +7,14 @@ outputs and gradients from a pool instead: a pooled buffer is free again when no
 it any more (every numpy view keeps its base alive, so the reference count of the base tells),
 and the pool hands it out again for the next request of the same size.
 
-Outside a running program (kernels called directly) `empty` is plain np.empty.
+Outside a running program (kernels called directly) `empty` is plain np.empty. Which pool is
+running is per thread (a context variable, which the numpy backend's helper threads inherit from
+the thread whose chunks they run): a thread never takes buffers from a program that another
+thread runs, and a program leaving in one thread cannot pull the pool from under another.
 """
 from __future__ import annotations
 
+import contextvars
 import os
 import sys
 import threading
@@ -21,7 +25,7 @@ MIN_BYTES = 1 << 16  # smaller arrays come from numpy's allocator as usual
 KEEP_GENERATIONS = 2  # free buffers unused for this many program runs are released
 
 _lock = threading.RLock()
-_active: list["BufferPool"] = []
+_active: contextvars.ContextVar[tuple] = contextvars.ContextVar("dlbatch_buffer_pools", default=())
 
 
 def _after_fork_in_child() -> None:
@@ -79,13 +83,13 @@ class BufferPool:
             return base[:]
 
     def __enter__(self):
-        with _lock:
-            _active.append(self)
+        _active.set(_active.get() + (self,))
         return self
 
     def __exit__(self, *exc):
-        with _lock:
-            _active.remove(self)
+        pools = _active.get()
+        i = len(pools) - 1 - pools[::-1].index(self)
+        _active.set(pools[:i] + pools[i + 1:])
 
 
 def empty(shape, dtype) -> np.ndarray:
@@ -94,15 +98,16 @@ def empty(shape, dtype) -> np.ndarray:
     n = 1
     for v in shape:
         n *= int(v)
-    if n * dtype.itemsize < MIN_BYTES or not _active:
+    pools = _active.get()
+    if n * dtype.itemsize < MIN_BYTES or not pools:
         return np.empty(shape, dtype=dtype)
-    return _active[-1].take(n, dtype).reshape(shape)
+    return pools[-1].take(n, dtype).reshape(shape)
 
 
 def empty_like(a: np.ndarray, dtype=None) -> np.ndarray:
     """np.empty_like(a) with a's memory layout (channel-major stays channel-major)."""
     dtype = np.dtype(dtype or a.dtype)
-    if a.size * dtype.itemsize < MIN_BYTES or not _active or a.ndim == 0:
+    if a.size * dtype.itemsize < MIN_BYTES or not _active.get() or a.ndim == 0:
         return np.empty_like(a, dtype=dtype)
     order = sorted(range(a.ndim), key=lambda i: -a.strides[i])
     buf = empty(tuple(a.shape[i] for i in order), dtype)

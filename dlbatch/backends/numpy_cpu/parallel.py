@@ -6,14 +6,21 @@ chunks that depend only on array shapes (never on the thread count), and combine
 results in chunk order, so results are bit-identical for any number of threads.
 
 While a program runs, BLAS is limited to one thread (`blas_single_threaded`): the parallelism
-comes from the chunks instead, and idle BLAS worker threads do not spin against them. Without
-threadpoolctl or a recognised OpenBLAS, BLAS keeps its own threads.
+comes from the chunks instead, and idle BLAS worker threads do not spin against them. OpenBLAS
+rounds some products differently with another thread count, so this is also what makes results
+independent of which Python thread runs a model and of what runs beside it: the setting is
+process-wide, held at one thread while any run in any thread is active, restored after the last.
+Without threadpoolctl or a recognised OpenBLAS, BLAS keeps its own threads.
+
+Helper threads run their chunks in a copy of the caller's context (contextvars), so numpy's
+error state (np.errstate) is the caller's wherever a chunk runs.
 
 The thread count is `DLBATCH_NUM_THREADS` if set, else the number of CPUs this process may run
 on (at most MAX_DEFAULT_THREADS). `set_num_threads(n)` changes it at run time.
 """
 from __future__ import annotations
 
+import contextvars
 import glob
 import os
 import threading
@@ -62,6 +69,7 @@ class _Helpers:
         self.count = count
         self.busy = threading.Lock()  # one parallel region at a time
         self.job: Callable[[], None] | None = None
+        self.context = contextvars.copy_context()
         self._go = [threading.Lock() for _ in range(count)]
         self._done = [threading.Lock() for _ in range(count)]
         for lk in self._go + self._done:
@@ -71,17 +79,20 @@ class _Helpers:
 
     def _loop(self, i: int) -> None:
         _local.busy = True  # nested run() calls inside a helper stay sequential
+        _blas_ctl().pin_this_thread()
         while True:
             self._go[i].acquire()
             if self.job is None:  # retired
                 return
             try:
-                self.job()  # no local reference: the job's arrays must not outlive the region
+                # no local reference: the job's arrays must not outlive the region
+                self.context.copy().run(self.job)
             finally:
                 self._done[i].release()
 
     def run_job(self, job: Callable[[], None]) -> None:
         """job() on every helper and on the caller; returns when all are done."""
+        self.context = contextvars.copy_context()  # the caller's np.errstate, for the helpers too
         self.job = job
         for lk in self._go:
             lk.release()
@@ -137,9 +148,15 @@ def run(fn: Callable, items: Sequence) -> list:
     Nested calls (fn calling run), and calls while another thread's parallel region holds the
     helpers, run sequentially in the calling thread (same results: chunking never depends on
     the thread count)."""
+    if in_worker():
+        return [fn(item) for item in items]
+    with blas_single_threaded():  # on every path: a chunk's BLAS calls round the same anywhere
+        return _run(fn, items)
+
+
+def _run(fn: Callable, items: Sequence) -> list:
     n = len(items)
-    threads = min(_num_threads, n)
-    if threads <= 1 or in_worker():
+    if min(_num_threads, n) <= 1:
         return [fn(item) for item in items]
     helpers = _helpers_for(_num_threads - 1)
     if not helpers.busy.acquire(blocking=False):
@@ -163,12 +180,11 @@ def run(fn: Callable, items: Sequence) -> list:
                 return
 
     try:
-        with blas_single_threaded():
-            _local.busy = True  # the caller works too: its nested run() calls stay sequential
-            try:
-                helpers.run_job(work)
-            finally:
-                _local.busy = False
+        _local.busy = True  # the caller works too: its nested run() calls stay sequential
+        try:
+            helpers.run_job(work)
+        finally:
+            _local.busy = False
     finally:
         helpers.busy.release()
     if errors:
@@ -201,62 +217,102 @@ def chunks(total: int, parts: int) -> list[tuple[int, int]]:
 
 # ------------------------------------------------------------------------------------ BLAS
 
+def _openblas_functions(path: str):
+    """(get, set) of the thread count of the OpenBLAS library at `path`, or None."""
+    import ctypes
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError:
+        return None
+    for pre, suf in (("scipy_", "64_"), ("scipy_", ""), ("", "64_"), ("", "")):
+        try:
+            s = getattr(lib, f"{pre}openblas_set_num_threads{suf}")
+            g = getattr(lib, f"{pre}openblas_get_num_threads{suf}")
+        except AttributeError:
+            continue
+        s.argtypes, s.restype, g.restype = [ctypes.c_int], None, ctypes.c_int
+        return g, s
+    return None
+
+
 class _Blas:
-    """get/set of the BLAS thread count through threadpoolctl (or OpenBLAS's own symbols)."""
+    """get/set of the BLAS thread counts. `shared` settings are process-wide (OpenBLAS with its
+    own threads, MKL, BLIS); `per_thread` ones belong to the calling thread (OpenMP-threaded
+    OpenBLAS, set through omp_set_num_threads).
+
+    OpenBLAS's own threads are set through its C functions, not threadpoolctl's set_num_threads:
+    since threadpoolctl 3.8 that ignores, for OpenBLAS, every Python thread but the first one
+    that set a limit (while it lives). A program run in any other thread then kept BLAS at its
+    full thread count, and OpenBLAS rounds some products differently with another thread count:
+    apply_dl_model from a second thread was 1-3 float32 ulps off the main thread's results."""
 
     def __init__(self):
-        self._get = self._set = None
+        self.shared: list[tuple[Callable, Callable]] = []
+        self.per_thread: list[tuple[Callable, Callable]] = []
         try:
             from threadpoolctl import ThreadpoolController
-            ctl = ThreadpoolController().select(user_api="blas")
-            libs = list(ctl.lib_controllers)
-            if libs:
-                self._get = lambda: libs[0].num_threads
-                def _set(n, libs=libs):
-                    for lib in libs:
-                        lib.set_num_threads(n)
-                self._set = _set
-                return
+            libs = list(ThreadpoolController().select(user_api="blas").lib_controllers)
         except Exception:  # noqa: BLE001 - threadpoolctl is optional
-            pass
-        self._find_openblas()
+            libs = []
+        for lib in libs:
+            via_ctl = (lambda lib=lib: lib.num_threads, lambda n, lib=lib: lib.set_num_threads(n))
+            openblas = lib.internal_api == "openblas"
+            if openblas and getattr(lib, "threading_layer", None) == "openmp":
+                self.per_thread.append(via_ctl)
+            else:
+                self.shared.append((openblas and _openblas_functions(lib.filepath)) or via_ctl)
+        if not libs:
+            self._find_openblas()
 
     def _find_openblas(self):
-        import ctypes
         import numpy as np
         base = os.path.dirname(os.path.dirname(np.__file__))
         paths = glob.glob(os.path.join(base, "numpy.libs", "*openblas*")) + \
             glob.glob(os.path.join(os.path.dirname(np.__file__), ".dylibs", "*openblas*"))
         for path in paths:
-            try:
-                lib = ctypes.CDLL(path)
-            except OSError:
-                continue
-            for pre, suf in (("scipy_", "64_"), ("scipy_", ""), ("", "64_"), ("", "")):
-                try:
-                    s = getattr(lib, f"{pre}openblas_set_num_threads{suf}")
-                    g = getattr(lib, f"{pre}openblas_get_num_threads{suf}")
-                except AttributeError:
-                    continue
-                s.argtypes, s.restype, g.restype = [ctypes.c_int], None, ctypes.c_int
-                self._get, self._set = g, s
+            fns = _openblas_functions(path)
+            if fns:
+                self.shared.append(fns)
                 return
 
     @property
     def available(self) -> bool:
-        return self._set is not None
+        return bool(self.shared or self.per_thread)
 
     def get(self) -> int:
-        return int(self._get()) if self._get else 0
+        """The thread count the calling thread's BLAS calls use (the first library's)."""
+        for g, _ in self.shared + self.per_thread:
+            return int(g())
+        return 0
 
     def set(self, n: int) -> None:
-        if self._set:
-            self._set(int(n))
+        self.set_shared([n] * len(self.shared))
+        self.set_per_thread([n] * len(self.per_thread))
+
+    def get_shared(self) -> list[int]:
+        return [int(g()) for g, _ in self.shared]
+
+    def set_shared(self, counts: Sequence[int]) -> None:
+        for (g, s), n in zip(self.shared, counts):
+            if int(g()) != n:
+                s(int(n))
+
+    def get_per_thread(self) -> list[int]:
+        return [int(g()) for g, _ in self.per_thread]
+
+    def set_per_thread(self, counts: Sequence[int]) -> None:
+        for (g, s), n in zip(self.per_thread, counts):
+            if int(g()) != n:
+                s(int(n))
+
+    def pin_this_thread(self) -> None:
+        """One BLAS thread for the calling thread from now on (the helpers: they only run chunks)."""
+        self.set_per_thread([1] * len(self.per_thread))
 
 
 _blas: _Blas | None = None
-_blas_depth = 0
-_blas_prev = 0
+_blas_users = 0  # threads inside blas_single_threaded (their outermost entry)
+_blas_saved: list[int] = []  # the shared settings from before the first of them entered
 
 
 def _blas_ctl() -> _Blas:
@@ -268,25 +324,44 @@ def _blas_ctl() -> _Blas:
     return _blas
 
 
+def _blas_after_fork_in_child() -> None:
+    """Only the forking thread is left: the others' runs will never end and restore BLAS."""
+    global _blas_users
+    inside = 1 if getattr(_local, "blas_depth", 0) else 0
+    if _blas is not None and _blas_users > inside and not inside:
+        _blas.set_shared(_blas_saved)
+    _blas_users = inside
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_blas_after_fork_in_child)
+
+
 @contextmanager
 def blas_single_threaded():
-    """BLAS uses one thread inside (re-entrant and thread-safe; the previous setting comes
-    back when the last user leaves)."""
-    global _blas_depth, _blas_prev
+    """BLAS uses one thread inside. Re-entrant and thread-safe: a process-wide setting is
+    switched when the first thread enters and restored when the last one leaves, so it never
+    changes while a program runs in any thread (every run computes with the same BLAS thread
+    count, alone or beside others); a per-thread setting is switched for the calling thread."""
+    global _blas_users, _blas_saved
     ctl = _blas_ctl()
-    if not ctl.available or in_worker():
-        yield
+    if not ctl.available or in_worker() or getattr(_local, "blas_depth", 0):
+        yield  # nothing to switch, a helper (its caller holds the setting), or nested
         return
     with _lock:
-        _blas_depth += 1
-        if _blas_depth == 1:
-            _blas_prev = ctl.get()
-            if _blas_prev != 1:
-                ctl.set(1)
+        _blas_users += 1
+        if _blas_users == 1:
+            _blas_saved = ctl.get_shared()
+            ctl.set_shared([1] * len(_blas_saved))
+    mine = ctl.get_per_thread()
+    ctl.set_per_thread([1] * len(mine))
+    _local.blas_depth = 1
     try:
         yield
     finally:
+        _local.blas_depth = 0
+        ctl.set_per_thread(mine)
         with _lock:
-            _blas_depth -= 1
-            if _blas_depth == 0 and _blas_prev != 1:
-                ctl.set(_blas_prev)
+            _blas_users -= 1
+            if _blas_users == 0:
+                ctl.set_shared(_blas_saved)
