@@ -21,42 +21,15 @@ from .backend import Backend, Program
 from .errors import DLBackendError, DLParamError
 from .graph import Graph
 from .hyperparameters import check_consistency
-from .infer import apply_model, evaluate_model
+from .model_operators import OperatorMethods
+from .precision import cast_to_storage, check_precision, storage_precision
+from .model_state import StateDictAPI, map_solver_state, numpy_solver_state
 from .model_type import LossTerm, ModelType
-from .onnx_export import write_model_file
 from .params import ParamTable, coerce
 from .plugins import manager
-from .train import train_step
 
 
-# Autocast precisions: the forward computes in the key's type, every array the model keeps
-# (weights, batch-norm statistics, solver state) and every input and output is of the value's
-# type (master weights), so updates too small for bfloat16 are not lost.
-AUTOCAST_PRECISIONS = {"bfloat16": "float32"}
-
-
-def storage_precision(precision: str) -> str:
-    """The numpy type of a model's arrays for a model precision (float32 for bfloat16)."""
-    return AUTOCAST_PRECISIONS.get(precision, precision)
-
-
-def _cast(array: np.ndarray, precision: str) -> np.ndarray:
-    """Floating arrays take the model's storage precision; integer constants keep their type."""
-    return array.astype(storage_precision(precision), copy=False) if array.dtype.kind == "f" else array
-
-
-def _check_precision(backend: Backend, backend_name: str, precision: str) -> None:
-    """An autocast precision needs a backend that declares it (`autocast_precisions`)."""
-    if precision in AUTOCAST_PRECISIONS and precision not in getattr(backend, "autocast_precisions", ()):
-        able = sorted(n for n, b in manager.registry.backends.items()
-                      if precision in getattr(b, "autocast_precisions", ()))
-        raise DLParamError(f"precision {precision!r} needs a backend that computes the forward under "
-                           f"{precision} autocast ({', '.join(able) or 'none registered'}); the "
-                           f"{backend_name} backend has none. Use backend "
-                           f"{(able or ['torch'])[0]!r}, or precision 'float32'. Nothing was changed")
-
-
-class DLModel:
+class DLModel(StateDictAPI, OperatorMethods):
     """A model: graph, weights, hyperparameters and solver state on one backend and device.
 
     Made by `create_dl_model` or `read_dl_model`, not by calling the class. Every HALCON
@@ -147,7 +120,7 @@ class DLModel:
         if missing:
             raise DLParamError(f"initial values missing for {missing[:5]}")
         self._place(backend, device, precision, {n: np.asarray(values[n]) for n in graph.initializer_names()},
-                    _numpy_solver_state(solver_state) if solver_state else solvers.empty_state())
+                    numpy_solver_state(solver_state) if solver_state else solvers.empty_state())
 
     # -- placement ----------------------------------------------------------------------------
     @property
@@ -165,17 +138,17 @@ class DLModel:
                np_values: Mapping[str, np.ndarray], np_state: dict) -> None:
         """Move everything to (backend, device, precision). Validates before changing anything."""
         backend = manager.backend(backend_name)
-        _check_precision(backend, backend_name, precision)
+        check_precision(backend, backend_name, precision)
         device = backend.check_device(device)
-        values = {n: backend.asarray(_cast(v, precision), device=device) for n, v in np_values.items()}
-        state = _map_state(np_state, lambda a: backend.asarray(_cast(a, precision), device=device))
+        values = {n: backend.asarray(cast_to_storage(v, precision), device=device) for n, v in np_values.items()}
+        state = map_solver_state(np_state, lambda a: backend.asarray(cast_to_storage(a, precision), device=device))
         self._backend, self._backend_name, self._device, self._precision = backend, backend_name, device, precision
         self._values, self._solver_state = values, state
         self._programs = {}
 
     def _move(self, backend_name=None, device=None, precision=None) -> None:
         self._place(backend_name or self._backend_name, device or self._device, precision or self._precision,
-                    self.numpy_values(), _map_state(self._solver_state, self.backend.to_numpy))
+                    self.numpy_values(), map_solver_state(self._solver_state, self.backend.to_numpy))
 
     def program(self) -> Program:
         """The graph compiled for the current backend, device and precision (cached).
@@ -428,79 +401,6 @@ class DLModel:
     def _shape(self, name: str) -> tuple:
         return tuple(self._values[name].shape)
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of every trainable parameter and batch-norm statistic; never solver state.
-
-        Returns:
-            {initializer name: numpy array}, as `load_state_dict` takes it.
-        """
-        names = [*self.graph.trainable, *self.graph.statistics]
-        return {n: np.array(self.backend.to_numpy(self._values[n]), copy=True) for n in names}
-
-    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
-        """Set parameters and statistics (copies); the solver state is left as it is, as
-        loading a PyTorch module's state leaves its optimizer.
-
-        Args:
-            state: exactly the names of `state_dict()`, same shapes, finite floating values.
-
-        Raises:
-            DLParamError: a missing or unknown name, a wrong shape or a non-finite value;
-                checked before anything changes.
-        """
-        names = [*self.graph.trainable, *self.graph.statistics]
-        missing = [n for n in names if n not in state]
-        unknown = [n for n in state if n not in names]
-        if missing or unknown:
-            raise DLParamError(f"load_state_dict: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-                               f"unknown {unknown[:5]}{'...' if len(unknown) > 5 else ''}; the names must "
-                               "be exactly those of model.state_dict()")
-        for n in names:
-            arr = np.asarray(state[n])
-            if arr.shape != self._shape(n):
-                raise DLParamError(f"load_state_dict: {n!r} has shape {arr.shape}, the model needs "
-                                   f"{self._shape(n)}")
-            if arr.dtype.kind != "f" or not np.isfinite(arr).all():
-                raise DLParamError(f"load_state_dict: {n!r} must be finite floating-point values")
-        # copies, as torch's load_state_dict copies: later changes to the caller's arrays must
-        # not reach the model (kernels cache values derived from weights while they live)
-        new = {n: self.backend.asarray(_cast(np.array(state[n], copy=True), self._precision), device=self._device)
-               for n in names}
-        self._values.update(new)
-
-    def solver_state_dict(self) -> dict[str, np.ndarray]:
-        """The solver state as flat numpy arrays (copies).
-
-        Returns:
-            {"step", "adam_step", "<slot>/<param>": numpy array}, as
-            `load_solver_state_dict` takes it.
-        """
-        s = self._solver_state
-        out = {c: np.array(s[c], dtype=np.int64) for c in solvers.COUNTERS}
-        for slot in solvers.SLOTS:
-            for n, a in s[slot].items():
-                out[f"{slot}/{n}"] = np.array(self.backend.to_numpy(a), copy=True)
-        return out
-
-    def load_solver_state_dict(self, flat: Mapping[str, np.ndarray]) -> None:
-        """Set the whole solver state (step counters and momentum/Adam slots).
-
-        Args:
-            flat: the form of `solver_state_dict()` (or the nested in-memory form).
-
-        Raises:
-            DLParamError: an unknown entry, or a slot that matches no trainable parameter's
-                name and shape; checked before anything changes.
-        """
-        state = _numpy_solver_state(flat)
-        for slot in solvers.SLOTS:
-            for n, a in state[slot].items():
-                if n not in self.graph.trainable or tuple(a.shape) != self._shape(n):
-                    raise DLParamError(f"solver state {slot}/{n} does not match a trainable parameter "
-                                       "of this model (name or shape)")
-        self._solver_state = _map_state(state, lambda a: self.backend.asarray(
-            _cast(a, self._precision), device=self._device))
-
     # -- losses -------------------------------------------------------------------------------
     def loss_terms(self) -> list[LossTerm]:
         """The model type's loss terms for this model.
@@ -519,86 +419,6 @@ class DLModel:
         chosen = self._hp.get("losses") or {}
         return {t.name: chosen.get(t.name, t.default_loss) for t in self.loss_terms()}
 
-    # -- operators ----------------------------------------------------------------------------
-    def train_batch(self, samples) -> dict[str, float]:
-        """One weight update (`dlbatch.train_dl_model_batch`).
-
-        Args:
-            samples: exactly batch_size * batch_size_multiplier preprocessed, labelled samples.
-
-        Returns:
-            total_loss, one loss_<name> per loss term, and loss_regularization.
-
-        Raises:
-            DLSampleError: the wrong number of samples, a missing key, a bad shape or label.
-            DLNumericError: a non-finite loss or gradient; the model is left unchanged.
-            DLBackendError: an inference-only backend.
-        """
-        return train_step(self, samples)
-
-    def apply(self, samples) -> list[dict]:
-        """Inference (`dlbatch.apply_dl_model`).
-
-        Args:
-            samples: preprocessed sample dicts (labels are not needed).
-
-        Returns:
-            One result dict per sample, with the model type's result keys.
-
-        Raises:
-            DLSampleError: a missing image or a wrong image shape.
-        """
-        return apply_model(self, samples)
-
-    def evaluate(self, samples) -> dict:
-        """Apply and measure (`dlbatch.evaluate_dl_model`).
-
-        Args:
-            samples: preprocessed sample dicts with the model type's labels.
-
-        Returns:
-            The model type's measures (e.g. top1_error, mean_iou, mean_ap).
-
-        Raises:
-            DLSampleError: a missing or invalid label.
-        """
-        return evaluate_model(self, samples)
-
-    def write(self, path) -> None:
-        """Write the model to one .onnx file, atomically (`dlbatch.write_dl_model`).
-
-        Args:
-            path: the file to write (replaced if it exists).
-
-        Raises:
-            DLModelFileError: the file cannot be written (an old file is then intact).
-        """
-        write_model_file(self, path)
-
     def __repr__(self) -> str:
         return (f"DLModel(type={self._type.name!r}, backend={self._backend_name!r}, device={self._device!r}, "
                 f"classes={len(self._hp['class_ids'])}, params={self.get_param('num_trainable_params')})")
-
-
-def _map_state(state: Mapping, fn) -> dict:
-    out = {c: int(state.get(c, 0)) for c in solvers.COUNTERS}
-    for slot in solvers.SLOTS:
-        out[slot] = {n: fn(a) for n, a in state.get(slot, {}).items()}
-    return out
-
-
-def _numpy_solver_state(flat_or_nested: Mapping) -> dict:
-    """Accept the flat form of solver_state_dict() or the nested in-memory form."""
-    if any(slot in flat_or_nested and isinstance(flat_or_nested[slot], dict) for slot in solvers.SLOTS):
-        return _map_state(flat_or_nested, np.asarray)
-    state = solvers.empty_state()
-    for key, value in flat_or_nested.items():
-        if key in solvers.COUNTERS:
-            state[key] = int(np.asarray(value))
-            continue
-        slot, _, param = key.partition("/")
-        if slot not in solvers.SLOTS or not param:
-            raise DLParamError(f"unknown solver state entry {key!r}; expected step, adam_step or "
-                               f"<{'|'.join(solvers.SLOTS)}>/<parameter name>")
-        state[slot][param] = np.asarray(value)
-    return state

@@ -13,7 +13,8 @@ from . import solvers
 from .errors import DLModelFileError, DLParamError
 from .graph import Graph, ValueInfo
 from .hyperparameters import RUNTIME_PARAMS, check_consistency
-from .model import AUTOCAST_PRECISIONS, DLModel, storage_precision
+from .model import DLModel
+from .precision import AUTOCAST_PRECISIONS, storage_precision
 from .onnx_export import PREFIX, SOLVER_GRAPH_NAME, SOLVER_PREFIX
 from .onnx_import import check_ops, check_opset, initializer_arrays, nodes_from_proto
 from .params import ParamTable, coerce
