@@ -31,7 +31,8 @@ def plugin(fresh_plugins):
     forget_plugin_modules()
     fresh_plugins.syspath_prepend(str(EXAMPLE))
     module = importlib.import_module("dlbatch_example_plugin")
-    manager.register_plugin(module, "example")
+    if "example" not in {p.name for p in dlbatch.plugins()}:  # a local build's egg-info is an entry point
+        manager.register_plugin(module, "example")
     yield module
     forget_plugin_modules()
 
