@@ -103,9 +103,6 @@ def test_dlbatch_trains_the_same_network_as_the_handwritten_loop(smoke, one_torc
         np.testing.assert_allclose(after[name], p.detach().numpy(), rtol=1e-4, atol=1e-6, err_msg=name)
 
 
-@pytest.mark.xfail(strict=True, reason="dlbatch/backends/onnxruntime/program.py passes a training-form file's "
-                   "BatchNormalization (training_mode=1, 3 outputs) to onnxruntime unchanged, so the session "
-                   "normalizes with the batch's statistics; fix proposed in the bench helper's report")
 def test_dlbatch_on_onnxruntime_runs_the_network_the_raw_session_runs(smoke):
     """dlbatch_ort_infer and ort_infer time the same function: dlbatch's onnxruntime backend on the
     training-form export gives the raw session's outputs on the eval-form export (and the numpy

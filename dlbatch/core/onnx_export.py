@@ -122,17 +122,36 @@ def value_info(vi: ValueInfo, precision: str, shape: tuple | None = None) -> onn
                                          _dims(shape if shape is not None else vi.shape, vi.name))
 
 
+def _inference_form(proto: onnx.NodeProto, used: set[str]) -> None:
+    """A node an imported training-form export carries (torch.onnx.export in train mode), in
+    its inference form: BatchNormalization without training_mode=1 and without its unused
+    running-statistics outputs, Dropout without its training_mode input. dlbatch's backends
+    decide training by their own flag and ignore both; other runtimes (onnxruntime, and so the
+    onnxruntime backend) obey them and would normalise with the batch's statistics."""
+    if proto.op_type == "BatchNormalization":
+        keep = [a for a in proto.attribute if a.name != "training_mode"]
+        del proto.attribute[:]
+        proto.attribute.extend(keep)
+        if not used.intersection(o for o in proto.output[1:] if o):
+            del proto.output[1:]
+    elif proto.op_type == "Dropout" and len(proto.input) > 2:
+        del proto.input[2:]
+
+
 def graph_to_proto(graph: Graph, values: Mapping[str, np.ndarray], *, precision: str = "float32",
                    input_shapes: Mapping[str, tuple] | None = None, name: str = "dlbatch") -> onnx.GraphProto:
     """The inference graph with every initializer. `input_shapes` replaces free dimensions
     of graph inputs (e.g. the image size a model was made for)."""
     input_shapes = input_shapes or {}
+    used = {i for n in graph.nodes for i in n.inputs} | {v.name for v in graph.outputs}
     nodes = []
     for i, n in enumerate(graph.nodes):
         proto = helper.make_node(n.op_type, list(n.inputs), list(n.outputs), name=n.name or f"{n.op_type}_{i}",
                                  domain=n.domain or None)
         proto.attribute.extend(make_attribute(n, k, v, graph.opset) for k, v in n.attrs.items()
                                if v is not None)
+        if not n.domain or n.domain == "ai.onnx":
+            _inference_form(proto, used)
         nodes.append(proto)
     initializers = []
     always_float32 = _float32_operands(graph)

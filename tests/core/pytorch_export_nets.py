@@ -492,6 +492,15 @@ def check_read_and_apply(arch: str, style: str, tmp_path) -> None:
             conf = np.zeros(K)
             conf[r["classification_class_ids"]] = r["classification_confidences"]
             np.testing.assert_allclose(conf, p, rtol=0, atol=TOL, err_msg=backend)
+    # the file dlbatch writes (and so its onnxruntime backend) runs the network for inference
+    # in any runtime: training-form batch norm and dropout are written in inference form
+    written = tmp_path / f"{arch}-{style}-written.onnx"
+    dlbatch.write_dl_model(model, written)
+    got = onnxruntime_outputs(written.read_bytes(), x.numpy())
+    np.testing.assert_allclose(got.reshape(N, K), want, rtol=TOL, atol=TOL, err_msg="written file on onnxruntime")
+    dlbatch.set_dl_model_param(model, "backend", "onnxruntime")
+    got = raw_outputs(model, samples)[model.model_type.inference_outputs(model.meta)[0]]
+    np.testing.assert_allclose(got.reshape(N, K), want, rtol=TOL, atol=TOL, err_msg="onnxruntime backend")
 
 
 def torch_train_loss(arch: str, x, y) -> tuple[float, int]:
