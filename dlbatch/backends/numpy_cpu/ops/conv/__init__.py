@@ -16,8 +16,12 @@ the input, too big to keep). dW is the sum of per-chunk partial products in chun
 for small maps with many channels, one GEMM over all positions split into row blocks. The
 chunking depends on the shapes only, so results are bit-identical for any number of threads.
 
-Grouped convolutions use a batched GEMM over chunks of the batch; depthwise (groups == C ==
-O) a sum of per-tap broadcast multiplies; ConvTranspose the adjoint (GEMM then col2im).
+Strided backward scatters dx through phase planes (.phase_scatter on .phases' space-to-depth
+grid) instead of col2im. Few output channels from many input channels: the forward is
+GEMM-then-shift on the phase grid (.kn2row). Grouped convolutions with few groups run one such
+GEMM plan per group (.grouped), many groups a batched GEMM over chunks of the batch; depthwise
+(groups == C == O) per-tap multiply-adds over flat phase-plane rows (.depthwise); ConvTranspose
+the adjoint (GEMM then col2im).
 """
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from .columns import col2im_add, im2col
 from .depthwise import depthwise_backward, depthwise_forward
 from .geometry import conv_geom, is_pointwise
 from .gemm import conv_backward, conv_forward
+from . import kn2row
 from .grouped import GROUP_LOOP_MAX, grouped_backward, grouped_forward
 from .plan import batch_chunks
 
@@ -38,6 +39,8 @@ class Conv(NumpyKernel):
         if groups == c == o and w.shape[1] == 1 and not is_pointwise(g):
             y = depthwise_forward(xc, w, g)
         elif groups == 1:
+            if kn2row.applies(x.shape, w.shape, g):
+                return [cm(kn2row.kn2row_forward(xc, w, b, g))], (x, w, b is not None, groups, g)
             return [cm(conv_forward(x, w, b, g))], (x, w, b is not None, groups, g)
         elif groups <= GROUP_LOOP_MAX:
             return [cm(grouped_forward(xc, w, b, g, groups))], (x, w, b is not None, groups, g)
