@@ -119,6 +119,7 @@ def test_reported_loss_is_the_mean_over_samples_and_classes_on_numpy_and_torch(p
     out = {}
     for backend in ("numpy", "torch"):
         model = new_model(backend=backend)
+        assert model.backend_name == backend
         samples = dlbatch.preprocess_dl_samples(data, model)
         enc = model.model_type.encode(samples, model.hyperparameters, model.meta, labels=True, dtype="float32")
         logits = model.program().forward(model.values, {k: model.asarray(v) for k, v in enc.inputs.items()},

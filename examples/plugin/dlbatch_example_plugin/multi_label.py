@@ -59,10 +59,11 @@ class MultiLabelClassification(ModelType):
         return list(dlbatch.plugin_manager.model_type("classification").backbones())
 
     def build(self, hp, backbone, rng):
-        # no public function builds a bare backbone; a throwaway classifier has the network we want
+        # no public function builds a bare backbone; a throwaway classifier has the network we
+        # want (float64: its initial weights are not rounded before the model casts them)
         classifier = dlbatch.create_dl_model(
             "classification", backbone, class_ids=list(hp["class_ids"]), seed=int(rng.integers(2 ** 31)),
-            image_dimensions=[hp["image_width"], hp["image_height"], hp["image_num_channels"]])
+            image_dimensions=[hp["image_width"], hp["image_height"], hp["image_num_channels"]], precision="float64")
         meta = {"input": classifier.meta["input"], "logits": classifier.meta["logits"]}
         return classifier.graph, classifier.state_dict(), meta
 
