@@ -1,6 +1,7 @@
 """The main job (`make demo`): train the `compact` classifier on scikit-learn's handwritten
 digits (1,797 real 8x8 scans shipped inside scikit-learn) on the numpy backend, with a fixed
-seed and a held-out split, and print what it learned. `--backend torch --precision bfloat16`
+seed and a held-out split, and print what it learned (about 98.5% after 8 epochs, a few seconds;
+more epochs add little). `--backend torch --precision bfloat16`
 trains the same network under bfloat16 autocast (float32 master weights)."""
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def split(samples, held_out_fraction: float, seed: int):
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--learning-rate", type=float, default=0.01)
     ap.add_argument("--backend", default="numpy")
@@ -69,8 +70,10 @@ def main(argv=None) -> dict:
 
     ev = dlbatch.evaluate_dl_model(model, test)
     elapsed = time.perf_counter() - start
-    print(f"\nheld-out accuracy: {ev['accuracy'] * 100:.2f}% ({ev['num_samples']} images), "
-          f"total time {elapsed:.1f}s")
+    labels = [s["image_label_id"] for s in test_raw]
+    guess = max(labels.count(d) for d in set(labels)) / len(labels)  # always the most frequent digit
+    print(f"\nheld-out accuracy: {ev['accuracy'] * 100:.2f}% ({ev['num_samples']} images the model never saw; "
+          f"always guessing the most frequent digit scores {guess * 100:.1f}%), total time {elapsed:.1f}s")
     print("confusion matrix (rows: true digit, columns: predicted):")
     for d, row in enumerate(ev["confusion_matrix"]):
         print(f"  {d}: " + " ".join(f"{v:3d}" for v in row))

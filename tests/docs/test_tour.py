@@ -1,10 +1,12 @@
 """The first-hour tour (`python -m dlbatch.tour`) in its short mode: every model type trains a
 few steps, is measured and drawn; the PNGs open with Pillow and show the images with something
-drawn on them."""
+drawn on them, and the printed numbers are the summary's."""
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,8 @@ from dlbatch import tour
 
 ROOT = Path(__file__).resolve().parents[2]
 LESSONS = ["classification", "segmentation", "detection_rectangle1", "detection_rectangle2"]
+METRIC = {"classification": "accuracy", "segmentation": "mean_iou",
+          "detection_rectangle1": "ap_50", "detection_rectangle2": "ap_50"}
 
 
 def test_quick_tour_from_the_command_line_writes_pngs_and_a_summary(tmp_path):
@@ -25,11 +29,18 @@ def test_quick_tour_from_the_command_line_writes_pngs_and_a_summary(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert sorted(summary) == sorted(LESSONS)
+    # the closing table: one line per model type, its measure, what it learned and a guess's score
+    rows = {m.group(1): m.groups()[1:] for m in re.finditer(
+        r"^(\w+)\s+(\w+)\s+(\d+\.\d{3})\s+(\d+\.\d{3})\s+(\d+\.\d)$", proc.stdout, re.MULTILINE)}
+    assert sorted(rows) == sorted(LESSONS)
     for name, entry in summary.items():
-        assert entry["steps"] == 3
-        metric = {"classification": "accuracy", "segmentation": "mean_iou"}.get(name, "ap_50")
-        assert 0.0 <= entry["measures"][metric] <= 1.0
-        assert f"{metric} " in proc.stdout
+        assert entry["steps"] == tour.QUICK_STEPS
+        metric = METRIC[name]
+        assert entry["metric"] == metric and 0.0 <= entry["measures"][metric] <= 1.0
+        assert rows[name][0] == metric
+        assert float(rows[name][1]) == round(entry["measures"][metric], 3)
+        assert math.isclose(float(rows[name][2]), entry["guess"], abs_tol=6e-4)
+        assert f"{metric} {entry['measures'][metric]:.3f}" in proc.stdout
         strip = Image.open(entry["overlays"][0])
         strip.load()
         singles = [Image.open(p) for p in entry["overlays"][1:]]
@@ -51,6 +62,38 @@ def test_overlays_are_the_model_types_drawing_of_the_enlarged_image(tmp_path):
     enlarged = np.repeat(np.repeat(raw, 3, axis=0), 3, axis=1)
     differs = np.any(picture != enlarged, axis=2)
     assert 0 < differs.mean() < 0.5  # a label drawn over the image, the image still there
+
+
+def test_the_guess_scores_are_those_of_a_model_that_learned_nothing():
+    by_name = {lesson.name: lesson for lesson in tour.lessons()}
+    held_out = by_name["classification"].data(40, 2)
+    labels = np.array([s["image_label_id"] for s in held_out])
+    assert tour.guess_score(by_name["classification"], held_out) == np.bincount(labels).max() / len(labels)
+    # all background: IoU(background) = background pixels / all pixels, IoU(disc) = 0
+    held_out = by_name["segmentation"].data(10, 2)
+    truth = np.stack([s["segmentation_image"] for s in held_out])
+    assert math.isclose(tour.guess_score(by_name["segmentation"], held_out), np.mean(truth == 0) / 2)
+    assert tour.guess_score(by_name["detection_rectangle1"], by_name["detection_rectangle1"].data(3, 2)) == 0.0
+
+
+def test_learning_rate_warms_up_then_decays_along_a_cosine_to_its_floor():
+    steps, start = 200, 0.5
+    rates = [tour.learning_rate_at(s, steps, start) for s in range(steps)]
+    assert rates[0] == start / 10 and rates[9] == start        # 10 warm-up steps
+    assert all(a >= b for a, b in zip(rates[9:], rates[10:]))  # then never rises
+    assert math.isclose(rates[(9 + steps - 1) // 2 + 1], start / 2, rel_tol=0.02)  # half way: half
+    assert rates[-1] == start * tour.MIN_LEARNING_RATE_FRACTION
+    assert tour.learning_rate_at(0, 1, start) == start        # one step: no warm-up to speak of
+
+
+def test_pictures_show_each_class_and_scenes_with_objects_first():
+    by_name = {lesson.name: lesson for lesson in tour.lessons()}
+    held_out = by_name["classification"].data(30, 2)
+    shown = tour.pictured(held_out, 3)
+    assert sorted(s["image_label_id"] for s in shown) == [0, 1, 2]
+    held_out = by_name["detection_rectangle1"].data(30, 2)
+    assert all(len(s["bbox_label_id"]) > 0 for s in tour.pictured(held_out))
+    assert len(tour.pictured(held_out[:2])) == 2
 
 
 def test_quick_mode_is_asked_for_by_flag_or_environment(monkeypatch):
