@@ -198,7 +198,8 @@ def conv_backward(x, w, dy, g, need_x: bool, need_w: bool, dx_out=None):
     transposed = o < DW_TRANSPOSED_BELOW
     # strided convolutions cut into whole samples scatter through phase planes (flat rows)
     phases = None
-    if scatter and PHASE_SCATTER and not plan.direct and not plan.row_split and g.s != [1, 1]:
+    if (scatter and PHASE_SCATTER and not plan.direct and not plan.row_split and g.s != [1, 1]
+            and g.k[0] * g.k[1] > 1):  # (a 1x1 kernel adds nothing up: col2im is one strided copy)
         phases = phase_grid(x.shape, g)
     parts = None
     if need_w:

@@ -67,20 +67,14 @@ class PhaseGrid:
 
     def planes_to_input(self, dplanes: np.ndarray, dx_block: np.ndarray) -> None:
         """The input gradient (C', nb, H, W) from phase-plane gradients (phases, C', nb, hh, wh)."""
-        covered = 0
-        for k, (p0, p1) in enumerate(self.phases):
-            win = self._windows(p0, p1)
+        windows = [w for w in (self._windows(p0, p1) for p0, p1 in self.phases)]
+        covered = sum((w[1].stop - w[1].start) * (w[3].stop - w[3].start) for w in windows if w is not None)
+        if covered < self.h * self.w:  # pixels no tap reads (strides beyond the kernel): zero
+            dx_block.fill(0)
+        for k, win in enumerate(windows):
             if win is not None:
                 ri, rp, ci, cp = win
                 dx_block[:, :, ri, ci] = dplanes[k][:, :, rp, cp]
-                covered += (rp.stop - rp.start) * (cp.stop - cp.start)
-        if covered < self.h * self.w:  # pixels no tap reads (strides beyond the kernel)
-            mask = np.ones((self.h, self.w), dtype=bool)
-            for p0, p1 in self.phases:
-                win = self._windows(p0, p1)
-                if win is not None:
-                    mask[win[0], win[2]] = False
-            dx_block[:, :, mask] = 0
 
     def to_grid(self, yc: np.ndarray, out: np.ndarray) -> None:
         """(C', nb, ho, wo) values onto the (C', nb, hh, wh) grid, zero elsewhere."""
