@@ -88,7 +88,7 @@ def depthwise_backward(xc: np.ndarray, w: np.ndarray, dyc: np.ndarray, g: Geom, 
             lay.fill_planes(xc[a:z], planes)
             flat = planes.reshape(nph, b, grid)
             for t, (k, off) in enumerate(lay.taps):
-                dwt[a:z, t] = np.einsum("ij,ij->i", dyv, flat[k, :, off:off + valid])
+                dwt[a:z, t] = np.vecdot(dyv, flat[k, :, off:off + valid])
         if need_x:
             dplanes = scratch("dwc_dplanes", (nph, b, grid), dt)
             tmp = scratch("dwc_tmp", (b, grid), dt)

@@ -57,13 +57,19 @@ class PhaseGrid:
 
     def fill_planes(self, xc_block: np.ndarray, out: np.ndarray) -> None:
         """Phase planes (phases, C', nb, hh, wh) of channel-major x (C', nb, H, W), zero where
-        they fall into the padding."""
-        out.fill(0)
+        they fall into the padding (only those borders are written twice)."""
         for k, (p0, p1) in enumerate(self.phases):
             win = self._windows(p0, p1)
-            if win is not None:
-                ri, rp, ci, cp = win
-                out[k][:, :, rp, cp] = xc_block[:, :, ri, ci]
+            plane = out[k]
+            if win is None:
+                plane.fill(0)
+                continue
+            ri, rp, ci, cp = win
+            plane[:, :, rp, cp] = xc_block[:, :, ri, ci]
+            plane[:, :, :rp.start] = 0
+            plane[:, :, rp.stop:] = 0
+            plane[:, :, rp, :cp.start] = 0
+            plane[:, :, rp, cp.stop:] = 0
 
     def planes_to_input(self, dplanes: np.ndarray, dx_block: np.ndarray) -> None:
         """The input gradient (C', nb, H, W) from phase-plane gradients (phases, C', nb, hh, wh)."""
