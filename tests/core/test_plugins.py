@@ -37,7 +37,11 @@ def example_installed(fresh_plugins, tmp_path):
     fresh_plugins.syspath_prepend(str(tmp_path))
     fresh_plugins.syspath_prepend(str(EXAMPLE))
     manager.reload()
-    return manager
+    yield manager
+    # the source copy stays imported otherwise, and a later test that pip-installs the package
+    # would silently get this copy instead of the installed one
+    for name in [m for m in sys.modules if m.startswith("dlbatch_example_plugin")]:
+        del sys.modules[name]
 
 
 def test_builtins_are_plugins_and_listed_with_what_they_registered():
