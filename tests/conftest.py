@@ -41,6 +41,16 @@ def samples_factory():
     return make_samples
 
 
+@pytest.fixture
+def default_max_image_pixels(monkeypatch):
+    """The image pixel limit at its default (no DLBATCH_MAX_IMAGE_PIXELS), before and after."""
+    from dlbatch.datasets.images import set_max_image_pixels
+    monkeypatch.delenv("DLBATCH_MAX_IMAGE_PIXELS", raising=False)
+    set_max_image_pixels(None)
+    yield
+    set_max_image_pixels(None)
+
+
 def has_cuda() -> bool:
     try:
         import torch

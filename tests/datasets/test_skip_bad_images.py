@@ -39,11 +39,8 @@ BAD_IMAGES = {  # file name -> (bytes, the reason's pattern)
 
 
 @pytest.fixture(autouse=True)
-def default_limit(monkeypatch):
-    monkeypatch.delenv("DLBATCH_MAX_IMAGE_PIXELS", raising=False)
-    set_max_image_pixels(None)
-    yield
-    set_max_image_pixels(None)
+def default_limit(default_max_image_pixels):
+    """Every test starts and ends with the default pixel limit."""
 
 
 def encoded(fmt: str, array: np.ndarray) -> bytes:

@@ -24,11 +24,8 @@ MUTATIONS_PER_FORMAT = 120
 
 
 @pytest.fixture(autouse=True)
-def default_limit(monkeypatch):
-    monkeypatch.delenv("DLBATCH_MAX_IMAGE_PIXELS", raising=False)
-    set_max_image_pixels(None)
-    yield
-    set_max_image_pixels(None)
+def default_limit(default_max_image_pixels):
+    """Every test starts and ends with the default pixel limit."""
 
 
 def _pixels(h=12, w=16, c=3, seed=0):
