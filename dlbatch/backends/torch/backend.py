@@ -17,6 +17,14 @@ from ._lazy import require_torch, require_xp
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 
 
+def _channels_last(t) -> bool:
+    """Whether a tensor is kept in channels_last memory: 4-D floats on the CPU (images and
+    convolution weights), oneDNN's fastest layout there; the program keeps the activations in it
+    too (program.py), and weights in it save a reorder per convolution and step (a conv weight
+    gradient comes back in the weight's layout, and the solver keeps it)."""
+    return t.dim() == 4 and t.is_floating_point() and t.device.type == "cpu"
+
+
 class TorchBackend(Backend):
     name = "torch"
     description = "PyTorch on cpu or cuda; ONNX ops as torch functions, backward by autograd"
@@ -51,7 +59,8 @@ class TorchBackend(Backend):
         torch = self.torch
         tdtype = getattr(torch, dtype) if dtype is not None else None
         if isinstance(array, torch.Tensor):
-            return array.detach().to(device=device, dtype=tdtype or array.dtype, copy=True)
+            t = array.detach().to(device=device, dtype=tdtype or array.dtype, copy=True)
+            return t.contiguous(memory_format=torch.channels_last) if _channels_last(t) else t
         arr = np.asarray(array)
         if dtype is not None and dtype != "bfloat16" and arr.dtype != dtype:
             arr = arr.astype(dtype)
@@ -64,12 +73,19 @@ class TorchBackend(Backend):
                 host = host.copy()
             return torch.from_numpy(host).to(device=device, dtype=tdtype)
         # on the CPU always a copy: the model must not alias the caller's numpy arrays
+        if arr.ndim == 4 and arr.dtype.kind == "f" and arr.size and dtype != "bfloat16":
+            # 4-D floats (images, convolution weights) in channels_last memory in one copy
+            t = torch.empty(arr.shape, dtype=torch.from_numpy(np.empty(0, arr.dtype)).dtype,
+                            memory_format=torch.channels_last)
+            t.numpy()[...] = arr
+            return t
         t = torch.from_numpy(np.array(arr, copy=True, order="C"))
         if tdtype is not None and t.dtype != tdtype:
             t = t.to(tdtype)
         return t
 
     def to_numpy(self, array) -> np.ndarray:
+        """A C-ordered numpy copy (whatever the tensor's memory layout)."""
         torch = self.torch
         if not isinstance(array, torch.Tensor):
             return np.array(array, copy=True)
