@@ -112,7 +112,7 @@ def params(model_type: str = typer.Argument("classification", help="model type")
 
 
 @app.command(epilog="Example: dlbatch demo --epochs 3")
-def demo(epochs: int = typer.Option(12, help="training epochs"),
+def demo(epochs: int = typer.Option(8, help="training epochs"),
          backend: str = typer.Option("numpy", help="compute backend"),
          seed: Optional[int] = typer.Option(0, help="random seed")) -> None:
     """Train the compact classifier on scikit-learn's digits and print what it learned."""
