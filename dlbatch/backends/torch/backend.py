@@ -77,7 +77,10 @@ class TorchBackend(Backend):
             # 4-D floats (images, convolution weights) in channels_last memory in one copy
             t = torch.empty(arr.shape, dtype=torch.from_numpy(np.empty(0, arr.dtype)).dtype,
                             memory_format=torch.channels_last)
-            t.numpy()[...] = arr
+            if arr.flags.writeable:  # torch's copy is faster; from_numpy refuses read-only arrays
+                t.copy_(torch.from_numpy(arr))
+            else:
+                t.numpy()[...] = arr
             return t
         t = torch.from_numpy(np.array(arr, copy=True, order="C"))
         if tdtype is not None and t.dtype != tdtype:
@@ -97,25 +100,26 @@ class TorchBackend(Backend):
         return t.cpu().numpy()
 
     def all_finite(self, arrays) -> bool:
-        """One combined check per device without a host round trip per tensor: the sum of every
-        floating tensor is finite exactly when the tensor is, unless the sum overflows; only then
-        (or when a NaN/inf is really there) are the tensors checked element-wise."""
+        """One combined check per device and type, one host read each: the 2-norm of every
+        floating tensor (torch._foreach_norm, one call for the list) is finite exactly when the
+        tensor is, unless the sum of squares overflows; only then (or when a NaN/inf is really
+        there) are the tensors checked element-wise."""
         torch = self.torch
-        by_device: dict[Any, list] = {}
+        groups: dict[Any, list] = {}
         for a in arrays:
             if isinstance(a, torch.Tensor):
                 if a.is_floating_point() and a.numel():
-                    by_device.setdefault(a.device, []).append(a.detach())
+                    groups.setdefault((a.device, a.dtype), []).append(a)
             elif not np.isfinite(np.asarray(a, dtype=np.float64)).all():
                 return False
-        for tensors in by_device.values():
-            sums = torch.stack([t.sum() if t.dtype in (torch.float32, torch.float64) else
-                                t.sum(dtype=torch.float32) for t in tensors])
-            if bool(torch.isfinite(sums.sum())):
-                continue
-            flags = torch.stack([torch.isfinite(t).all() for t in tensors])
-            if not bool(flags.all()):
-                return False
+        with torch.no_grad():
+            for tensors in groups.values():
+                norms = torch.stack(torch._foreach_norm(tensors, 2.0))
+                if bool(torch.isfinite(norms.sum())):
+                    continue
+                flags = torch.stack([torch.isfinite(t).all() for t in tensors])
+                if not bool(flags.all()):
+                    return False
         return True
 
     # -- devices ------------------------------------------------------------------------------
