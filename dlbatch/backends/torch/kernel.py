@@ -13,13 +13,18 @@ from ...core.backend import OpContext
 class TorchOpContext(OpContext):
     """OpContext plus what a torch kernel may need: the number of outputs the node names (so
     optional outputs such as Dropout's mask are only computed when used), the device and the
-    backend's random generator for that device (`rng`, a `torch.Generator`)."""
+    backend's random generator for that device (`rng`, a `torch.Generator`).
+
+    `plan` is a dict that lives as long as the compiled node (None outside a program): a kernel
+    may keep there what it derives from its attributes and input shapes (padding, strides), so
+    that a program run again on the same shapes repeats no attribute parsing."""
 
     def __init__(self, *, training: bool, bn_momentum: float, opset: int, num_outputs: int,
-                 device: Any, rng: Any = None) -> None:
+                 device: Any, rng: Any = None, plan: dict | None = None) -> None:
         super().__init__(training=training, bn_momentum=bn_momentum, opset=opset, rng=rng)
         self.num_outputs = num_outputs
         self.device = device
+        self.plan = plan
 
 
 class TorchKernel:

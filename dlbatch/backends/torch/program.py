@@ -44,7 +44,7 @@ class TorchTape:
 
 
 class _Step:
-    __slots__ = ("node", "kernel", "attrs", "inputs", "outputs", "host", "free", "label")
+    __slots__ = ("node", "kernel", "attrs", "inputs", "outputs", "host", "free", "label", "plan")
 
     def __init__(self, node, kernel, host, free):
         self.node = node
@@ -55,6 +55,7 @@ class _Step:
         self.host = host
         self.free = free
         self.label = f"node {node.name or node.outputs[0]!r} ({node.op_type})"
+        self.plan: dict = {}  # the kernel's memo of what its attributes give for seen shapes
 
 
 class TorchProgram(Program):
@@ -139,7 +140,8 @@ class TorchProgram(Program):
                 for h in step.host:
                     ins[h] = self._host(step.inputs[h], ins[h])
                 ctx = TorchOpContext(training=training, bn_momentum=bn_momentum, opset=opset,
-                                     num_outputs=len(step.outputs), device=self._device, rng=rng)
+                                     num_outputs=len(step.outputs), device=self._device, rng=rng,
+                                     plan=step.plan)
                 try:
                     outs = step.kernel.forward(ctx, ins, step.attrs)
                 except Exception as exc:

@@ -32,16 +32,28 @@ class Conv(TorchKernel):
     def forward(self, ctx, inputs, attrs):
         x, w = inputs[0], inputs[1]
         b = inputs[2] if len(inputs) > 2 else None
+        plan = getattr(ctx, "plan", None)
+        key = (tuple(x.shape), tuple(w.shape))
+        call = plan.get(key) if plan is not None else None
+        if call is None:
+            call = self._plan(x, w, attrs)
+            if plan is not None:
+                plan[key] = call
+        n, pads, strides, padding, dilations, group = call
+        if pads is not None:
+            x = F.pad(x, pads)
+        return [_CONV[n](x, w, b, strides, padding, dilations, group)]
+
+    @staticmethod
+    def _plan(x, w, attrs):
+        """(spatial rank, explicit pads or None, strides, padding, dilations, group) of a call."""
         n = _spatial("Conv", x)
         kernel, strides, dilations = _kernel_strides_dilations("Conv", attrs, w, n)
         group = int(attrs.get("group", 1))
         begins, ends, _ = sliding_windows("Conv", attrs, x.shape[2:], kernel, strides, dilations)
         if begins == ends:
-            padding = tuple(begins)
-        else:
-            x = F.pad(x, torch_pads(begins, ends))
-            padding = 0
-        return [_CONV[n](x, w, b, strides, padding, dilations, group)]
+            return n, None, strides, tuple(begins), dilations, group
+        return n, torch_pads(begins, ends), strides, 0, dilations, group
 
 
 class ConvTranspose(TorchKernel):
