@@ -610,7 +610,8 @@ def test_depthwise_channel_blocks_equal_one_block(monkeypatch):
     o1, s1, c1 = run("Conv", xs, attrs)
     g = r.standard_normal(o1[0].shape)
     d1 = KERNEL["Conv"].backward(c1, s1, [g], attrs)
-    monkeypatch.setattr(util_mod, "BLOCK_ELEMS", 1)  # one channel per block
+    from dlbatch.backends.numpy_cpu.ops.conv import depthwise
+    monkeypatch.setattr(depthwise, "BLOCK_ELEMS", 1)  # one channel per block
     o2, s2, c2 = run("Conv", xs, attrs)
     d2 = KERNEL["Conv"].backward(c2, s2, [g], attrs)
     np.testing.assert_allclose(o2[0], o1[0], rtol=1e-12)

@@ -95,16 +95,6 @@ def pad_cm(xc: np.ndarray, pb, pe, hp: int, wp: int, value=0.0) -> np.ndarray:
     return out
 
 
-BLOCK_ELEMS = 1 << 18  # elements per channel block: multi-pass loops stay in cache
-
-
-def channel_blocks(c: int, per_channel: int):
-    """Channel ranges whose (channel-major) working set is about BLOCK_ELEMS elements, so
-    that loops making many passes over the same data run from cache instead of memory."""
-    step = max(1, min(c, BLOCK_ELEMS // max(1, per_channel)))
-    return [(a, min(c, a + step)) for a in range(0, c, step)]
-
-
 TASK_ELEMS = 1 << 16  # elements per parallel task of the row-wise (per-channel) kernels
 
 
