@@ -50,6 +50,9 @@ class TorchBackend(Backend):
     def compile(self, graph, kernels, *, device, dtype):
         from .program import TorchProgram
         device = self.check_device(device)
+        if device == "cpu":
+            from .allocator import tune_malloc_for_training
+            tune_malloc_for_training()
         if dtype not in DTYPES:
             raise DLBackendError(f"the torch backend computes in {', '.join(DTYPES)}, not {dtype!r}")
         return TorchProgram(graph, kernels, device=device, dtype=dtype, backend=self)
