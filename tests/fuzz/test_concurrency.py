@@ -122,9 +122,6 @@ def test_training_models_from_threads_at_once_equals_training_them_one_after_the
 def test_training_dropout_models_from_threads_at_once_equals_training_them_one_after_the_other(backend, tmp_path):
     """One backend object serves every model: each thread must draw its masks from its own
     model's seed, whatever the other threads seed meanwhile."""
-    if backend == "torch" and not draws_from_own_seed(make_model("classification", "torch").backend):
-        pytest.xfail("reported bug: the torch backend's dropout generators are shared between threads "
-                     "(dlbatch/backends/torch/backend.py); see the strict xfail below")
     path = dropout_classifier(tmp_path / "dropout.onnx")
     assert_concurrent_training_equals_sequential(lambda: dropout_models(path, backend))
 
@@ -249,8 +246,6 @@ def test_each_thread_draws_dropout_masks_from_the_seed_it_set():
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
-@pytest.mark.xfail(strict=True, reason="reported bug: TorchBackend.seed/generator share one seed and one generator "
-                                       "per device between threads (dlbatch/backends/torch/backend.py)")
 def test_each_thread_draws_torch_dropout_masks_from_the_seed_it_set():
     assert draws_from_own_seed(make_model("classification", "torch").backend)
 

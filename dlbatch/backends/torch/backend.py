@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from typing import Any, Mapping
 
 import numpy as np
@@ -32,8 +33,9 @@ class TorchBackend(Backend):
     autocast_precisions = ("bfloat16",)
 
     def __init__(self) -> None:
-        self._seed = 0
-        self._generators: dict[str, Any] = {}
+        # one backend object serves every model: each thread seeds and draws its own generators,
+        # so models trained from several threads at once get the dropout masks of their own seed
+        self._local = threading.local()
         self._deterministic = False
         self._saved_flags: tuple | None = None
 
@@ -153,18 +155,20 @@ class TorchBackend(Backend):
 
     # -- randomness and determinism -----------------------------------------------------------
     def seed(self, seed: int) -> None:
-        self._seed = int(seed)
-        for gen in self._generators.values():
-            gen.manual_seed(self._seed)
+        """Seeds the calling thread's generators (and those it creates later)."""
+        self._local.seed = int(seed)
+        for gen in getattr(self._local, "generators", {}).values():
+            gen.manual_seed(self._local.seed)
 
     def generator(self, device: str):
-        """The backend's own generator for `device` (dropout masks); the global torch RNG is
-        left alone."""
-        gen = self._generators.get(device)
+        """The calling thread's own generator for `device` (dropout masks); the global torch RNG
+        is left alone."""
+        generators = self._local.__dict__.setdefault("generators", {})
+        gen = generators.get(device)
         if gen is None:
             gen = self.torch.Generator(device=device)
-            gen.manual_seed(self._seed)
-            self._generators[device] = gen
+            gen.manual_seed(getattr(self._local, "seed", 0))
+            generators[device] = gen
         return gen
 
     def set_deterministic(self, flag: bool) -> None:
