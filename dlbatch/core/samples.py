@@ -11,6 +11,7 @@ Examples:
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -160,10 +161,12 @@ def check_image(sample: Mapping, index: int, hp: Mapping[str, Any]) -> None:
         raise DLSampleError(f"sample {index}: 'image' has shape {arr.shape}, the model needs {want} "
                             "(height, width, channels); run preprocess_dl_samples(samples, model) "
                             "or set image_width/image_height/image_num_channels")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+    # one min and one max, no temporaries: NaN propagates into both, +-inf fails the range test
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.dtype.kind == "f" and arr.size else (0.0, 0.0)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise DLSampleError(f"sample {index}: 'image' contains NaN or infinite values")
-    if arr.dtype.kind == "f" and arr.size and np.abs(arr).max() > FLOAT32_MAX:
-        raise DLSampleError(f"sample {index}: 'image' has values up to {np.abs(arr).max():.3g}, beyond the float32 "
+    if max(-lo, hi) > FLOAT32_MAX:
+        raise DLSampleError(f"sample {index}: 'image' has values up to {max(-lo, hi):.3g}, beyond the float32 "
                             f"range ({FLOAT32_MAX:.3g}), which become infinite in the network; scale the image to "
                             "[image_range_min, image_range_max] (preprocess_dl_samples does)")
     check_original_size(sample, index)
