@@ -127,6 +127,28 @@ def test_session_is_rebuilt_only_when_the_weights_change():
     assert prog.session_builds == 2
 
 
+def test_the_session_is_built_for_the_input_sides_and_rebuilt_for_other_ones():
+    """Fixed sides let onnxruntime plan once; a batch of other sides gets its own session with
+    the same results as the numpy backend."""
+    model = make("classification", backend="onnxruntime")
+    samples = samples_for("classification", model)
+    dlbatch.apply_dl_model(model, samples)
+    prog = program(model)
+    shape = prog.session.get_inputs()[0].shape
+    x = next(iter(model.model_type.encode(samples, model.hyperparameters, model.meta, labels=False,
+                                          dtype="float32").inputs.values()))
+    assert not isinstance(shape[0], int) and shape[1:] == list(x.shape[1:])  # the batch stays free
+    dlbatch.apply_dl_model(model, samples[:1])
+    assert prog.session_builds == 1
+    wider = np.concatenate([x, x], axis=3)  # the compact network takes other sides as well
+    got = prog.forward(model.values, {prog.graph.inputs[0].name: wider}, training=False).outputs
+    assert prog.session_builds == 2 and prog.session.get_inputs()[0].shape[1:] == list(wider.shape[1:])
+    reference = make("classification")
+    ref = reference.program().forward(reference.values, {reference.graph.inputs[0].name: wider}, training=False)
+    for name, value in got.items():
+        np.testing.assert_allclose(value, ref.outputs[name], rtol=1e-5, atol=1e-5)
+
+
 def test_an_intermediate_value_is_added_to_the_session_once():
     model = make("segmentation")
     samples = samples_for("segmentation", model)

@@ -38,12 +38,13 @@ def _ref(value):
 
 
 def inference_model_bytes(graph: Graph, values: Mapping[str, Any], dtype: str,
-                          extra_outputs: tuple[str, ...] = ()) -> bytes:
+                          extra_outputs: tuple[str, ...] = (),
+                          input_shapes: Mapping[str, tuple] | None = None) -> bytes:
     """The serialized ONNX model of `graph` with `values` as initializers; `extra_outputs`
     (intermediate values a caller wants) become graph outputs of undeclared type, which
-    onnxruntime infers."""
+    onnxruntime infers; `input_shapes` fixes the inputs' free dimensions (None keeps one free)."""
     proto_graph = graph_to_proto(graph, {n: np.asarray(values[n]) for n in graph.initializer_names()},
-                                 precision=dtype, name="dlbatch_onnxruntime")
+                                 precision=dtype, name="dlbatch_onnxruntime", input_shapes=input_shapes)
     proto_graph.output.extend(helper.make_empty_tensor_value_info(n) for n in extra_outputs)
     proto = helper.make_model(proto_graph, opset_imports=opset_imports(graph), producer_name="dlbatch")
     proto.ir_version = ir_version_for(graph)
@@ -65,17 +66,22 @@ class OnnxRuntimeProgram(Program):
         self._computed = frozenset(o for n in graph.nodes for o in n.outputs if o)
         self._sources: tuple = ()
         self._session_outputs: tuple[str, ...] = ()
+        self._session_dims: tuple = ()
 
     # -- the session -----------------------------------------------------------------------------
     def _same_values(self, values: Mapping[str, Any]) -> bool:
         return len(self._sources) == len(self._initializers) and all(
             ref() is values[n] for ref, n in zip(self._sources, self._initializers))
 
-    def session_for(self, values: Mapping[str, Any], wanted: tuple[str, ...] = ()):
-        """The session for these values that returns `wanted`: the current one when the values
-        are the same arrays and it has those outputs, else a new one."""
+    def session_for(self, values: Mapping[str, Any], wanted: tuple[str, ...] = (), dims: tuple = ()):
+        """The session for these values that returns `wanted` for inputs of these shapes (all
+        but the batch dimension, one entry per graph input): the current one when the values
+        are the same arrays, it has those outputs and was built for those shapes, else a new
+        one. Fixed image sides let onnxruntime plan its kernels and memory once (a graph with
+        free sides ran 1.1-1.4x slower than the same network exported with fixed ones)."""
         computed = [w for w in wanted if w in self._computed]
-        if self.session is not None and self._same_values(values) and set(computed) <= set(self._session_outputs):
+        if (self.session is not None and self._same_values(values) and set(computed) <= set(self._session_outputs)
+                and dims == self._session_dims):
             return self.session
         missing = [n for n in self._initializers if n not in values]
         if missing:
@@ -83,14 +89,15 @@ class OnnxRuntimeProgram(Program):
         # outputs asked for earlier stay, so alternating callers do not rebuild every time
         outputs = tuple(dict.fromkeys(self._outputs + self._session_outputs + tuple(computed)))
         extra = tuple(o for o in outputs if o not in self._outputs)
-        data = inference_model_bytes(self.graph, values, self.dtype, extra)
+        shapes = {n: (None, *d) for n, d in zip(self._inputs, dims) if d is not None}
+        data = inference_model_bytes(self.graph, values, self.dtype, extra, shapes)
         try:
             session = self._ort.InferenceSession(data, sess_options=self._session_options(),
                                                  providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise DLBackendError(f"onnxruntime cannot build a session for this model: {' '.join(str(exc).split())}. "
                                  "Use backend 'numpy' or 'torch' for it") from exc
-        self.session, self._session_outputs = session, outputs
+        self.session, self._session_outputs, self._session_dims = session, outputs, dims
         self._sources = tuple(_ref(values[n]) for n in self._initializers)
         self.session_builds += 1
         return session
@@ -103,9 +110,10 @@ class OnnxRuntimeProgram(Program):
         unknown = [w for w in wanted if w not in self._computed and w not in self._init_set and w not in inputs]
         if unknown:
             raise DLPluginError(f"the graph has no value named {unknown}; outputs are {list(self._outputs)}")
-        session = self.session_for(values, wanted)
-        run = [w for w in wanted if w in self._computed]
         feeds = {n: np.ascontiguousarray(inputs[n]) for n in self._inputs if n in inputs}
+        dims = tuple(tuple(feeds[n].shape[1:]) if n in feeds and feeds[n].ndim else None for n in self._inputs)
+        session = self.session_for(values, wanted, dims)
+        run = [w for w in wanted if w in self._computed]
         try:
             results = session.run(run, feeds) if run else []
         except Exception as exc:
