@@ -24,12 +24,12 @@ Examples:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from .errors import DLModelFileError
+from .foreign_model import ForeignModel
 from .graph import Graph
 from .loss_terms import Encoded, LossTerm, TermTarget
 from .model_evaluation import Evaluation, MainMetric
@@ -37,30 +37,6 @@ from .params import ParamSpec
 from .preprocess import SampleContext, preprocess_image
 
 __all__ = ["ModelType", "LossTerm", "TermTarget", "Encoded", "ForeignModel", "MainMetric", "Evaluation"]
-
-
-@dataclass
-class ForeignModel:
-    """What a model type makes of an ONNX network read from elsewhere (`ModelType.import_foreign`).
-
-    Attributes:
-        graph: the model's graph.
-        values: its initial values (numpy).
-        meta: the model type's metadata (as `ModelType.build` returns).
-        params: the hyperparameters it derives (class_ids, image size, ...), which the
-            caller's parameters may then override.
-
-    Examples:
-        >>> graph, values, built_meta = mt.build(hp, "compact", np.random.default_rng(0))
-        >>> made = ForeignModel(graph, values, built_meta, {"class_ids": [0, 1, 2]})
-        >>> made.params["class_ids"]
-        [0, 1, 2]
-    """
-
-    graph: Graph
-    values: dict[str, np.ndarray]
-    meta: dict[str, Any]
-    params: dict[str, Any]
 
 
 class ModelType(ABC):
