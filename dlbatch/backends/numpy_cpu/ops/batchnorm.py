@@ -90,6 +90,26 @@ def train_block_backward(g, hb, ib, k, dscale_out, dbias_out, dx_out) -> None:
         dx_out *= k[:, None]
 
 
+def train_backward_rows(ctx, centered, inv, k, block_grad):
+    """Training-mode batch-norm gradients over threaded channel blocks: (dx as channel rows, or
+    None when input 0 needs none; dscale; dbias), in centered's dtype. block_grad(a, z) gives
+    the gradient at the batch norm's output for rows a:z, after the backward of an op fused
+    behind it (Relu, an activation, a max pooling)."""
+    c = centered.shape[0]
+    dscale = np.empty(c, dtype=centered.dtype)
+    dbias = np.empty(c, dtype=centered.dtype)
+    need_x = needs(ctx, 0)
+    dx = buffers.empty(centered.shape, centered.dtype) if need_x else None
+
+    def block(r):
+        a, z = r
+        train_block_backward(block_grad(a, z), centered[a:z], inv[a:z], k[a:z], dscale[a:z], dbias[a:z],
+                             dx[a:z] if need_x else None)
+
+    parallel.run(block, row_blocks(c, centered.shape[1]))
+    return dx, dscale, dbias
+
+
 def bn_forward(ctx, inputs, attrs, relu: bool = False):
     """BatchNormalization (then Relu when relu=True) forward; returns (outputs, saved)."""
     x, scale, bias, mean, var = inputs[:5]
@@ -153,17 +173,8 @@ def bn_backward(ctx, saved, grads, attrs):
     if saved[0] == "train":
         _, centered, inv, scale, shape, _ = saved
         k = (scale.astype(centered.dtype, copy=False) * inv)
-        dscale = np.empty(c, dtype=centered.dtype)
-        dbias = np.empty(c, dtype=centered.dtype)
-        dx = buffers.empty(centered.shape, centered.dtype) if need_x else None
-
-        def block(r):
-            a, z = r
-            g = _through_relu(g_all[a:z], relu_out, a, z)
-            train_block_backward(g, centered[a:z], inv[a:z], k[a:z], dscale[a:z], dbias[a:z],
-                                 dx[a:z] if need_x else None)
-
-        parallel.run(block, blocks)
+        dx, dscale, dbias = train_backward_rows(ctx, centered, inv, k,
+                                                lambda a, z: _through_relu(g_all[a:z], relu_out, a, z))
         return [_from_rows(dx, dy) if need_x else None, dscale.astype(scale.dtype) if need_s else None,
                 dbias.astype(scale.dtype) if need_b else None, None, None]
     _, x, mean, inv, scale, shape, _ = saved

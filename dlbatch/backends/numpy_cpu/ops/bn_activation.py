@@ -18,7 +18,7 @@ from .. import buffers, parallel
 from ..kernel import NumpyKernel
 from ._util import cm, cm_rows, needs, row_blocks, scratch
 from .activations import Clip, HardSwish
-from .batchnorm import (bn_backward, bn_forward, report_running_statistics, train_block_backward,
+from .batchnorm import (bn_backward, bn_forward, report_running_statistics, train_backward_rows,
                         train_block_forward)
 
 
@@ -127,26 +127,20 @@ class BatchNormActivation(NumpyKernel):
             return self._composed_backward(ctx, saved, grads, attrs)
         _, act, centered, inv, sc, bi, scale, shape = saved
         g_all = cm_rows(grads[0])
-        c, m = centered.shape
+        c = centered.shape[0]
         k = sc * inv
-        dscale = np.empty(c, dtype=centered.dtype)
-        dbias = np.empty(c, dtype=centered.dtype)
-        need_x = needs(ctx, 0)
-        dx = buffers.empty(centered.shape, centered.dtype) if need_x else None
 
-        def block(r):
-            a, z = r
+        def through_activation(a, z):
             hb = centered[a:z]
             pre = scratch("bna_pre", hb.shape, hb.dtype)  # as train_block_forward computed it
             np.multiply(hb, k[a:z, None], out=pre)
             pre += bi[a:z, None]
             g = scratch("bna_g", hb.shape, hb.dtype)
             act.grad(g_all[a:z], pre, g)
-            train_block_backward(g, hb, inv[a:z], k[a:z], dscale[a:z], dbias[a:z],
-                                 dx[a:z] if need_x else None)
+            return g
 
-        parallel.run(block, row_blocks(c, m))
-        dxo = cm(dx.reshape((c, shape[0]) + tuple(shape[2:]))) if need_x else None
+        dx, dscale, dbias = train_backward_rows(ctx, centered, inv, k, through_activation)
+        dxo = cm(dx.reshape((c, shape[0]) + tuple(shape[2:]))) if dx is not None else None
         return [dxo, dscale.astype(scale.dtype) if needs(ctx, 1) else None,
                 dbias.astype(scale.dtype) if needs(ctx, 2) else None, None, None] + [None] * (len(ctx.needs_input_grad) - 5)
 

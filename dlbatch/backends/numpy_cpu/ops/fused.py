@@ -29,7 +29,7 @@ from ..kernel import NumpyKernel
 from ._util import cm, cm_rows, is_float, needs, parallel_ew, relu_, row_blocks, scratch, unbroadcast
 from .activations import relu_mask_grad
 from .bn_activation import FUSED_ACTIVATIONS
-from .batchnorm import (bn_backward, bn_forward, report_running_statistics, train_block_backward,
+from .batchnorm import (bn_backward, bn_forward, report_running_statistics, train_backward_rows,
                         train_block_forward)
 from .conv import conv_relu_forward
 from .derived import derived
@@ -124,23 +124,17 @@ class BatchNormReluMaxPool(NumpyKernel):
         dyc = cm(grads[0])
         m = centered.shape[1]
         k = scale.astype(centered.dtype, copy=False) * inv
-        dscale = np.empty(c, dtype=centered.dtype)
-        dbias = np.empty(c, dtype=centered.dtype)
-        need_x = needs(ctx, 0)
-        dx = buffers.empty(centered.shape, centered.dtype) if need_x else None
 
-        def block(r):
-            a, z = r
+        def through_relu_and_pool(a, z):
             yb = y[a:z]
             mask = np.greater(yb, 0, out=scratch("bnp_m", yb.shape, bool))  # the ReLU's
             gp = np.multiply(dyc[a:z], mask, out=scratch("bnp_gp", yb.shape, y.dtype))
             g = scratch("bnp_g", (z - a, n, h, w), y.dtype)
             max2x2_backward(gp, rmask[a:z], cmask[a:z], g)
-            train_block_backward(g.reshape(z - a, m), centered[a:z], inv[a:z], k[a:z], dscale[a:z],
-                                 dbias[a:z], dx[a:z] if need_x else None)
+            return g.reshape(z - a, m)
 
-        parallel.run(block, row_blocks(c, m))
-        dxo = cm(dx.reshape(c, n, h, w)) if need_x else None
+        dx, dscale, dbias = train_backward_rows(ctx, centered, inv, k, through_relu_and_pool)
+        dxo = cm(dx.reshape(c, n, h, w)) if dx is not None else None
         return [dxo, dscale.astype(scale.dtype) if needs(ctx, 1) else None,
                 dbias.astype(scale.dtype) if needs(ctx, 2) else None, None, None]
 
