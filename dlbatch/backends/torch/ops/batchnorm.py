@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ..kernel import TorchKernel
 from ._util import unsupported
+from .batchnorm_lanes import wide_batch_norm, widening
 
 
 class BatchNormalization(TorchKernel):
@@ -29,10 +30,26 @@ class BatchNormalization(TorchKernel):
             return [F.batch_norm(x, mean, var, scale, bias, False, 0.0, eps)]
         if ctx.collective is not None:
             return self._synced(ctx, x, scale, bias, mean, var, eps)
+        r = widening(x)
+        if r:  # channels_last with C not a multiple of the vector width: see batchnorm_lanes
+            return self._wide(ctx, x, scale, bias, mean, var, eps, r)
         # torch's fused kernel updates the (cloned) running buffers with the unbiased variance:
         # new = (1 - p) * running + p * batch, so p = 1 - m
         new_mean, new_var = mean.detach().clone(), var.detach().clone()
         y = F.batch_norm(x, new_mean, new_var, scale, bias, True, 1.0 - float(ctx.bn_momentum), eps)
+        ctx.update_statistic(3, new_mean)
+        ctx.update_statistic(4, new_var)
+        return [y, new_mean, new_var][:max(1, ctx.num_outputs)]
+
+    @staticmethod
+    def _wide(ctx, x, scale, bias, mean, var, eps, r):
+        """Training forward through the widened channel view, with the same running-statistics
+        update as torch's fused kernel (unbiased batch variance)."""
+        y, batch_mean, batch_var = wide_batch_norm(x, scale, bias, eps, r)
+        count = x.numel() // x.shape[1]
+        m = float(ctx.bn_momentum)
+        new_mean = (m * mean.detach() + (1.0 - m) * batch_mean.to(mean.dtype))
+        new_var = (m * var.detach() + (1.0 - m) * (batch_var * (count / (count - 1))).to(var.dtype))
         ctx.update_statistic(3, new_mean)
         ctx.update_statistic(4, new_var)
         return [y, new_mean, new_var][:max(1, ctx.num_outputs)]
