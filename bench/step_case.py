@@ -177,12 +177,13 @@ def detection_outputs(model, data, seed=0) -> dict:
     return {meta["class_logits"]: logits.astype(np.float32), meta["box_deltas"]: deltas.astype(np.float32)}
 
 
-def measure(fn, steps, warmup) -> dict:
-    """Median and best of `steps` timed calls of fn after `warmup`, and the peak step memory."""
+def measure(fn, steps, warmup, min_time=0.0) -> dict:
+    """Median and best of the timed calls of fn after `warmup` (see timed), and the peak step
+    memory."""
     gc.collect()
     method = "VmHWM since setup" if reset_peak() else "ru_maxrss"
     before = rss_mb()
-    times = timed(fn, steps, warmup)
+    times = timed(fn, steps, warmup, min_time)
     return {"median_s": statistics.median(times), "min_s": min(times), "steps": len(times),
             "peak_step_mem_mb": max(0.0, peak_mb() - before), "resident_growth_mb": rss_mb() - before,
             "mem_method": method}
@@ -243,11 +244,18 @@ def handwritten_fn(a, data, label_key, class_ids, levels, extra, layout):
     return lambda: (run(x, y), sync())
 
 
-def timed(fn, steps, warmup):
+MAX_STEPS = 400  # --min-time never times more steps than this
+
+
+def timed(fn, steps, warmup, min_time=0.0):
+    """Seconds of each timed call of fn after `warmup` untimed ones: at least `steps` calls, and
+    more until they add up to `min_time` seconds (at most MAX_STEPS). A time floor gives a
+    6 ms step as many samples of the machine's noise as a 300 ms one gets from a few steps, so
+    that the medians of short cases are as steady as those of long ones."""
     for _ in range(warmup):
         fn()
     times = []
-    for _ in range(steps):
+    while len(times) < steps or (sum(times) < min_time and len(times) < MAX_STEPS):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
@@ -268,6 +276,8 @@ def main(argv=None) -> None:
                     help="default 10 (classification), 4 (segmentation, background included), 3 (detection)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--min-time", type=float, default=0.0,
+                    help="time more than --steps steps until they add up to this many seconds")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
@@ -367,7 +377,7 @@ def main(argv=None) -> None:
                 dlbatch.set_dl_model_param(model, "backend", "onnxruntime")
                 record["onnxruntime"] = ort.__version__
                 fn()  # builds the session (as ort_infer's is built before the steps)
-    record.update(measure(fn, a.steps, a.warmup))
+    record.update(measure(fn, a.steps, a.warmup, a.min_time))
     if impl == "postprocess":
         record.update(per_image_s=record["median_s"] / a.batch)
     print(json.dumps(record))

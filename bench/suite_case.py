@@ -161,7 +161,7 @@ def run_one(network: str, impl: str, layout: str, a, cache_dir: Path) -> dict:
     method = "VmHWM since setup" if reset_peak() else "ru_maxrss"
     before = rss_mb()
     try:
-        times = timed(fn, a.steps, a.warmup)
+        times = timed(fn, a.steps, a.warmup, a.min_time)
     except Exception as exc:
         return {**record, "error": f"{type(exc).__name__}: {exc}"[:500]}
     record.update(median_s=statistics.median(times), min_s=min(times), steps=len(times),
@@ -189,6 +189,8 @@ def main(argv=None) -> int:
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--min-time", type=float, default=0.0,
+                    help="time more than --steps steps until they add up to this many seconds")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache-dir", default=None, help="where the ONNX exports are kept (default: a fresh temp dir)")
     a = ap.parse_args(argv)
