@@ -8,6 +8,8 @@ The public state API (read-only views `hyperparameters`, `values`, `solver_state
 `commit`; `replace_params`) is what the train step, inference, ONNX export, model types and
 third-party plugins use. No other module touches the underscore attributes: the model stays
 the one owner of its state, so a failed step or a refused parameter can leave it unchanged.
+get_param and set_param work out derived values and changes in `dlbatch.core.model_params`;
+the model applies them.
 """
 from __future__ import annotations
 
@@ -18,14 +20,15 @@ import numpy as np
 
 from . import solvers
 from .backend import Backend, Program
-from .errors import DLBackendError, DLParamError
+from .errors import DLParamError
 from .graph import Graph
 from .hyperparameters import check_consistency
 from .model_operators import OperatorMethods
+from .model_params import PLACEMENT, param_value, placement, settable_value, updated_hyperparameters
 from .precision import cast_to_storage, check_precision, storage_precision
 from .model_state import StateDictAPI, map_solver_state, numpy_solver_state
 from .model_type import LossTerm, ModelType
-from .params import ParamTable, coerce
+from .params import ParamTable
 from .plugins import manager
 
 
@@ -313,27 +316,7 @@ class DLModel(StateDictAPI, OperatorMethods):
         Raises:
             DLParamError: an unknown name; the message lists the model's parameters.
         """
-        spec = self._table.spec(name)
-        if name == "type":
-            return self._type.name
-        if name == "num_classes":
-            return len(self._hp["class_ids"])
-        if name == "num_trainable_params":
-            return int(sum(int(np.prod(self._shape(n))) for n in self.graph.trainable))
-        if name == "image_dimensions":
-            return [self._hp["image_width"], self._hp["image_height"], self._hp["image_num_channels"]]
-        if name == "backend":
-            return self._backend_name
-        if name == "device":
-            return self._device
-        if name == "runtime":
-            return "gpu" if self._device.startswith("cuda") else "cpu"
-        if name == "precision":
-            return self._precision
-        if name == "losses":
-            return self.loss_names()
-        value = self._hp.get(spec.name)
-        return list(value) if isinstance(value, list) else value
+        return param_value(self, self._table.spec(name), name)
 
     def set_param(self, name: str, value: Any) -> None:
         """Set a model parameter (`dlbatch.set_dl_model_param`): validate, then change; a
@@ -349,32 +332,11 @@ class DLModel(StateDictAPI, OperatorMethods):
             DLBackendError: a device or runtime the backend cannot use.
         """
         spec = self._table.spec(name)
-        if spec.readonly:
-            raise DLParamError(f"parameter {name!r} is read-only (derived from the model)")
-        if spec.fixed:
-            raise DLParamError(f"parameter {name!r} shapes the network and is fixed when the model is created; "
-                               f"create a new model with create_dl_model(..., {name}=...)")
-        value = coerce(spec, value)
-        if name == "backend":
-            self._move(backend_name=value)
-        elif name == "device":
-            self._move(device=value)
-        elif name == "precision":
-            self._move(precision=value)
-        elif name == "runtime":
-            self._set_runtime(value)
-        elif name == "image_dimensions":
-            new = dict(self._hp, image_width=value[0], image_height=value[1], image_num_channels=value[2])
-            self._commit_hp(new, ["image_width", "image_height", "image_num_channels"])
+        value = settable_value(spec, value)
+        if name in PLACEMENT:
+            self._move(**placement(name, value, self._backend_name, self._device))
         else:
-            new = dict(self._hp)
-            new[name] = value
-            if name == "class_ids":
-                if len(new.get("class_names") or []) != len(value):
-                    new["class_names"] = [str(c) for c in value]
-                if new.get("class_weights") is not None and len(new["class_weights"]) != len(value):
-                    new["class_weights"] = None
-            self._commit_hp(new, [name])
+            self._commit_hp(*updated_hyperparameters(self._hp, name, value))
 
     def _commit_hp(self, new: dict, changed: list[str]) -> None:
         check_consistency(new, self._type, self.meta)
@@ -382,24 +344,6 @@ class DLModel(StateDictAPI, OperatorMethods):
             if new.get(name) != self._hp.get(name):
                 self._type.on_param_changed(self, name, self._hp.get(name), new[name])
         self._hp = new
-
-    def _set_runtime(self, runtime: str) -> None:
-        if runtime == "cpu":
-            self._move(device="cpu")
-            return
-        device = self._device if self._device.startswith("cuda") else "cuda:0"
-        backend_name = self._backend_name
-        try:
-            manager.backend(backend_name).check_device(device)
-        except DLBackendError:
-            if backend_name == "torch":
-                raise
-            backend_name = "torch"
-        self._move(backend_name=backend_name, device=device)
-
-    # -- values -------------------------------------------------------------------------------
-    def _shape(self, name: str) -> tuple:
-        return tuple(self._values[name].shape)
 
     # -- losses -------------------------------------------------------------------------------
     def loss_terms(self) -> list[LossTerm]:
