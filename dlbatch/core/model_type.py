@@ -6,7 +6,9 @@ decodes network outputs into HALCON-style result dicts, and says what it can mak
 network made elsewhere. Built-in and third-party model types use exactly this interface and
 the public state API of `DLModel` (core/model.py). The types of its answers live beside it:
 `dlbatch.core.loss_terms` (LossTerm, TermTarget, Encoded) and `dlbatch.core.model_evaluation`
-(MainMetric, Evaluation); this module re-exports them.
+(MainMetric, Evaluation); this module re-exports them. The evaluation hooks (`evaluate`,
+`evaluation`, `evaluation_plots`) are `dlbatch.core.model_type_evaluation.EvaluationHooks`,
+which ModelType inherits (re-exported here).
 
 The examples of this module call the built-in classification model type the way the framework
 does; `tests/core/two_term_model.py` is a complete model type written as a plugin.
@@ -33,13 +35,15 @@ from .foreign_model import ForeignModel
 from .graph import Graph
 from .loss_terms import Encoded, LossTerm, TermTarget
 from .model_evaluation import Evaluation, MainMetric
+from .model_type_evaluation import EvaluationHooks
 from .params import ParamSpec
 from .preprocess import SampleContext, preprocess_image
 
-__all__ = ["ModelType", "LossTerm", "TermTarget", "Encoded", "ForeignModel", "MainMetric", "Evaluation"]
+__all__ = ["ModelType", "EvaluationHooks", "LossTerm", "TermTarget", "Encoded", "ForeignModel", "MainMetric",
+           "Evaluation"]
 
 
-class ModelType(ABC):
+class ModelType(EvaluationHooks, ABC):
     """A model type plugin: classification, segmentation, detection or a third party's.
 
     Register an instance with the `dlbatch_register_model_types` hook; `name` is what
@@ -47,8 +51,8 @@ class ModelType(ABC):
     per-model state: what a model needs is in its hyperparameters (`hp`) and in the metadata
     `build` returns (`meta`). A model type reaches a model only through its public state API
     (`model.hyperparameters`, `model.replace_params`, ...). A subclass implements the abstract
-    methods; the others have working defaults. `tests/core/two_term_model.py` is a complete
-    example.
+    methods; the others, the evaluation hooks inherited from `EvaluationHooks` among them, have
+    working defaults. `tests/core/two_term_model.py` is a complete example.
 
     Attributes:
         name: the registered name.
@@ -290,46 +294,6 @@ class ModelType(ABC):
         """
         return tuple(term.output for term in self.loss_terms(meta))
 
-    def evaluate(self, results: list[dict], samples: Sequence[Mapping], hp: Mapping[str, Any]) -> dict:
-        """Measure results against the samples' labels (what `evaluate_dl_model` returns).
-
-        Args:
-            results: `apply_dl_model`'s results, one per sample.
-            samples: the labelled samples.
-            hp: the hyperparameters.
-
-        Returns:
-            The measures, the main metric among them.
-
-        Raises:
-            NotImplementedError: the model type has no evaluation (the default).
-            DLSampleError: a missing or invalid label.
-
-        Examples:
-            >>> results = dlbatch.apply_dl_model(model, samples)
-            >>> measures = mt.evaluate(results, samples, hp)
-            >>> measures["num_samples"], "top1_error" in measures
-            (2, True)
-        """
-        raise NotImplementedError(f"evaluate is not implemented for {self.name} models")
-
-    def evaluation(self, hp: Mapping[str, Any]) -> Evaluation:
-        """A fresh accumulator, made once per `evaluate_dl_model` call.
-
-        Override to measure batch by batch (a subclass of `Evaluation`).
-
-        Args:
-            hp: the hyperparameters.
-
-        Returns:
-            The accumulator; the default keeps everything and calls `evaluate` at the end.
-
-        Examples:
-            >>> isinstance(mt.evaluation(hp), Evaluation)
-            True
-        """
-        return Evaluation(self, hp)
-
     def on_param_changed(self, model, name: str, old: Any, new: Any) -> None:
         """React to a changed hyperparameter through the model's public state API.
 
@@ -392,20 +356,3 @@ class ModelType(ABC):
         if arr.shape[2] == 1:
             arr = np.repeat(arr, 3, axis=2)
         return np.ascontiguousarray(arr[:, :, :3]).astype(np.uint8)
-
-    def evaluation_plots(self, summary: Mapping[str, Any], hp: Mapping[str, Any], out_dir) -> list:
-        """Write the type's evaluation pictures: what `dlbatch evaluate --plots DIR` writes.
-
-        Args:
-            summary: what `evaluate` returned.
-            hp: the hyperparameters (class names, ...).
-            out_dir: an existing folder.
-
-        Returns:
-            The paths of the PNGs written (e.g. a confusion matrix); none by default.
-
-        Examples:
-            >>> [p.name for p in mt.evaluation_plots(measures, hp, ".")]
-            ['confusion_matrix.png']
-        """
-        return []
