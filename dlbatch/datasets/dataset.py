@@ -11,39 +11,26 @@ with labels in the raw image's pixels: boxes float64 arrays and bbox_label_id in
 need the pixels (image size against the index, boxes inside an image of unknown size, label
 image values and size) run at that moment too, and their errors name the file.
 
-Subsets and splits are views: they share the index entries and read nothing.
+Subsets and splits are views: they share the index entries and read nothing. An index entry and
+the checks of its files are `dlbatch.datasets.records` (Record, re-exported here).
 """
 from __future__ import annotations
 
 import operator
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
 
-import numpy as np
-
-from ..core.errors import DLError, DLParamError, DLSampleError
-from .boxes import check_boxes
-from .images import check_image, read_image, read_label_image
+from ..core.errors import DLError, DLParamError
+from .images import read_image
+from .records import Record, RecordChecks, copy_labels
 from .skipping import DLDataWarning, check_in_threads, describe_skipped
+
+__all__ = ["DLDataset", "Record", "SPLIT_NAMES", "MODEL_TYPES"]  # Record: re-exported for the readers
 
 SPLIT_NAMES = ("train", "validation", "test")
 MODEL_TYPES = ("classification", "detection", "segmentation")
-
-
-@dataclass(frozen=True)
-class Record:
-    """One sample of the index: where its files are and the labels the index holds."""
-
-    image_path: Path
-    image_file_name: str
-    image_id: int
-    labels: Mapping[str, Any] = field(default_factory=dict)
-    split: str | None = None
-    label_path: Path | None = None  # segmentation label image
-    size: tuple[int, int] | None = None  # (height, width) as the index declares it
 
 
 class DLDataset(Sequence):
@@ -94,6 +81,7 @@ class DLDataset(Sequence):
         self._source = None if source is None else Path(source)
         self._tolerance = float(border_tolerance)
         self._skipped = tuple((Path(path), str(reason)) for path, reason in skipped)
+        self._checks = RecordChecks(model_type, instance_type, self._class_ids, self._source, self._tolerance)
 
     # --- what the dataset is ----------------------------------------------------------------
     @property
@@ -164,7 +152,7 @@ class DLDataset(Sequence):
         record = self._records[self._position(index)]
         size = None if record.size is None else list(record.size)
         return {"image_id": record.image_id, "image_file_name": record.image_file_name,
-                "split": record.split, "image_size": size, **_copy(record.labels)}
+                "split": record.split, "image_size": size, **copy_labels(record.labels)}
 
     def image_path(self, index: int) -> Path:
         """The image file of a sample (nothing is read).
@@ -194,49 +182,14 @@ class DLDataset(Sequence):
         return i % len(self)
 
     def _load(self, record: Record) -> dict:
+        """The raw sample of `record`, read now, with the checks `bad_samples` makes too."""
         image = read_image(record.image_path)
-        self._check_size(record, image.shape[:2])
+        self._checks.check_size(record, image.shape[:2])
         sample = {"image": image, "image_id": record.image_id, "image_file_name": record.image_file_name,
-                  **_copy(record.labels)}
+                  **copy_labels(record.labels)}
         if self._model_type == "segmentation":
-            sample["segmentation_image"] = self._label_image(record, image.shape[:2])
+            sample["segmentation_image"] = self._checks.label_image(record, image.shape[:2])
         return sample
-
-    def _check(self, record: Record) -> str | None:
-        """Why `_load(record)` would fail (its DLSampleError message), else None; the same
-        checks with one decode of each file and no conversion of the image's pixels."""
-        try:
-            size = check_image(record.image_path)
-            self._check_size(record, size)
-            if self._model_type == "segmentation":
-                self._label_image(record, size)
-        except DLSampleError as exc:
-            return str(exc)
-        return None
-
-    def _check_size(self, record: Record, size) -> None:
-        """The image's (height, width) against the index and, without sizes there, its boxes."""
-        height, width = size
-        if record.size is not None and tuple(record.size) != (height, width):
-            raise DLSampleError(f"{record.image_path}: the image is {height} x {width} pixels (rows x columns) "
-                                f"but the dataset index says {record.size[0]} x {record.size[1]}; fix the "
-                                "index or the image")
-        if self._model_type == "detection" and record.size is None:
-            where = f"{record.image_path} (image {record.image_id} of {self._source})"
-            check_boxes(record.labels, self._instance_type, where, (height, width), self._tolerance)
-
-    def _label_image(self, record: Record, size) -> np.ndarray:
-        label = read_label_image(record.label_path)
-        if label.shape != tuple(size):
-            raise DLSampleError(f"{record.label_path}: the label image is {label.shape[0]} x {label.shape[1]} "
-                                f"pixels but its image {record.image_path.name} is {size[0]} x {size[1]}; "
-                                "they must have the same size")
-        unknown = np.setdiff1d(np.unique(label), self._class_ids)
-        if unknown.size:
-            raise DLSampleError(f"{record.label_path}: label values {unknown.tolist()[:10]} are not among the "
-                                f"dataset's class_ids {self._class_ids}; fix the label image or list those "
-                                "ids in the dataset's classes")
-        return label
 
     # --- checking every file ----------------------------------------------------------------
     def bad_samples(self) -> list[tuple[int, str]]:
@@ -261,7 +214,7 @@ class DLDataset(Sequence):
             >>> checked.bad_samples()
             []
         """
-        reasons = check_in_threads(self._check, self._records)
+        reasons = check_in_threads(self._checks.problem, self._records)
         return [(i, reason) for i, reason in enumerate(reasons) if reason is not None]
 
     def skip_bad_samples(self, stacklevel: int = 2) -> "DLDataset":
@@ -397,7 +350,3 @@ class DLDataset(Sequence):
         return dict(model_type=self._model_type, class_ids=self._class_ids, class_names=self._class_names,
                     instance_type=self._instance_type, source=self._source, border_tolerance=self._tolerance)
 
-
-def _copy(labels: Mapping[str, Any]) -> dict:
-    """Fresh label values, so that changing a returned sample never changes the index."""
-    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in labels.items()}
