@@ -13,12 +13,9 @@ from ..core.hookspecs import hookimpl
 from ..core.model_type import Encoded, LossTerm, MainMetric, ModelType, TermTarget
 from ..core.samples import check_image, class_index, images_to_nchw
 from ..visual.confusion_plot import write_confusion_matrix_png
-from .backbones import BACKBONES
-from .builder import GraphBuilder
 from .classification_overlay import draw_classification_overlay
 from .classifier_import import classifier_from_network
-
-MIN_SIDE = {"compact": 4, "resnet18": 1}
+from .network import MIN_SIDE, backbone_names, build_backbone, fully_connected_init
 
 
 def class_weight_array(hp: Mapping[str, Any]) -> np.ndarray:
@@ -37,25 +34,19 @@ class Classification(ModelType):
     main_metric = MainMetric("top1_error", higher_is_better=False)
 
     def backbones(self) -> Sequence[str]:
-        return list(BACKBONES)
+        return backbone_names()
 
     def default_params(self) -> dict[str, Any]:
         return {"losses": None}
 
     def build(self, hp, backbone, rng):
-        side = min(hp["image_width"], hp["image_height"])
-        if side < MIN_SIDE[backbone]:
-            raise DLParamError(f"the {backbone} backbone needs image_width and image_height of at least "
-                               f"{MIN_SIDE[backbone]} pixels; got image_width={hp['image_width']}, "
-                               f"image_height={hp['image_height']}")
-        b = GraphBuilder(rng)
-        c, k = hp["image_num_channels"], len(hp["class_ids"])
-        features = BACKBONES[backbone](b, "image", c).last
-        pooled = b.global_avgpool_flatten(features.name, "head")
-        logits = b.dense(pooled, features.channels, k, "fc", output="logits")
-        graph = b.graph([ValueInfo("image", (None, c, None, None))], [ValueInfo(logits, (None, k))])
-        meta = {"input": "image", "logits": logits, "head_weight": "fc.weight", "head_bias": "fc.bias"}
-        return graph, b.values, meta
+        net = build_backbone(backbone, hp, rng)
+        features = net.features.last
+        pooled = net.global_average_pool(features.name, "head")
+        logits = net.fully_connected(pooled, len(hp["class_ids"]), "fc", output="logits")
+        graph, values = net.finish([logits])
+        meta = {"input": net.input, "logits": logits, "head_weight": "fc.weight", "head_bias": "fc.bias"}
+        return graph, values, meta
 
     def loss_terms(self, meta):
         return [LossTerm("classification", meta["logits"], "multinomial_logistic")]
@@ -149,7 +140,7 @@ class Classification(ModelType):
                                "final fully connected layer")
         fin = int(model.values[wname].shape[1])
         rng = np.random.default_rng(model.hyperparameters["seed"] + k)
-        weight, bias = GraphBuilder(rng).dense_init(fin, k)
+        weight, bias = fully_connected_init(fin, k, rng)
         model.replace_params({wname: weight, **({bname: bias} if bname else {})})
         model.graph.outputs = [ValueInfo(v.name, (None, k)) if v.name == model.meta["logits"] else v
                                for v in model.graph.outputs]

@@ -48,6 +48,7 @@ PUBLIC_MODULES = [
     "dlbatch.core.backend",
     "dlbatch.core.hookspecs",
     "dlbatch.core.collective",
+    "dlbatch.models.network",   # how a model type builds its network
 ]
 USER_MODULES = ["dlbatch", "dlbatch.training", "dlbatch.datasets", "dlbatch.visual"]  # in API_PAGE
 API_PAGE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "api.md"

@@ -1,26 +1,29 @@
 """The model type "multi_label_classification": any number of classes per image, none included.
 
 A sample's labels are `image_label_ids`, the ids of every class the image shows (a list,
-possibly empty). The network is the classification network of the same backbone, made through
-the public `create_dl_model`: its K logits are K independent yes/no answers, trained with the
-loss term `multi_label` (default loss `binary_logistic`, this plugin's) as a mean over
-samples x classes. `apply_dl_model` returns every class whose sigmoid confidence is at least
-the parameter `min_confidence`, best first; `evaluate_dl_model` gives each class's F1 score at
-that threshold and ranks models by their mean.
+possibly empty). The network is built with dlbatch's public network API
+(`dlbatch.models.network`): a backbone (built-in, or a classifier read from an ONNX file), global
+average pooling and a freshly initialised fully connected head with one logit per class. The K
+logits are K independent yes/no answers, trained with the loss term `multi_label` (default loss
+`binary_logistic`, this plugin's) as a mean over samples x classes. `apply_dl_model` returns
+every class whose sigmoid confidence is at least the parameter `min_confidence`, best first;
+`evaluate_dl_model` gives each class's F1 score at that threshold and ranks models by their mean.
 """
 from __future__ import annotations
 
 import numpy as np
 
-import dlbatch
 from dlbatch.core.errors import DLParamError, DLSampleError
 from dlbatch.core.model_type import Encoded, LossTerm, MainMetric, ModelType, TermTarget
 from dlbatch.core.params import ParamSpec
 from dlbatch.core.samples import check_image, class_index, images_to_nchw, require_key, sample_array
+from dlbatch.models.network import backbone_names, build_backbone
 
 NAME = "multi_label_classification"
 LABELS = "image_label_ids"
 TERM = "multi_label"
+HEAD = "multi_label_head"       # the fully connected layer: HEAD.weight (K x C), HEAD.bias
+LOGITS = "multi_label_logits"   # its output, N x K
 
 
 def label_indices(sample, index: int, id_to_index) -> list[int]:
@@ -48,6 +51,7 @@ def unit_interval(x) -> str | None:
 
 class MultiLabelClassification(ModelType):
     name = NAME
+    reads_backbone_files = True   # build_backbone reads a classifier file as the built-in types do
     main_metric = MainMetric("mean_f1", higher_is_better=True)
 
     def param_specs(self):
@@ -56,16 +60,16 @@ class MultiLabelClassification(ModelType):
                           model_types=(NAME,))]
 
     def backbones(self):
-        return list(dlbatch.plugin_manager.model_type("classification").backbones())
+        return backbone_names()
 
     def build(self, hp, backbone, rng):
-        # no public function builds a bare backbone; a throwaway classifier has the network we
-        # want (float64: its initial weights are not rounded before the model casts them)
-        classifier = dlbatch.create_dl_model(
-            "classification", backbone, class_ids=list(hp["class_ids"]), seed=int(rng.integers(2 ** 31)),
-            image_dimensions=[hp["image_width"], hp["image_height"], hp["image_num_channels"]], precision="float64")
-        meta = {"input": classifier.meta["input"], "logits": classifier.meta["logits"]}
-        return classifier.graph, classifier.state_dict(), meta
+        # the backbone (its deepest feature map), pooled, and our own head: K = len(class_ids)
+        # outputs, freshly initialised from the rng create_dl_model seeds
+        net = build_backbone(backbone, hp, rng)
+        pooled = net.global_average_pool(net.features.last.name, "pool")
+        logits = net.fully_connected(pooled, len(hp["class_ids"]), HEAD, output=LOGITS)
+        graph, values = net.finish([logits])
+        return graph, values, {"input": net.input, "logits": logits}
 
     def loss_terms(self, meta):
         return [LossTerm(TERM, meta["logits"], "binary_logistic")]
