@@ -60,19 +60,68 @@ def set_num_threads(n: int) -> None:
     _num_threads = max(1, int(n))
 
 
+class _Region:
+    """One parallel region: [fn(item) for item in items], items claimed one at a time by
+    whichever thread asks next. The caller waits only for items that helpers have claimed, not
+    for helpers to wake up: a helper that wakes after every item is taken has nothing to do, so
+    small regions (and helpers kept off the CPU by other processes) no longer hold the caller up."""
+
+    __slots__ = ("fn", "items", "n", "next", "pending", "results", "errors", "lock", "done",
+                 "waiting", "context")
+
+    def __init__(self, fn: Callable, items: Sequence):
+        self.fn, self.items, self.n = fn, items, len(items)
+        self.next = 0  # the next unclaimed item
+        self.pending = 0  # items claimed by helpers and not finished yet
+        self.results: list = [None] * self.n
+        self.errors: list[BaseException] = []
+        self.lock = threading.Lock()
+        self.done = threading.Lock()  # released by the helper finishing the last claimed item
+        self.done.acquire()
+        self.waiting = False
+        self.context = contextvars.copy_context()  # the caller's np.errstate, for the helpers too
+
+    def work(self, helper: bool) -> None:
+        while True:
+            with self.lock:
+                if self.errors or self.next >= self.n:
+                    return
+                i = self.next
+                self.next = i + 1
+                self.pending += helper
+            try:
+                self.results[i] = self.fn(self.items[i])
+            except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+                with self.lock:
+                    self.errors.append(e)
+            finally:
+                if helper:
+                    with self.lock:
+                        self.pending -= 1
+                        if self.waiting and self.pending == 0:
+                            self.done.release()
+
+    def wait_for_helpers(self) -> None:
+        """After the caller's own work loop (every item claimed): wait for the helpers' items."""
+        with self.lock:
+            self.waiting = self.pending > 0
+        if self.waiting:
+            self.done.acquire()
+
+
 class _Helpers:
-    """Persistent helper threads, each woken by releasing its own lock and reporting back on
-    another: about 40 us per parallel region against about 95 us for a ThreadPoolExecutor's
-    submit/result round trip, which a train step pays a few dozen times."""
+    """Persistent helper threads, each woken by releasing its own lock (a binary semaphore: a
+    wake-up still pending is not repeated) to join the current region: about 40 us per region
+    against about 95 us for a ThreadPoolExecutor's submit/result round trip, which a train step
+    pays a few dozen times."""
 
     def __init__(self, count: int):
         self.count = count
         self.busy = threading.Lock()  # one parallel region at a time
-        self.job: Callable[[], None] | None = None
-        self.context = contextvars.copy_context()
+        self.region: _Region | None = None
+        self.retired = False
         self._go = [threading.Lock() for _ in range(count)]
-        self._done = [threading.Lock() for _ in range(count)]
-        for lk in self._go + self._done:
+        for lk in self._go:
             lk.acquire()
         for i in range(count):
             threading.Thread(target=self._loop, args=(i,), name=f"dlbatch-numpy-{i}", daemon=True).start()
@@ -82,34 +131,36 @@ class _Helpers:
         _blas_ctl().pin_this_thread()
         while True:
             self._go[i].acquire()
-            if self.job is None:  # retired
+            if self.retired:
                 return
-            try:
-                # no local reference: the job's arrays must not outlive the region
-                self.context.copy().run(self.job)
-            finally:
-                self._done[i].release()
+            region = self.region  # a late wake-up finds the region over (nothing left) or the next one
+            if region is not None:
+                region.context.copy().run(region.work, True)
+            del region  # no reference: the region's arrays must not outlive it
 
-    def run_job(self, job: Callable[[], None]) -> None:
-        """job() on every helper and on the caller; returns when all are done."""
-        self.context = contextvars.copy_context()  # the caller's np.errstate, for the helpers too
-        self.job = job
+    def _wake(self) -> None:
         for lk in self._go:
-            lk.release()
+            try:
+                lk.release()
+            except RuntimeError:  # that helper's previous wake-up is still pending
+                pass
+
+    def run_region(self, region: _Region) -> None:
+        """region's items on the helpers and the caller; returns when all are done."""
+        self.region = region
+        self._wake()
         try:
-            job()
+            region.work(False)
         finally:
-            for lk in self._done:
-                lk.acquire()
-            self.job = None  # the closure holds the region's arrays: let the buffer pool reuse them
+            region.wait_for_helpers()
+            self.region = None  # the closure holds the region's arrays: let the buffer pool reuse them
 
     def retire(self) -> None:
         """Let the helper threads end once the running region (if any) is over; `busy` is kept,
         so a caller still holding this object runs sequentially."""
         self.busy.acquire()
-        self.job = None
-        for lk in self._go:
-            lk.release()
+        self.retired = True
+        self._wake()
 
 
 _helpers: _Helpers | None = None
@@ -161,35 +212,18 @@ def _run(fn: Callable, items: Sequence) -> list:
     helpers = _helpers_for(_num_threads - 1)
     if not helpers.busy.acquire(blocking=False):
         return [fn(item) for item in items]
-    results = [None] * n
-    errors: list[BaseException] = []
-    nxt = [0]
-    take = threading.Lock()
-
-    def work():
-        while not errors:
-            with take:
-                i = nxt[0]
-                nxt[0] = i + 1
-            if i >= n:
-                return
-            try:
-                results[i] = fn(items[i])
-            except BaseException as e:  # noqa: BLE001 - re-raised in the caller
-                errors.append(e)
-                return
-
+    region = _Region(fn, items)
     try:
         _local.busy = True  # the caller works too: its nested run() calls stay sequential
         try:
-            helpers.run_job(work)
+            helpers.run_region(region)
         finally:
             _local.busy = False
     finally:
         helpers.busy.release()
-    if errors:
-        raise errors[0]
-    return results
+    if region.errors:
+        raise region.errors[0]
+    return region.results
 
 
 PARALLEL_MIN_ELEMENTS = 1 << 19  # below this much work a region's wake-ups cost more than they save
