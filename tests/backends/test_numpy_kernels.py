@@ -1134,6 +1134,26 @@ def test_all_finite_checks_sums_then_elements():
     assert all_finite([np.arange(5)])
 
 
+def test_all_finite_checks_small_arrays_together():
+    """Small arrays are concatenated and checked as one: a NaN or inf in any of them (of either
+    float type, or complex, or a non-contiguous view) is found, and a concatenation whose sum
+    overflows is checked element-wise."""
+    from dlbatch.backends.numpy_cpu.solver import SMALL, all_finite
+    r = np.random.default_rng(0)
+    small = [r.standard_normal(n).astype(t) for n, t in zip((3, 40, 700, 5), (np.float32, np.float64) * 2)]
+    assert all_finite(small + [np.ones((4, 6)).T, np.array([1 + 2j])])
+    for i in range(len(small)):
+        for bad in (np.nan, np.inf, -np.inf):
+            arrays = [a.copy() for a in small]
+            arrays[i][-1] = bad
+            assert not all_finite(arrays + [np.ones(SMALL)]), (i, bad)
+    view = np.ones((6, 6))[::2, ::3].copy(order="F")
+    view[1, 1] = np.nan
+    assert not all_finite([np.ones(3), view]) and not all_finite([np.ones(3), np.array([np.nan * 1j])])
+    near_max = [np.full(8, 3e38, np.float32) for _ in range(4)]  # finite; their sum overflows
+    assert all_finite(near_max)
+
+
 def test_maxpool_without_input_gradient_computes_maxima_only():
     x = np.random.default_rng(0).standard_normal((2, 3, 9, 9))
     for attrs in ({"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},

@@ -143,11 +143,22 @@ def _adam(names, params, grads, state, hp):
     return new_params, new_state
 
 
+SMALL = 1 << 14  # arrays below this many elements are checked together, as one concatenation
+
+
 def all_finite(arrays) -> bool:
     """The sum of a float array is finite exactly when every element is, unless the sum
-    overflows; only arrays whose block sums are not finite are checked element-wise."""
+    overflows; only arrays whose block sums are not finite are checked element-wise. Small
+    arrays (biases, batch-norm parameters, a compact model's weights) are concatenated first:
+    one sum instead of a Python call each (a compact model's step checks about 160 arrays)."""
     floats = [np.asarray(a) for a in arrays]
     floats = [a for a in floats if a.dtype.kind in "fc" and a.size]
+    small = [a.reshape(-1) for a in floats if a.size < SMALL]
+    floats = [a for a in floats if a.size >= SMALL]
+    if len(small) > 1:
+        floats.append(np.concatenate(small))
+    else:
+        floats.extend(small)
     flat = [a.reshape(-1) if a.flags.c_contiguous else a for a in floats]
     tasks = []
     for i, a in enumerate(flat):
