@@ -21,6 +21,12 @@ DW_TRANSPOSED_BELOW = 65  # output channels below which dW is computed transpose
 DW_BLOCKS = 4  # row blocks (parallel GEMMs) of a full-K dW
 SHARED_COLUMNS = True  # stride-1 backward: dW from the columns of dy that dx gathers anyway
 PHASE_SCATTER = True  # strided backward: dx through phase planes (.phase_scatter), not col2im
+# The backward of a Conv planned as one chunk (small maps: batch 1, late layers) had no parallel
+# work: its dx and dW GEMMs (which scale on the kernel threads, unlike im2col's short copies) run
+# as two parallel tasks where that chunk's GEMM has at least SPLIT_GEMM_MACS multiply-adds (a
+# parallel region costs about 0.05 ms). (Cutting the forward GEMM into output-row blocks instead
+# cost 10-20% at one thread: OpenBLAS runs the thinner GEMMs slower.)
+SPLIT_GEMM_MACS = 4 << 20
 
 
 def _partial_dw(cols: np.ndarray, rows: np.ndarray, out: np.ndarray, transposed: bool) -> None:
@@ -142,7 +148,13 @@ def _backward_shared_columns(xc, dyc, wt, tgeom, w, dx_out=None):
         # x itself is the row operand (copied only where it is not channel-major)
         _partial_dw(cols, rows2d_or_copy(xc[:, n0:n1, r0:r1], "conv_x"), parts[k], transposed)
 
-    parallel.run(chunk, range(nch))
+    if nch == 1 and c * tplan.ckk * tplan.chunk_len(0) >= SPLIT_GEMM_MACS:
+        # one chunk: its columns in the caller, then the dx and dW GEMMs beside each other
+        cols = tplan.im2col(dyc, 0)
+        parallel.run(lambda t: t(), [lambda: np.matmul(wtm, cols, out=rows2d(dxc)),
+                                     lambda: _partial_dw(cols, rows2d_or_copy(xc, "conv_x"), parts[0], transposed)])
+    else:
+        parallel.run(chunk, range(nch))
     dwp = parts[0] if nch == 1 else parts.sum(axis=0)
     if transposed:  # rows (o, i, j), columns c
         flipped = dwp.reshape(o, kh, kw, c)[:, ::-1, ::-1, :].transpose(0, 3, 1, 2)
@@ -206,12 +218,12 @@ def conv_backward(x, w, dy, g, need_x: bool, need_w: bool, dx_out=None):
     if need_w:
         parts = buffers.empty((nch, plan.ckk, o) if transposed else (nch, o, plan.ckk), x.dtype)
 
-    def chunk(k):
+    def chunk(k, dw_part=True, dx_part=True):
         n0, n1, r0, r1 = plan.chunks[k]
         dy2 = rows2d(dyc[:, n0:n1, r0:r1])
-        if need_w:
+        if need_w and dw_part:
             _partial_dw(plan.im2col(xc, k), dy2, parts[k], transposed)
-        if scatter:
+        if scatter and dx_part:
             if plan.direct:
                 np.matmul(wm.T, dy2, out=rows2d(dxc[:, n0:n1, r0:r1]))
                 return
@@ -228,6 +240,9 @@ def conv_backward(x, w, dy, g, need_x: bool, need_w: bool, dx_out=None):
         # row chunks of one sample share input rows: even chunks, then odd ones (fixed order)
         parallel.run(chunk, range(0, nch, 2))
         parallel.run(chunk, range(1, nch, 2))
+    elif nch == 1 and need_w and scatter and o * plan.ckk * plan.chunk_len(0) >= SPLIT_GEMM_MACS:
+        # one chunk: its dW and dx (each a GEMM of this size) as two parallel tasks
+        parallel.run(lambda part: chunk(0, *part), [(False, True), (True, False)])
     else:
         # dx chunks (bigger) first, then the dW chunks, all in one parallel region
         run_tasks(dx_tasks + [(chunk, k) for k in range(nch)])
