@@ -13,41 +13,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from .collective import batchnorm_collective
-from .errors import DLPluginError
 from .graph import Graph
+from .kernel_errors import missing_kernel_error
+from .regularization import add_weight_prior
 
 __all__ = ["Backend", "Program", "ForwardResult", "OpContext", "missing_kernel_error"]
-
-
-def missing_kernel_error(graph: Graph, kernels: Mapping[str, Any], backend: str) -> DLPluginError | None:
-    """The error for the first node whose op has no kernel on `backend`, or None.
-
-    A backend's `compile` calls this first, so that every backend refuses an unsupported
-    graph with the same message: it names the node, the op, the supported ops and how a
-    plugin adds the op.
-
-    Args:
-        graph: the graph to compile.
-        kernels: op type -> kernel, the kernels registered for `backend`.
-        backend: the backend's name, for the message.
-
-    Returns:
-        A DLPluginError to raise, or None when every op has a kernel.
-
-    Examples:
-        >>> from dlbatch.core.graph import Graph, Node, ValueInfo
-        >>> graph = Graph([Node("Softplus", ["x"], ["y"], name="smooth")], [ValueInfo("x", (None, 2))],
-        ...               [ValueInfo("y", (None, 2))], trainable=[])
-        >>> print(missing_kernel_error(graph, {"Relu": object()}, "mine"))   # doctest: +ELLIPSIS
-        node 'smooth': op 'Softplus' is not supported by the mine backend; supported ops: Relu. ...
-    """
-    for node in graph.nodes:
-        if node.op_type not in kernels:
-            return DLPluginError(
-                f"node {node.name or node.outputs[0]!r}: op {node.op_type!r} is not supported by the "
-                f"{backend} backend; supported ops: {', '.join(sorted(kernels))}. A plugin can add it "
-                f"with the dlbatch_register_ops hook (register({backend!r}, {node.op_type!r}, kernel))")
-    return None
 
 
 @dataclass
@@ -325,6 +295,30 @@ class Backend(ABC):
             False
         """
         return all(bool(np.isfinite(self.to_numpy(a)).all()) for a in arrays)
+
+    def add_weight_prior(self, params: Mapping[str, Any], grads: dict, names, weight_prior: float):
+        """Add the weight prior's gradient weight_prior * w to `grads` and return its value R.
+
+        R = weight_prior / 2 * sum w^2 over `names` (SPEC section 3). The default is the
+        generic array-API code; a backend may override it with fewer passes over memory.
+
+        Args:
+            params: trainable parameter name -> backend array (not changed).
+            grads: parameter name -> gradient; the entries of `names` are replaced by new arrays.
+            names: the regularized parameters (rank >= 2).
+            weight_prior: the factor; 0 leaves `grads` as they are.
+
+        Returns:
+            R, a 0-d backend array or a float (0.0 when weight_prior is 0).
+
+        Examples:
+            >>> grads = {"w": np.zeros(2)}
+            >>> float(numpy_backend.add_weight_prior({"w": np.array([1.0, 2.0])}, grads, ["w"], 0.1))
+            0.25
+            >>> grads["w"]
+            array([0.1, 0.2])
+        """
+        return add_weight_prior(self.xp, params, grads, names, weight_prior)
 
     def solver_step(self, solver, params: dict, grads: dict, state: dict, hp: Mapping[str, Any]):
         """One solver update, once per train step after the gradients are averaged.

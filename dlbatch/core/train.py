@@ -49,7 +49,7 @@ from .errors import DLBackendError, DLError, DLNumericError, DLSampleError
 from .loss import Loss
 from .model_type import LossTerm
 from .plugins import manager
-from .regularization import add_weight_prior, regularized_names
+from .regularization import regularized_names
 from .samples import as_sample_list
 from .system import get_system
 
@@ -196,7 +196,7 @@ def train_step(model, samples) -> dict[str, float]:
         grads = {n: grads[n] for n in trainable}
         grads, stats, result_losses = _reduce_over_ranks(coll, grads, stats, result_losses, bn_sync is None)
     reg_names = regularized_names({n: tuple(v.shape) for n, v in trainable.items()})
-    reg = add_weight_prior(xp, trainable, grads, reg_names, hp["weight_prior"])
+    reg = backend.add_weight_prior(trainable, grads, reg_names, hp["weight_prior"])
 
     result_losses["loss_regularization"] = float(reg)
     total = sum(bt.weight * result_losses[bt.result_key] for bt in terms) + result_losses["loss_regularization"]

@@ -53,6 +53,12 @@ class NumpyBackend(Backend):
         from .solver import all_finite
         return all_finite(arrays)
 
+    def add_weight_prior(self, params, grads, names, weight_prior):
+        """One blocked, threaded pass (solver.add_weight_prior), else the generic code."""
+        from .solver import add_weight_prior
+        reg = add_weight_prior(params, grads, names, weight_prior)
+        return super().add_weight_prior(params, grads, names, weight_prior) if reg is None else reg
+
     def solver_step(self, solver, params, grads, state, hp):
         """The built-in solvers as blocked, threaded updates (bit-identical to the generic
         step); any other solver runs its own generic step."""

@@ -143,6 +143,31 @@ def _adam(names, params, grads, state, hp):
     return new_params, new_state
 
 
+def add_weight_prior(params, grads, names, weight_prior: float):
+    """grads[n] = g + weight_prior * w for the regularized names and R = weight_prior/2 * sum
+    w^2, in one blocked, threaded pass (the generic step's operations on each element, so the
+    same gradient bits; R from per-block sums added in block order, so the same at any thread
+    count), instead of four full-size passes and temporaries per weight. None where the arrays
+    do not fit (the generic code runs)."""
+    names = list(names)
+    if weight_prior == 0.0 or not names or not _usable(params, grads, names):
+        return None
+    new = {n: np.empty(grads[n].shape, grads[n].dtype) for n in names}
+
+    def block(t):
+        n, a, z = t
+        w = _flat(params[n])[a:z]
+        out = _flat(new[n])[a:z]
+        np.multiply(weight_prior, w, out=out)
+        np.add(_flat(grads[n])[a:z], out, out=out)
+        return float(np.multiply(w, w, out=scratch("prior", w.shape, w.dtype)).sum())
+
+    partials = parallel.run_sized(block, _tasks(names, grads), sum(grads[n].size for n in names))
+    grads.update(new)
+    total = grads[names[0]].dtype.type(sum(partials))  # in the model's precision, as the generic R
+    return 0.5 * weight_prior * total
+
+
 SMALL = 1 << 14  # arrays below this many elements are checked together, as one concatenation
 
 

@@ -192,6 +192,12 @@ class TorchBackend(Backend):
         self._deterministic = flag
 
     # -- solver -------------------------------------------------------------------------------
+    def add_weight_prior(self, params, grads, names, weight_prior):
+        """Two multi-tensor calls (solver.add_weight_prior), else the generic code."""
+        from .solver import add_weight_prior
+        reg = add_weight_prior(params, grads, names, weight_prior)
+        return super().add_weight_prior(params, grads, names, weight_prior) if reg is None else reg
+
     def solver_step(self, solver, params: dict, grads: dict, state: dict, hp: Mapping[str, Any]):
         from .solver import fused_step
         result = fused_step(solver, params, grads, state, hp)

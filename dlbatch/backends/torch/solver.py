@@ -22,6 +22,23 @@ def fused_step(solver, params: Mapping[str, Any], grads: Mapping[str, Any], stat
     return None
 
 
+def add_weight_prior(params, grads, names, weight_prior: float):
+    """grads[n] = g + weight_prior * w and R = weight_prior/2 * sum w^2 in two multi-tensor
+    calls (torch._foreach_add, torch._foreach_norm) instead of four launches per weight; None
+    where the weights are not all of one device and type (the generic code runs)."""
+    torch = require_torch()
+    names = list(names)
+    ws = [params[n] for n in names]
+    if weight_prior == 0.0 or not names or len({(w.device, w.dtype) for w in ws}) != 1 \
+            or any(grads[n].dtype != ws[0].dtype for n in names):
+        return None
+    with torch.no_grad():
+        new = torch._foreach_add([grads[n] for n in names], ws, alpha=weight_prior)
+        total = torch.stack(torch._foreach_norm(ws, 2.0)).square().sum()
+    grads.update(zip(names, new))
+    return 0.5 * weight_prior * total
+
+
 def _split(names, slot: Mapping):
     """(names with a previous slot value, names without one: zeros, SPEC v_0 = 0)."""
     have = [n for n in names if slot.get(n) is not None]
