@@ -108,3 +108,30 @@ def test_split_is_chosen_from_gemm_size(monkeypatch):
         _step(x, w, None, attrs)
         assert (max(spy.sizes) > 1) == split, spy.sizes
         monkeypatch.undo()
+
+
+@pytest.mark.parametrize("s", [(1, 1), (2, 2)])
+def test_row_chunks_cut_to_row_budget_match_torch_and_threads(s, monkeypatch):
+    """A sample whose columns exceed COLS_BUDGET is cut into row chunks of at most ROW_BUDGET
+    (many chunks, each kept in cache), with the results of torch autograd in float64 and the
+    same bits at 1, 2 and 3 threads."""
+    shape, o, k, p = (1, 6, 23, 11), 5, (3, 3), (1, 1, 1, 1)
+    attrs = _attrs(k, s, p)
+    geom = conv_geom("Conv", attrs, shape, (o, shape[1]) + k)
+    row = shape[1] * 9 * geom.out[1] * 8  # bytes of columns per output row (float64)
+    monkeypatch.setattr(plan_mod, "COLS_BUDGET", 4 * row)  # one sample is more: rows are split
+    monkeypatch.setattr(plan_mod, "ROW_BUDGET", 2 * row)
+    plan = plan_mod.plan_for(shape, o, geom, 8)
+    assert plan.row_split and len(plan.chunks) > plan_mod.MIN_CHUNKS
+    assert max(plan.ckk * plan.chunk_len(i) * 8 for i in range(len(plan.chunks))) <= 2 * row
+    r = np.random.default_rng(4)
+    x, w = r.standard_normal(shape), r.standard_normal((o, shape[1]) + k)
+    outs, grads, dy = _step(x, w, None, attrs)
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    y = F.conv2d(F.pad(xt, (p[1], p[3], p[0], p[2])), wt, stride=s)
+    y.backward(torch.tensor(dy))
+    np.testing.assert_allclose(outs[0], y.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grads[0], xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grads[1], wt.grad.numpy(), rtol=1e-12, atol=1e-11)
+    x32, w32 = x.astype(np.float32), w.astype(np.float32)
+    assert_same_bits_at_1_2_3_threads(lambda: [a for a in sum(_step(x32, w32, None, attrs)[:2], []) if a is not None])
