@@ -8,7 +8,10 @@ kept) and says where its feature maps are; the `Network` it returns adds head la
 (convolution, batch normalization, ReLU, global average pooling, fully connected) initialised as
 torchvision does, and `Network.finish` gives the graph and values. Layers are named by the
 caller (`name` prefixes the layer's weights, `output` names its result tensor), so the metadata
-can say which output holds the logits and which weights form the head.
+can say which output holds the logits and which weights form the head. For decoders, feature
+pyramids and dense detection heads the network also upsamples, adds and concatenates maps,
+shares convolution weights across levels and flattens per-location outputs (the built-in
+segmentation and detection model types build through it too).
 
 Examples:
     A classifier head with 5 outputs on the compact backbone, built the way a model type's
@@ -36,9 +39,9 @@ from ..core.errors import DLParamError
 from .backbones import BACKBONES
 from .builder import GraphBuilder
 from .file_backbone import read_backbone_file
-from .network_layers import Network
+from .network_layers import ConvWeights, Network
 
-__all__ = ["Network", "build_backbone", "backbone_names", "fully_connected_init"]
+__all__ = ["Network", "ConvWeights", "build_backbone", "backbone_names", "fully_connected_init"]
 
 # the smallest image side each built-in backbone takes (compact: two 2x2 max-pools)
 MIN_SIDE = {"compact": 4, "resnet18": 1}
@@ -80,7 +83,8 @@ def _image_dimensions(image_dimensions) -> tuple[int, int, int]:
 
 
 def build_backbone(backbone: str | os.PathLike, image_dimensions: Sequence[int] | Mapping[str, Any],
-                   rng: np.random.Generator | int, *, strides: Sequence[int] = FILE_STRIDES) -> Network:
+                   rng: np.random.Generator | int, *, strides: Sequence[int] = FILE_STRIDES,
+                   min_levels: int | None = None) -> Network:
     """A new network holding a backbone, ready for a model type's head layers.
 
     Call it from a model type's `build` hook with the hook's `backbone`, `hp` and `rng`: the same
@@ -94,9 +98,11 @@ def build_backbone(backbone: str | os.PathLike, image_dimensions: Sequence[int] 
             takes them, or a build hook's `hp` (its image_width, image_height,
             image_num_channels).
         rng: the generator the new weights are drawn from (the build hook's), or a seed.
-        strides: for a file backbone, the strides to tap (the network needs at least three
-            consecutive ones of them, or all when fewer are asked for); built-in backbones give
-            all their feature maps.
+        strides: for a file backbone, the strides to tap; built-in backbones give all their
+            feature maps.
+        min_levels: for a file backbone, the fewest consecutive `strides` the network must have
+            (default three, or all when fewer are asked for); it gives the longest run it has.
+            A feature pyramid that makes its deeper levels itself may take 1.
 
     Returns:
         The Network; `network.features` are the backbone's feature maps, shallowest first.
@@ -132,8 +138,8 @@ def build_backbone(backbone: str | os.PathLike, image_dimensions: Sequence[int] 
                            f"{', '.join(BACKBONES)}, or give the path of an ONNX classifier file (.onnx)")
     wanted = tuple(int(s) for s in strides)
     hp = {"image_width": w, "image_height": h, "image_num_channels": c}
-    features, input_name, opset = read_backbone_file(builder, name, hp, strides=wanted,
-                                                     min_levels=min(3, len(wanted)))
+    least = min(3, len(wanted)) if min_levels is None else int(min_levels)
+    features, input_name, opset = read_backbone_file(builder, name, hp, strides=wanted, min_levels=least)
     return Network(builder, features, input_name, c, name, opset=opset)
 
 

@@ -3,22 +3,25 @@
 
 It wraps the internal GraphBuilder, keeps every tensor's channel count so that a layer needs
 only its output size, refuses a layer name already in use, and cuts the finished graph to what
-its outputs need."""
+its outputs need. Its multi-scale layers (upsample, add, concat, shared convolution weights,
+per-location flattening), which decoders, feature pyramids and detection heads need, come from
+`dlbatch.models.decoder.MultiScaleLayers`."""
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
 
-from ..core.errors import DLParamError
+from ..core.errors import DLModelFileError, DLParamError
 from ..core.graph import Graph, ValueInfo
 from .backbones import Features
 from .builder import GraphBuilder
+from .decoder import ConvWeights, MultiScaleLayers
 
-__all__ = ["Network"]
+__all__ = ["Network", "ConvWeights"]
 
 
-class Network:
+class Network(MultiScaleLayers):
     """A network under construction: the backbone's layers and the head layers added to it.
 
     Made by `build_backbone`. Each layer method reads one tensor (a feature map's `name`, or a
@@ -75,10 +78,12 @@ class Network:
         self._shapes: dict[str, tuple] = {input_name: (None, image_channels, None, None)}
         for m in features.maps:
             self._shapes[m.name] = (None, m.channels, None, None)
+        # a file backbone's own names: a layer that would reuse one is the file's problem
+        self._file_names = self.names() if opset is not None else frozenset()
 
     # -- what is there ---------------------------------------------------------------------
     def channels(self, x: str) -> int:
-        """The channel count (features of a flattened tensor) of tensor `x`.
+        """The channel count (features of a flattened tensor, P of an N x rows x P one) of `x`.
 
         Args:
             x: a feature map's name or a tensor a layer returned.
@@ -93,7 +98,23 @@ class Network:
             >>> net.channels(net.features.last.name)
             128
         """
-        return self._shape(x)[1]
+        shape = self._shape(x)
+        return shape[2] if len(shape) == 3 else shape[1]
+
+    def names(self) -> frozenset[str]:
+        """Every tensor and weight name the network has (the backbone's included).
+
+        The layer methods refuse these as layer names; a model type may check a file backbone
+        for names it reserves.
+
+        Returns:
+            The names.
+
+        Examples:
+            >>> "image" in net.names(), "extra.conv.weight" in net.names()
+            (True, True)
+        """
+        return frozenset({o for n in self._b.nodes for o in n.outputs} | set(self._b.values) | set(self._shapes))
 
     def _shape(self, x: str) -> tuple:
         if x not in self._shapes:
@@ -108,8 +129,10 @@ class Network:
         if not isinstance(name, str) or not name:
             raise DLParamError(f"a layer needs a name (a non-empty string), got {name!r}")
         out = output or name
-        taken = {o for n in self._b.nodes for o in n.outputs} | set(self._b.values) | set(self._shapes)
-        clash = sorted(t for t in taken if t in (name, out) or t.startswith(name + "."))
+        clash = sorted(t for t in self.names() if t in (name, out) or t.startswith(name + "."))
+        if clash and clash[0] in self._file_names:
+            raise DLModelFileError(f"{self.backbone}: the classifier already has a tensor or weight {clash[0]!r}, a "
+                                   f"name the layer {name!r} uses; rename it in the network before exporting it")
         if clash:
             raise DLParamError(f"the network already has {clash[0]!r} (a tensor or weight of an earlier layer); "
                                "give the new layer another name")

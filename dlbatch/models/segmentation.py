@@ -14,13 +14,11 @@ from ..core.model_type import Encoded, Evaluation, LossTerm, MainMetric, ModelTy
 from ..core.params import ParamSpec
 from ..core.preprocess import resize_nearest
 from ..core.samples import check_image, images_to_nchw
-from .backbones import BACKBONES
-from .builder import GraphBuilder
 from .classification import class_weight_array
 from .decoder import CLASSIFIER, PREFIX as DECODER_PREFIX, build_decoder
-from .file_backbone import read_backbone_file
 from .image_size import check_size_multiple
 from .label_images import LabelMap, label_image, weight_image
+from .network import backbone_names, build_backbone
 from .segmentation_metrics import PixelConfusion, segmentation_measures
 from .segmentation_overlay import draw_segmentation_overlay
 
@@ -56,31 +54,24 @@ class Segmentation(ModelType):
                           model_types=(NAME,))]
 
     def backbones(self) -> Sequence[str]:
-        return list(BACKBONES)
+        return backbone_names()
 
     def build(self, hp, backbone, rng):
-        b = GraphBuilder(rng)
-        c, k = hp["image_num_channels"], len(hp["class_ids"])
-        if backbone in BACKBONES:
-            features = BACKBONES[backbone](b, "image", c)
-            maps = tuple(features.at(s) for s in BUILTIN_STRIDES[backbone])
-            input_name, opset = "image", None
-        else:
-            features, input_name, opset = read_backbone_file(b, backbone, hp)
-            maps = features.maps
+        net = build_backbone(backbone, hp, rng)
+        k = len(hp["class_ids"])
+        maps = (tuple(net.features.at(s) for s in BUILTIN_STRIDES[backbone]) if net.opset is None
+                else net.features.maps)
         _check_size(hp, maps[-1].stride, backbone)
-        clash = sorted({o for n in b.nodes for o in n.outputs} | set(b.values)) if opset is not None else []
-        clash = [t for t in clash if t == LOGITS or t.startswith(DECODER_PREFIX + ".")]
-        if clash:
-            raise DLModelFileError(f"{backbone}: the classifier already has tensors named {clash[:3]}, which the "
-                                   "segmentation decoder adds; rename them in the network before exporting it")
-        logits = build_decoder(b, maps, k, LOGITS)
-        graph = b.graph([ValueInfo(input_name, (None, c, None, None))], [ValueInfo(logits, (None, k, None, None))])
-        if opset is not None:
-            graph.opset = opset  # the backbone's nodes keep the semantics of the file's opset
-        meta = {"input": input_name, "logits": logits, "size_multiple": maps[-1].stride,
+        if net.opset is not None:  # the file's own names must leave the decoder's free
+            clash = sorted(t for t in net.names() if t == LOGITS or t.startswith(DECODER_PREFIX + "."))
+            if clash:
+                raise DLModelFileError(f"{backbone}: the classifier already has tensors named {clash[:3]}, which "
+                                       "the segmentation decoder adds; rename them in the network before exporting it")
+        logits = build_decoder(net, maps, k, LOGITS)
+        graph, values = net.finish([logits])
+        meta = {"input": net.input, "logits": logits, "size_multiple": maps[-1].stride,
                 "head_weight": f"{CLASSIFIER}.weight", "head_bias": f"{CLASSIFIER}.bias"}
-        return graph, b.values, meta
+        return graph, values, meta
 
     def loss_terms(self, meta):
         return [LossTerm("segmentation", meta["logits"], "multinomial_logistic")]

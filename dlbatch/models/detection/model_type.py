@@ -14,9 +14,7 @@ from ...core.graph import ValueInfo
 from ...core.model_type import Encoded, Evaluation, LossTerm, MainMetric, ModelType, TermTarget
 from ...core.preprocess import SampleContext
 from ...core.samples import check_image, images_to_nchw
-from ..backbones import BACKBONES
-from ..builder import GraphBuilder
-from ..file_backbone import read_backbone_file
+from ..network import backbone_names, build_backbone
 from ..image_size import check_size_multiple
 from . import box_coder
 from .anchors import Anchors, anchors_per_location, generate_anchors, generate_oriented_anchors
@@ -113,7 +111,7 @@ class Detection(ModelType):
         return {"losses": None}
 
     def backbones(self) -> Sequence[str]:
-        return list(BACKBONES)
+        return backbone_names()
 
     def build(self, hp, backbone, rng):
         if hp["max_level"] < hp["min_level"]:
@@ -122,25 +120,18 @@ class Detection(ModelType):
         unknown = sorted(set(hp.get("class_ids_no_orientation") or ()) - set(hp["class_ids"]))
         if unknown:
             raise DLParamError(f"class_ids_no_orientation has {unknown}, which are not class_ids {hp['class_ids']}")
-        b = GraphBuilder(rng)
-        c, k, geometry = hp["image_num_channels"], len(hp["class_ids"]), _geometry(hp)
-        if backbone in BACKBONES:
-            features, input_name, opset = BACKBONES[backbone](b, "image", c), "image", None
-        else:
-            features, input_name, opset = read_backbone_file(b, backbone, hp, min_levels=1)
-        pyramid = build_pyramid(b, features, hp["min_level"], hp["max_level"], CAPACITY[hp["capacity"]][0])
+        k, geometry = len(hp["class_ids"]), _geometry(hp)
+        # a classifier file: its feature maps at strides 4..32, as many consecutive ones as it has
+        net = build_backbone(backbone, hp, rng, min_levels=1)
+        pyramid = build_pyramid(net, hp["min_level"], hp["max_level"], CAPACITY[hp["capacity"]][0])
         layout = HeadLayout(k, geometry.num_params, _anchors_per_location(hp))
-        logits, deltas = build_heads(b, pyramid, hp["capacity"], layout)
-        graph = b.graph([ValueInfo(input_name, (None, c, None, None))],
-                        [ValueInfo(logits, (None, None, k)), ValueInfo(deltas, (None, None, geometry.num_params))])
+        logits, deltas = build_heads(net, pyramid, hp["capacity"], layout)
         # backbone stages deeper than the pyramid reads (resnet18's stride 32 under max_level 4)
-        # would run, keep batch-norm statistics and take the weight prior for nothing
-        graph = graph.restricted_to(graph.outputs)
-        if opset is not None:
-            graph.opset = opset
-        meta = {"input": input_name, "class_logits": logits, "box_deltas": deltas,
+        # stay out: they would run, keep batch-norm statistics and take the weight prior for nothing
+        graph, values = net.finish([logits, deltas])
+        meta = {"input": net.input, "class_logits": logits, "box_deltas": deltas,
                 "head_weight": f"{CLASS_HEAD}.out.weight", "head_bias": f"{CLASS_HEAD}.out.bias"}
-        return graph, {n: b.values[n] for n in graph.initializer_names()}, meta
+        return graph, values, meta
 
     def loss_terms(self, meta):
         return [LossTerm("class", meta["class_logits"], "focal", "class_heads_weight"),

@@ -18,8 +18,7 @@ import math
 from dataclasses import dataclass
 
 from ...core.errors import DLParamError
-from ..backbones import Features
-from ..builder import GraphBuilder
+from ..network import Network
 
 # capacity -> (pyramid and head width, 3x3 conv + ReLU layers per head)
 CAPACITY = {"high": (128, 4), "medium": (64, 2), "low": (32, 1)}
@@ -39,9 +38,10 @@ def _level_of(stride: int) -> int:
     return int(round(math.log2(stride)))
 
 
-def build_pyramid(b: GraphBuilder, features: Features, min_level: int, max_level: int, width: int) -> dict[int, str]:
-    """Pyramid maps {level: tensor} with `width` channels for min_level..max_level."""
-    available = {_level_of(m.stride): m for m in features.maps}
+def build_pyramid(net: Network, min_level: int, max_level: int, width: int) -> dict[int, str]:
+    """Pyramid maps {level: tensor} with `width` channels for min_level..max_level, on the
+    backbone feature maps of `net`."""
+    available = {_level_of(m.stride): m for m in net.features.maps}
     shallowest, deepest = min(available), max(available)
     if min_level < shallowest:
         raise DLParamError(f"min_level={min_level} needs a backbone map at stride {2 ** min_level}; this backbone's "
@@ -51,43 +51,42 @@ def build_pyramid(b: GraphBuilder, features: Features, min_level: int, max_level
     top = None
     for level in reversed(inner_levels):
         m = available[level]
-        lateral = b.conv(m.name, m.channels, width, 1, f"fpn.lateral{level}", pad=0, bias=True)
-        top = lateral if top is None else b.add(lateral, b.upsample_nearest(top, 2, f"fpn.up{level}"),
-                                                 f"fpn.merge{level}")
-        pyramid[level] = b.conv(top, width, width, 3, f"fpn.out{level}", bias=True)
+        lateral = net.conv(m.name, width, 1, f"fpn.lateral{level}", padding=0, bias=True)
+        top = lateral if top is None else net.add(lateral, net.upsample(top, 2, f"fpn.up{level}", mode="nearest"),
+                                                   f"fpn.merge{level}")
+        pyramid[level] = net.conv(top, width, 3, f"fpn.out{level}", bias=True)
     # deeper levels: stride-2 convolutions from the deepest pyramid (or backbone) map
-    source, channels, level = ((pyramid[max(pyramid)], width, max(pyramid)) if pyramid
-                               else (available[deepest].name, available[deepest].channels, deepest))
+    source, level = (pyramid[max(pyramid)], max(pyramid)) if pyramid else (available[deepest].name, deepest)
     first = True
     while level < max_level:
         level += 1
-        x = source if first else b.relu(source, f"fpn.relu{level}")
-        source = b.conv(x, channels, width, 3, f"fpn.extra{level}", stride=2, bias=True)
-        channels, first = width, False
+        x = source if first else net.relu(source, f"fpn.relu{level}")
+        source = net.conv(x, width, 3, f"fpn.extra{level}", stride=2, bias=True)
+        first = False
         if level >= min_level:
             pyramid[level] = source
     return {lvl: pyramid[lvl] for lvl in range(min_level, max_level + 1)}
 
 
-def _head(b: GraphBuilder, pyramid: dict[int, str], width: int, depth: int, outputs_per_anchor: int,
+def _head(net: Network, pyramid: dict[int, str], width: int, depth: int, outputs_per_anchor: int,
           layout: HeadLayout, name: str, bias: float, output: str) -> str:
     """One head with weights shared across levels; its outputs flattened and concatenated."""
-    convs = [b.conv_params(width, width, 3, f"{name}.conv{i}", std=0.01) for i in range(depth)]
-    final = b.conv_params(width, layout.anchors_per_location * outputs_per_anchor, 3, f"{name}.out",
-                          std=0.01, bias=bias)
+    convs = [net.conv_weights(width, width, 3, f"{name}.conv{i}", std=0.01) for i in range(depth)]
+    final = net.conv_weights(width, layout.anchors_per_location * outputs_per_anchor, 3, f"{name}.out",
+                             std=0.01, bias=bias)
     per_level = []
     for level, x in pyramid.items():
-        for i, params in enumerate(convs):
-            x = b.relu(b.conv_with(x, params, 3, f"{name}.conv{i}.p{level}"), f"{name}.relu{i}.p{level}")
-        y = b.conv_with(x, final, 3, f"{name}.out.p{level}")
-        per_level.append(b.flatten_locations(y, outputs_per_anchor, f"{name}.flat.p{level}"))
-    return b.concat(per_level, 1, f"{name}.concat", output=output)
+        for i, weights in enumerate(convs):
+            x = net.relu(net.conv_with(x, weights, f"{name}.conv{i}.p{level}"), f"{name}.relu{i}.p{level}")
+        y = net.conv_with(x, final, f"{name}.out.p{level}")
+        per_level.append(net.flatten_locations(y, outputs_per_anchor, f"{name}.flat.p{level}"))
+    return net.concat(per_level, f"{name}.concat", output=output)
 
 
-def build_heads(b: GraphBuilder, pyramid: dict[int, str], capacity: str, layout: HeadLayout) -> tuple[str, str]:
+def build_heads(net: Network, pyramid: dict[int, str], capacity: str, layout: HeadLayout) -> tuple[str, str]:
     """(class logits, box deltas) outputs of RetinaNet's heads on `pyramid`."""
     width, depth = CAPACITY[capacity]
     prior_bias = -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
-    logits = _head(b, pyramid, width, depth, layout.num_classes, layout, CLASS_HEAD, prior_bias, CLASS_LOGITS)
-    deltas = _head(b, pyramid, width, depth, layout.box_params, layout, BOX_HEAD, 0.0, BOX_DELTAS)
+    logits = _head(net, pyramid, width, depth, layout.num_classes, layout, CLASS_HEAD, prior_bias, CLASS_LOGITS)
+    deltas = _head(net, pyramid, width, depth, layout.box_params, layout, BOX_HEAD, 0.0, BOX_DELTAS)
     return logits, deltas
