@@ -52,9 +52,12 @@ class ConvPlan:
         else:  # rows of single samples: big samples, or too few samples to share out
             # row chunks are cut to about ROW_BUDGET (L2-sized): their columns are written by
             # im2col and read by the GEMM right after, from cache (a 16-channel 3x3 Conv on one
-            # 256x256 image: 5 chunks of 7.7 MB took 21.0 ms fwd+bwd, 36 of 1 MB 18.2 ms)
+            # 256x256 image: 5 chunks of 7.7 MB took 21.0 ms fwd+bwd, 36 of 1 MB 18.2 ms); a
+            # multiple of the chunks per sample that share it out (4 of 1.2 MB, not 5 of 0.9 MB,
+            # which two threads would take 3 and 2)
+            q = -(-min_chunks // n)
             row_budget = min(budget, ROW_BUDGET)
-            parts = min(ho, max(-(-per_sample // max(1, row_budget)), -(-min_chunks // n)))
+            parts = min(ho, max(q, q * round(per_sample / (max(1, row_budget) * q))))
             self.chunks = [(i, i + 1, r0, r1) for i in range(n) for r0, r1 in parallel.chunks(ho, parts)]
             self.row_split = True
         rows = [tap_range(ho, h, i, g.s[0], g.d[0], g.pb[0]) for i in range(kh)]
