@@ -35,11 +35,14 @@ def test_many_small_regions_run_each_item_once(threads):
 
 def test_caller_waits_for_an_item_a_helper_claimed():
     main = threading.get_ident()
-    finished = []
+    finished, by_helper = [], []
 
     def fn(i):
         if threading.get_ident() != main:
+            by_helper.append(i)
             time.sleep(0.05)  # the caller has long run out of items by now
+        else:
+            time.sleep(0.005)  # time for a helper to wake and claim an item
         finished.append(i)
         return i
 
@@ -50,6 +53,7 @@ def test_caller_waits_for_an_item_a_helper_claimed():
             assert sorted(finished) == list(range(6))  # nothing still running after the return
 
     at_threads(2, region)
+    assert by_helper  # the helper did take items (else nothing here was waited for)
 
 
 def test_helper_error_is_reraised_and_later_regions_work():
