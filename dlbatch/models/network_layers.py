@@ -30,7 +30,11 @@ class Network(MultiScaleLayers):
     and no two layers share one; `output` names the output tensor (default: `name`), e.g.
     "logits" for the tensor a loss term reads. Input channel counts are known to the network.
     New weights follow torchvision: convolutions He-normal (fan_out), batch normalization scale
-    1 and shift 0, fully connected layers as torch.nn.Linear. `finish` returns the graph.
+    1 and shift 0, fully connected layers as torch.nn.Linear. `finish` returns the graph. For
+    decoders, feature pyramids and dense detection heads it also has `upsample`, `add`,
+    `concat`, `conv_weights` with `conv_with` (weights shared across levels) and
+    `flatten_locations` (from `dlbatch.models.decoder.MultiScaleLayers`). A name a file
+    backbone already uses is refused as a DLModelFileError (rename it in the file).
 
     Attributes:
         features: the backbone's feature maps (`features.maps`, shallowest first; `features.last`
