@@ -41,6 +41,11 @@ def _rows(t: torch.Tensor, r: int) -> torch.Tensor:
     return t.permute(0, 2, 3, 1).reshape(-1, r * c)
 
 
+def _tile(t: torch.Tensor, r: int) -> torch.Tensor:
+    """The per-channel vector t repeated for the r wide channels (cat: ~1 us, repeat: ~10 us)."""
+    return torch.cat([t] * r)
+
+
 class WideBatchNorm(torch.autograd.Function):
     """(y, batch mean, biased batch variance) of x normalised per channel; see the module."""
 
@@ -52,9 +57,9 @@ class WideBatchNorm(torch.autograd.Function):
         wide_mean, wide_var = wide_mean.view(r, c), wide_var.view(r, c)
         mean = wide_mean.mean(0)
         var = wide_var.mean(0) + (wide_mean - mean).square().mean(0)
-        yw = torch.batch_norm(xw, weight.repeat(r), bias.repeat(r), mean.repeat(r), var.repeat(r),
-                              False, 0.0, eps, False)
-        fctx.save_for_backward(xw, weight, mean, torch.rsqrt(var + eps))
+        weight_t, mean_t, var_t = _tile(weight, r), _tile(mean, r), _tile(var, r)
+        yw = torch.batch_norm(xw, weight_t, _tile(bias, r), mean_t, var_t, False, 0.0, eps, False)
+        fctx.save_for_backward(xw, weight_t, mean_t, torch.rsqrt(var_t + eps))
         fctx.r, fctx.eps = r, eps
         fctx.mark_non_differentiable(mean, var)
         n, _, h, w = x.shape
@@ -62,20 +67,20 @@ class WideBatchNorm(torch.autograd.Function):
 
     @staticmethod
     def backward(fctx, dy, _mean_grad, _var_grad):
-        xw, weight, mean, invstd = fctx.saved_tensors
+        xw, weight_t, mean_t, invstd_t = fctx.saved_tensors
         r = fctx.r
         n, c, h, w = dy.shape
         dyw = _rows(dy.contiguous(memory_format=torch.channels_last), r)
         # per wide channel: sum(dy * xhat) and sum(dy), xhat with the real channel's statistics
         _, wide_dyx, wide_dy = torch.ops.aten.native_batch_norm_backward(
-            dyw, xw, weight.repeat(r), None, None, mean.repeat(r), invstd.repeat(r), True, fctx.eps,
-            [False, True, True])
+            dyw, xw, weight_t, None, None, mean_t, invstd_t, True, fctx.eps, [False, True, True])
         sum_dy_xhat, sum_dy = wide_dyx.view(r, c).sum(0), wide_dy.view(r, c).sum(0)
         count = xw.numel() // c
+        weight, mean, invstd = weight_t[:c], mean_t[:c], invstd_t[:c]
         a = weight * invstd
         b = -a * invstd * sum_dy_xhat / count
         shift = -a * sum_dy / count - b * mean
-        dxw = torch.addcmul(torch.addcmul(shift.repeat(r), xw, b.repeat(r)), dyw, a.repeat(r))
+        dxw = torch.addcmul(torch.addcmul(_tile(shift, r), xw, _tile(b, r)), dyw, _tile(a, r))
         dx = dxw.view(n, h, w, c).permute(0, 3, 1, 2)
         return dx, sum_dy_xhat, sum_dy, None, None
 
