@@ -211,20 +211,21 @@ def images_to_nchw(samples: Sequence[Mapping], hp: Mapping[str, Any], dtype: str
         dtype: the model's precision ("float32", "float64").
 
     Returns:
-        One N x C x H x W array of `dtype`.
+        One N x C x H x W array of `dtype` whose memory is N x H x W x C, the images' own
+        layout (channels_last): stacking is then a plain copy per image, and the torch
+        backend's channels_last input needs no transpose; a backend that wants NCHW memory
+        makes it in one copy (onnxruntime), the numpy backend reads either.
 
     Examples:
         >>> images_to_nchw(samples, hp, "float32").shape
         (1, 1, 2, 3)
     """
     h, w, c = hp["image_height"], hp["image_width"], hp["image_num_channels"]
-    batch = np.empty((len(samples), c, h, w), dtype=dtype)
+    batch = np.empty((len(samples), h, w, c), dtype=dtype)
     for i, s in enumerate(samples):
         img = np.asarray(s["image"])
-        if img.ndim == 2:
-            img = img[:, :, None]
-        batch[i] = img.transpose(2, 0, 1)
-    return batch
+        batch[i] = img[:, :, None] if img.ndim == 2 else img
+    return batch.transpose(0, 3, 1, 2)
 
 
 def class_index(sample: Mapping, index: int, key: str, id_to_index: Mapping[int, int]) -> int:
