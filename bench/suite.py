@@ -285,7 +285,8 @@ def main(argv=None) -> None:
                                                          "the suite networks in one process: for tests")
     ap.add_argument("--rounds", type=int, default=None, help="default 3 (--quick, --smoke: 1)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per process (default 10, --quick 3)")
-    ap.add_argument("--warmup", type=int, default=None, help="suite_case warm-up steps (default 2, --quick 1)")
+    ap.add_argument("--warmup", type=int, default=None, help="suite_case warm-up steps (default 3, as step_case's; --quick 1): the torch "
+                         "steps reach their steady time after 3-4 steps (allocator pools, oneDNN primitives)")
     ap.add_argument("--min-time", type=float, default=None,
                     help="each process times more than --steps steps until they add up to this many seconds "
                          "(default 1.0; --quick, --smoke: 0): short cases get as steady a median as long ones")
@@ -299,7 +300,7 @@ def main(argv=None) -> None:
     quick = a.quick or a.smoke
     a.rounds = a.rounds or (1 if quick else 3)
     a.steps = a.steps or (1 if a.smoke else 3 if a.quick else 10)
-    a.warmup = a.warmup if a.warmup is not None else (1 if quick else 2)
+    a.warmup = a.warmup if a.warmup is not None else (1 if quick else 3)
     a.min_time = a.min_time if a.min_time is not None else (0.0 if quick else 1.0)
     known = list(dict.fromkeys(n for n, _, _ in CASES))
     wanted = a.networks.split(",") if a.networks else [n for n in known if not (a.smoke and n in STEP_CASE_NETWORKS)]
