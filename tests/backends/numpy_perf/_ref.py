@@ -45,3 +45,13 @@ def assert_same_bits_at_1_2_3_threads(fn):
                 assert b is None
             else:
                 assert a.dtype == b.dtype and np.array_equal(a.view(np.uint8), b.view(np.uint8)), n
+
+
+def assert_matches_torch(outs, grads, y, leaves) -> None:
+    """A Conv kernel's output and input gradients against torch autograd in float64: `y` the torch
+    output (its backward already run), `leaves` the torch inputs in the kernel's input order (None
+    for an absent bias)."""
+    np.testing.assert_allclose(outs[0], y.detach().numpy(), rtol=1e-12, atol=1e-12)
+    for i, leaf in enumerate(leaves):
+        if leaf is not None:
+            np.testing.assert_allclose(grads[i], leaf.grad.numpy(), rtol=1e-12, atol=1e-12 if i == 0 else 1e-11)

@@ -8,7 +8,7 @@ import pytest
 import dlbatch.backends.numpy_cpu.ops.conv.depthwise as depthwise_mod
 import dlbatch.backends.numpy_cpu.ops.conv.phases as phases_mod
 
-from ._ref import assert_same_bits_at_1_2_3_threads, forward_backward
+from ._ref import assert_matches_torch, assert_same_bits_at_1_2_3_threads, forward_backward
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -44,11 +44,7 @@ def test_depthwise_matches_torch_autograd_float64(shape, k, s, d, p, bias):
     outs, grads, dy = forward_backward("Conv", [x, w] + ([b] if bias else []), attrs)
     xt, wt, bt, y = _torch(x, w, b, k, s, d, p)
     y.backward(torch.tensor(dy))
-    np.testing.assert_allclose(outs[0], y.detach().numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(grads[0], xt.grad.numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(grads[1], wt.grad.numpy(), rtol=1e-12, atol=1e-11)
-    if bias:
-        np.testing.assert_allclose(grads[2], bt.grad.numpy(), rtol=1e-12, atol=1e-11)
+    assert_matches_torch(outs, grads, y, [xt, wt, bt])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

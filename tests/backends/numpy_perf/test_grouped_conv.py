@@ -9,7 +9,7 @@ import pytest
 import dlbatch.backends.numpy_cpu.ops.conv.grouped as grouped_mod
 import dlbatch.backends.numpy_cpu.ops.conv.plan as plan_mod
 
-from ._ref import assert_same_bits_at_1_2_3_threads, forward_backward
+from ._ref import assert_matches_torch, assert_same_bits_at_1_2_3_threads, forward_backward
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -36,11 +36,7 @@ def test_grouped_conv_matches_torch_autograd_float64(shape, o, groups, k, s, p, 
     bt = torch.tensor(b, requires_grad=True) if bias else None
     y = F.conv2d(F.pad(xt, (p[1], p[3], p[0], p[2])), wt, bt, stride=s, groups=groups)
     y.backward(torch.tensor(dy))
-    np.testing.assert_allclose(outs[0], y.detach().numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(grads[0], xt.grad.numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(grads[1], wt.grad.numpy(), rtol=1e-12, atol=1e-11)
-    if bias:
-        np.testing.assert_allclose(grads[2], bt.grad.numpy(), rtol=1e-12, atol=1e-11)
+    assert_matches_torch(outs, grads, y, [xt, wt, bt])
 
 
 def test_group_loop_covers_the_few_group_geometries():

@@ -8,7 +8,7 @@ import pytest
 import dlbatch.backends.numpy_cpu.ops.conv.kn2row as kn2row_mod
 from dlbatch.backends.numpy_cpu.ops.conv.geometry import conv_geom
 
-from ._ref import assert_same_bits_at_1_2_3_threads, forward_backward
+from ._ref import assert_matches_torch, assert_same_bits_at_1_2_3_threads, forward_backward
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -35,9 +35,7 @@ def test_kn2row_conv_matches_torch_autograd_float64(shape, o, k, s, d, p, bias):
     bt = torch.tensor(b, requires_grad=True) if bias else None
     y = F.conv2d(F.pad(xt, (p[1], p[3], p[0], p[2])), wt, bt, stride=s, dilation=d)
     y.backward(torch.tensor(dy))
-    np.testing.assert_allclose(outs[0], y.detach().numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(grads[0], xt.grad.numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(grads[1], wt.grad.numpy(), rtol=1e-12, atol=1e-11)
+    assert_matches_torch(outs, grads, y, [xt, wt])
 
 
 def test_kn2row_is_kept_for_few_outputs_from_many_inputs():

@@ -12,7 +12,7 @@ import dlbatch.backends.numpy_cpu.ops.conv.plan as plan_mod
 from dlbatch.backends.numpy_cpu import parallel
 from dlbatch.backends.numpy_cpu.ops.conv.geometry import conv_geom
 
-from ._ref import assert_same_bits_at_1_2_3_threads, forward_backward
+from ._ref import assert_matches_torch, assert_same_bits_at_1_2_3_threads, forward_backward
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -66,11 +66,7 @@ def test_split_conv_matches_torch_autograd_float64(shape, o, k, s, p, bias, monk
     bt = torch.tensor(b, requires_grad=True) if bias else None
     y = F.conv2d(F.pad(xt, (p[1], p[3], p[0], p[2])), wt, bt, stride=s)
     y.backward(torch.tensor(dy))
-    np.testing.assert_allclose(outs[0], y.detach().numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(grads[0], xt.grad.numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(grads[1], wt.grad.numpy(), rtol=1e-12, atol=1e-11)
-    if bias:
-        np.testing.assert_allclose(grads[2], bt.grad.numpy(), rtol=1e-12, atol=1e-11)
+    assert_matches_torch(outs, grads, y, [xt, wt, bt])
 
 
 @pytest.mark.parametrize("shape,o,k,s,p,bias", GEOMETRIES)
@@ -130,8 +126,6 @@ def test_row_chunks_cut_to_row_budget_match_torch_and_threads(s, monkeypatch):
     xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
     y = F.conv2d(F.pad(xt, (p[1], p[3], p[0], p[2])), wt, stride=s)
     y.backward(torch.tensor(dy))
-    np.testing.assert_allclose(outs[0], y.detach().numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(grads[0], xt.grad.numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(grads[1], wt.grad.numpy(), rtol=1e-12, atol=1e-11)
+    assert_matches_torch(outs, grads, y, [xt, wt])
     x32, w32 = x.astype(np.float32), w.astype(np.float32)
     assert_same_bits_at_1_2_3_threads(lambda: [a for a in sum(_step(x32, w32, None, attrs)[:2], []) if a is not None])

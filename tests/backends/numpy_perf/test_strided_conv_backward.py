@@ -9,7 +9,7 @@ import pytest
 import dlbatch.backends.numpy_cpu.ops.conv.gemm as gemm_mod
 import dlbatch.backends.numpy_cpu.ops.conv.plan as plan_mod
 
-from ._ref import assert_same_bits_at_1_2_3_threads, forward_backward
+from ._ref import assert_matches_torch, assert_same_bits_at_1_2_3_threads, forward_backward
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -35,10 +35,7 @@ def test_strided_conv_gradients_match_torch_autograd_float64(shape, o, k, s, d, 
     xt, wt, bt = (torch.tensor(v, requires_grad=True) for v in (x, w, b))
     y = F.conv2d(F.pad(xt, (p[1], p[3], p[0], p[2])), wt, bt, stride=s, dilation=d)
     y.backward(torch.tensor(dy))
-    np.testing.assert_allclose(outs[0], y.detach().numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(grads[0], xt.grad.numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(grads[1], wt.grad.numpy(), rtol=1e-12, atol=1e-11)
-    np.testing.assert_allclose(grads[2], bt.grad.numpy(), rtol=1e-12, atol=1e-11)
+    assert_matches_torch(outs, grads, y, [xt, wt, bt])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
