@@ -397,22 +397,3 @@ def test_run_all_runs_the_rotated_nms_bench():
     records = run_all.run_rotated_nms(quick=True, sizes=[30])
     assert len(records) == 1 and records[0]["n"] == 30 and records[0]["nms_s"] > 0, records
 
-
-def test_timed_adds_steps_until_the_time_floor():
-    """step_case.timed: exactly --steps calls without a floor; with --min-time, more calls until
-    their times add up to it (never past MAX_STEPS)."""
-    sys.path.insert(0, str(BENCH))
-    import time
-
-    from step_case import MAX_STEPS, timed
-
-    calls = []
-
-    def fn():
-        calls.append(1)
-        time.sleep(0.002)
-
-    assert len(timed(fn, 3, 1)) == 3 and len(calls) == 4
-    times = timed(fn, 2, 0, min_time=0.03)
-    assert sum(times) >= 0.03 and 2 < len(times) <= MAX_STEPS
-    assert len(timed(lambda: None, 1, 0, min_time=1e9)) == MAX_STEPS
