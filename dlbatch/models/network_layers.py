@@ -5,7 +5,7 @@ It wraps the internal GraphBuilder, keeps every tensor's channel count so that a
 only its output size, refuses a layer name already in use, and cuts the finished graph to what
 its outputs need. Its multi-scale layers (upsample, add, concat, shared convolution weights,
 per-location flattening), which decoders, feature pyramids and detection heads need, come from
-`dlbatch.models.decoder.MultiScaleLayers`."""
+`dlbatch.models.network_multiscale.MultiScaleLayers`."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -16,7 +16,7 @@ from ..core.errors import DLModelFileError, DLParamError
 from ..core.graph import Graph, ValueInfo
 from .backbones import Features
 from .builder import GraphBuilder
-from .decoder import ConvWeights, MultiScaleLayers
+from .network_multiscale import ConvWeights, MultiScaleLayers
 
 __all__ = ["Network", "ConvWeights"]
 
@@ -33,7 +33,7 @@ class Network(MultiScaleLayers):
     1 and shift 0, fully connected layers as torch.nn.Linear. `finish` returns the graph. For
     decoders, feature pyramids and dense detection heads it also has `upsample`, `add`,
     `concat`, `conv_weights` with `conv_with` (weights shared across levels) and
-    `flatten_locations` (from `dlbatch.models.decoder.MultiScaleLayers`). A name a file
+    `flatten_locations` (from `dlbatch.models.network_multiscale.MultiScaleLayers`). A name a file
     backbone already uses is refused as a DLModelFileError (rename it in the file).
 
     Attributes:
