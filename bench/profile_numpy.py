@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--unfused", action="store_true", help="run the graph's nodes without fusion")
     ap.add_argument("--threads", type=int, default=0, help="kernel threads (default: the backend's)")
+    ap.add_argument("--network", default="", help="a bench/suite_networks.py network (its exported "
+                    "ONNX file, as suite.py reads it) instead of a built-in --backbone")
     a = ap.parse_args()
 
     import dlbatch
@@ -71,9 +73,16 @@ def main() -> None:
     if a.threads:
         parallel.set_num_threads(a.threads)
     data = samples(a.batch, a.side, 3, 10)
-    model = dlbatch.create_dl_model("classification", backbone=a.backbone, backend="numpy",
-                                    class_ids=list(range(10)), image_dimensions=[a.side, a.side, 3],
-                                    batch_size=a.batch, learning_rate=0.01, momentum=0.9, weight_prior=1e-4)
+    solver = dict(learning_rate=0.01, momentum=0.9, weight_prior=1e-4)
+    if a.network:
+        from suite_case import model_files
+        files = model_files(a.network, a.side, 3, 10, Path("/tmp/dlbatch-profile-models"))
+        model = dlbatch.read_dl_model(files["train"], backend="numpy", batch_size=a.batch, **solver)
+        a.backbone = a.network
+    else:
+        model = dlbatch.create_dl_model("classification", backbone=a.backbone, backend="numpy",
+                                        class_ids=list(range(10)), image_dimensions=[a.side, a.side, 3],
+                                        batch_size=a.batch, **solver)
     fn = (lambda: raw_outputs(model, data)) if a.infer else (lambda: dlbatch.train_dl_model_batch(model, data))
     fn()
     prog = model.program()

@@ -48,7 +48,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from step_case import peak_mb, reset_peak, rss_mb  # noqa: E402
+from measure import peak_mb, reset_peak, rss_mb  # noqa: E402
 
 from dlbatch.models.detection.nms import batched_nms, nms  # noqa: E402
 from dlbatch.models.detection.rotated_iou import (  # noqa: E402

@@ -48,19 +48,16 @@ come from the same numpy code (DetectionTargets with the oriented anchors). The 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import resource
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import measure  # noqa: E402
 
 LAYOUTS = ("nchw", "channels_last")  # the hand-written loop's memory layouts (--layout)
 # the oriented detection case's model options (besides capacity and levels)
@@ -88,33 +85,6 @@ def handwritten_detection(instance_type: str = "rectangle1") -> tuple[dict, dict
     return ({"anchors_per_location": per_location, "box_params": 5},
             {"num_subscales": opts["anchor_num_subscales"], "aspect_ratios": tuple(opts["anchor_aspect_ratios"]),
              "angles": tuple(opts["anchor_angles"]), "ignore_direction": opts["ignore_direction"]})
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_mb() -> float:
-    """Peak RSS since the last reset_peak() (VmHWM), else since the process started."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def reset_peak() -> bool:
-    """Reset the kernel's peak-RSS counter to the current RSS (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def samples(n, side, channels, k, seed=0):
@@ -177,18 +147,6 @@ def detection_outputs(model, data, seed=0) -> dict:
     return {meta["class_logits"]: logits.astype(np.float32), meta["box_deltas"]: deltas.astype(np.float32)}
 
 
-def measure(fn, steps, warmup, min_time=0.0) -> dict:
-    """Median and best of the timed calls of fn after `warmup` (see timed), and the peak step
-    memory."""
-    gc.collect()
-    method = "VmHWM since setup" if reset_peak() else "ru_maxrss"
-    before = rss_mb()
-    times = timed(fn, steps, warmup, min_time)
-    return {"median_s": statistics.median(times), "min_s": min(times), "steps": len(times),
-            "peak_step_mem_mb": max(0.0, peak_mb() - before), "resident_growth_mb": rss_mb() - before,
-            "mem_method": method}
-
-
 def both_layouts(argv: list[str]) -> dict:
     """--layout both: this script once per layout, each in its own process (in one process the
     second loop would reuse the first's allocator pools and oneDNN caches: less memory and
@@ -244,29 +202,31 @@ def handwritten_fn(a, data, label_key, class_ids, levels, extra, layout):
     return lambda: (run(x, y), sync())
 
 
-MAX_STEPS = 400  # --min-time never times more steps than this
+def ort_session_fn(model, data, threads: int, outputs):
+    """A raw onnxruntime session on the file write_dl_model writes of `model`, called on the
+    same encoding of the samples that dlbatch's own inference does."""
+    import dlbatch
+    import onnxruntime as ort
+    path = Path(tempfile.mkdtemp()) / "model.onnx"
+    dlbatch.write_dl_model(model, path)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
 
-
-def timed(fn, steps, warmup, min_time=0.0):
-    """Seconds of each timed call of fn after `warmup` untimed ones: at least `steps` calls, and
-    more until they add up to `min_time` seconds (at most MAX_STEPS). A time floor gives a
-    6 ms step as many samples of the machine's noise as a 300 ms one gets from a few steps, so
-    that the medians of short cases are as steady as those of long ones."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    while len(times) < steps or (sum(times) < min_time and len(times) < MAX_STEPS):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
+    def fn():
+        enc = model.model_type.encode(data, model.hyperparameters, model.meta, labels=False, dtype="float32")
+        return sess.run(outputs, {name: next(iter(enc.inputs.values()))})
+    return fn
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--impl", required=True, choices=["numpy_train", "torch_train", "handwritten_train",
                                                       "numpy_infer", "torch_infer", "handwritten_infer",
-                                                      "dlbatch_ort_infer", "ort_infer", "postprocess"])
+                                                      "dlbatch_ort_infer", "ort_infer", "ort_pair",
+                                                      "postprocess"])
     ap.add_argument("--model", default="classification", choices=["classification", "segmentation", "detection"])
     ap.add_argument("--backbone", default="compact")
     ap.add_argument("--batch", type=int, default=16)
@@ -332,7 +292,7 @@ def main(argv=None) -> None:
         record["layout"] = a.layout
     else:
         import dlbatch
-        backend = "numpy" if impl.startswith("numpy") or impl in ("dlbatch_ort_infer", "ort_infer",
+        backend = "numpy" if impl.startswith("numpy") or impl in ("dlbatch_ort_infer", "ort_infer", "ort_pair",
                                                                   "postprocess") else "torch"
         if backend == "torch":
             import torch
@@ -345,20 +305,8 @@ def main(argv=None) -> None:
                                         precision=a.precision, **extra)
         if impl.endswith("train"):
             fn = lambda: dlbatch.train_dl_model_batch(model, data)
-        elif impl == "ort_infer":
-            import onnxruntime as ort
-            path = Path(tempfile.mkdtemp()) / "model.onnx"
-            dlbatch.write_dl_model(model, path)
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = a.threads
-            opts.inter_op_num_threads = 1
-            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-            name = sess.get_inputs()[0].name
-            outputs = [model.meta["logits"]] if segmentation else None
-
-            def fn():  # the same encoding of the samples that dlbatch's own inference does
-                enc = model.model_type.encode(data, model.hyperparameters, model.meta, labels=False, dtype="float32")
-                return sess.run(outputs, {name: next(iter(enc.inputs.values()))})
+        elif impl in ("ort_infer", "ort_pair"):
+            fn = ort_session_fn(model, data, a.threads, [model.meta["logits"]] if segmentation else None)
         elif impl == "postprocess":
             from dlbatch.core.preprocess import SampleContext
             hp = model.hyperparameters
@@ -369,15 +317,17 @@ def main(argv=None) -> None:
             found = fn()
             record.update(candidates_per_image=float((scores > 0).sum() / a.batch),  # probability > 0.5
                           detections_per_image=sum(len(r["bbox_confidence"]) for r in found) / a.batch)
-        else:
+        if impl in ("numpy_infer", "torch_infer", "dlbatch_ort_infer", "ort_pair"):
             from dlbatch.core.infer import raw_outputs
+            paired = fn if impl == "ort_pair" else None
             fn = lambda: raw_outputs(model, data)
-            if impl == "dlbatch_ort_infer":
+            if impl in ("dlbatch_ort_infer", "ort_pair"):
                 import onnxruntime as ort
                 dlbatch.set_dl_model_param(model, "backend", "onnxruntime")
                 record["onnxruntime"] = ort.__version__
                 fn()  # builds the session (as ort_infer's is built before the steps)
-    record.update(measure(fn, a.steps, a.warmup, a.min_time))
+    # ort_pair: dlbatch's onnxruntime call against the raw session, in one process
+    record.update(measure(fn, a.steps, a.warmup, a.min_time, paired_with=paired if impl == "ort_pair" else None))
     if impl == "postprocess":
         record.update(per_image_s=record["median_s"] / a.batch)
     print(json.dumps(record))

@@ -14,6 +14,9 @@ Implementations (--impl):
                             SGD), fed --layout nchw (contiguous NCHW) or channels_last (the module
                             and the batch in channels_last memory: oneDNN's fastest CPU layout)
   ort_infer                 onnxruntime running the eval-form export of the same module
+  ort_pair                  dlbatch_ort_infer and ort_infer in this one process, in alternating
+                            blocks of calls (paired.py): their ratio without the drift between
+                            processes; the suite's dlbatch-onnxruntime / onnxruntime ratio
   export                    only write both ONNX files into --cache-dir (suite.py runs this once per
                             network and side, so the timed processes never import torch for it);
                             the record gives the forward multiply-accumulates per image and the
@@ -33,10 +36,8 @@ then exits with status 1 after the other cases.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -45,9 +46,11 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from step_case import peak_mb, reset_peak, rss_mb, samples, timed  # noqa: E402
+from measure import measure  # noqa: E402
+from step_case import samples  # noqa: E402
 
-IMPLS = ("numpy_train", "torch_train", "handwritten_train", "numpy_infer", "dlbatch_ort_infer", "ort_infer")
+IMPLS = ("numpy_train", "torch_train", "handwritten_train", "numpy_infer", "dlbatch_ort_infer", "ort_infer",
+         "ort_pair")
 LAYOUTS = ("nchw", "channels_last")
 SOLVER = {"learning_rate": 0.01, "momentum": 0.9, "weight_prior": 1e-4}
 
@@ -149,25 +152,24 @@ def setup(network: str, impl: str, layout: str, a, cache_dir: Path):
 
 
 def run_one(network: str, impl: str, layout: str, a, cache_dir: Path) -> dict:
+    paired = None
     try:
-        fn, record = setup(network, impl, layout, a, cache_dir)
+        if impl == "ort_pair":  # dlbatch's onnxruntime call against the raw session, one process
+            fn, record = setup(network, "dlbatch_ort_infer", layout, a, cache_dir)
+            paired, _ = setup(network, "ort_infer", layout, a, cache_dir)
+            record["impl"] = impl
+        else:
+            fn, record = setup(network, impl, layout, a, cache_dir)
     except Exception as exc:  # reported as the case's record: the suite goes on with the others
         rec = {"network": network, "impl": impl, "batch": a.batch, "side": a.side,
                "error": f"{type(exc).__name__}: {exc}"[:500]}
         return {**rec, "layout": layout} if impl == "handwritten_train" else rec
     if fn is None:
         return record
-    gc.collect()
-    method = "VmHWM since setup" if reset_peak() else "ru_maxrss"
-    before = rss_mb()
     try:
-        times = timed(fn, a.steps, a.warmup, a.min_time)
+        return {**record, **measure(fn, a.steps, a.warmup, a.min_time, paired_with=paired)}
     except Exception as exc:
         return {**record, "error": f"{type(exc).__name__}: {exc}"[:500]}
-    record.update(median_s=statistics.median(times), min_s=min(times), steps=len(times),
-                  peak_step_mem_mb=max(0.0, peak_mb() - before), resident_growth_mb=rss_mb() - before,
-                  mem_method=method)
-    return record
 
 
 def expand(value: str, known, name: str) -> list[str]:

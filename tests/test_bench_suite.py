@@ -54,11 +54,16 @@ def test_every_network_and_implementation_prints_a_timed_record(smoke):
         assert case["case"] == f"{case['network']} {BATCH}x3x{SIDE}x{SIDE}" and case["errors"] == []
         assert case["forward_macs"] > 0 and case["parameters"] > 0
         (rnd,) = case["rounds"]
-        assert sorted(rnd) == sorted(suite.SUITE_IMPLS)
+        assert sorted(rnd) == sorted([*suite.SUITE_IMPLS, *suite.PAIRED])
+        pair = rnd["ort_pair"]
+        assert round(pair["paired_ratio"], 3) == case["ratios"]["dlbatch_onnxruntime_infer / onnxruntime_infer"] > 0
         for label, r in rnd.items():
             assert r["network"] == case["network"] and suite.label(r) == label
-            assert r["steps"] == 1 and 0 < r["min_s"] <= r["median_s"] and r["peak_step_mem_mb"] >= 0
-            assert (r["batch"], r["side"]) == (BATCH, SIDE)
+            assert r["steps"] == 1 and r["peak_step_mem_mb"] >= 0 and (r["batch"], r["side"]) == (BATCH, SIDE)
+            if label in suite.PAIRED:  # split out of the pair's record
+                assert r["paired_in"] == "ort_pair" and r["median_s"] == pair[label]["median_s"]
+            if label != "ort_pair":
+                assert 0 < r["min_s"] <= r["median_s"]
         for name, value in case["ratios"].items():
             if name.endswith("_mem"):  # a 1-step tiny case may grow no memory at all: no ratio
                 assert value is None or value >= 0
@@ -134,28 +139,34 @@ def rec(seconds, mem=10.0):
     return {"median_s": seconds, "peak_step_mem_mb": mem}
 
 
+def pair(ratio, dlbatch_s, ort_s):
+    """An ort_pair record: the paired ratio it measured and each call's median."""
+    return {"ort_pair": {"paired_ratio": ratio, "steps": 1, "peak_step_mem_mb": 1.0,
+                         "dlbatch_ort_infer": {"median_s": dlbatch_s, "min_s": dlbatch_s},
+                         "ort_infer": {"median_s": ort_s, "min_s": ort_s}}}
+
+
 def test_ratios_are_medians_of_paired_rounds_against_the_faster_layout():
     rounds = [
         {"numpy_train": rec(1.0, 30), "handwritten_train_nchw": rec(2.0, 10), "handwritten_train_channels_last":
-            rec(0.5, 20), "torch_train": rec(0.5), "numpy_infer": rec(0.3), "dlbatch_ort_infer": rec(0.11),
-         "ort_infer": rec(0.1)},
+            rec(0.5, 20), "torch_train": rec(0.5), "numpy_infer": rec(0.3), **pair(1.1, 0.11, 0.1)},
         {"numpy_train": rec(3.0, 30), "handwritten_train_nchw": rec(1.0, 10), "handwritten_train_channels_last":
-            rec(4.0, 20), "torch_train": rec(1.0), "numpy_infer": rec(0.3), "dlbatch_ort_infer": rec(0.3),
-         "ort_infer": rec(0.2)},
+            rec(4.0, 20), "torch_train": rec(1.0), "numpy_infer": rec(0.3), **pair(1.2, 0.3, 0.2)},
         {"numpy_train": rec(2.0, 30), "handwritten_train_nchw": rec(3.0, 10), "handwritten_train_channels_last":
-            rec(1.0, 20), "torch_train": rec(2.0), "numpy_infer": {"error": "x"}, "dlbatch_ort_infer": rec(0.1),
-         "ort_infer": rec(0.1)},
+            rec(1.0, 20), "torch_train": rec(2.0), "numpy_infer": {"error": "x"}, **pair(1.0, 0.1, 0.1)},
     ]
-    s = suite.summarize_case(rounds)
+    s = suite.summarize_case([suite.split_pair(r) for r in rounds])
     # per round numpy / faster layout: 1/0.5, 3/1, 2/1 -> median 2 (the ratio of the medians, 2/1, agrees
     # only by chance; the torch backend's 1.0, 1.0, 2.0 -> 1)
     assert s["ratios"]["numpy_train / handwritten_torch_train"] == 2.0
     assert s["ranges"]["numpy_train / handwritten_torch_train"] == [2.0, 3.0]
     assert s["ratios"]["torch_backend_train / handwritten_torch_train"] == 1.0
     assert s["ratios"]["numpy_infer / onnxruntime_infer"] == pytest.approx(2.25)  # rounds 1, 2: 3 and 1.5
-    # dlbatch on onnxruntime / the raw session: 1.1, 1.5, 1.0 -> 1.1
+    # dlbatch on onnxruntime / the raw session: the pairs' own ratios 1.1, 1.2, 1.0 -> 1.1 (not the
+    # ratios of their medians, 1.1, 1.5, 1.0); their medians are the step times
     assert s["ratios"]["dlbatch_onnxruntime_infer / onnxruntime_infer"] == pytest.approx(1.1)
-    assert s["ranges"]["dlbatch_onnxruntime_infer / onnxruntime_infer"] == [1.0, 1.5]
+    assert s["ranges"]["dlbatch_onnxruntime_infer / onnxruntime_infer"] == [1.0, 1.2]
+    assert s["step_ms"]["ort_infer"] == 100.0 and s["step_ms"]["dlbatch_ort_infer"] == 110.0
     assert s["ratios"]["numpy_train_mem / handwritten_torch_train_mem"] == 1.5  # 30/20, 30/10, 30/20
     assert s["handwritten_layout"] == "channels_last"
     assert s["step_ms"]["numpy_train"] == 2000.0 and "numpy_infer: x" in s["errors"]
