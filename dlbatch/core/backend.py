@@ -348,6 +348,32 @@ class Backend(ABC):
         """
         return solver.step(self.xp, params, grads, state, hp)
 
+    def solver_step_checked(self, solver, params: dict, grads: dict, state: dict, hp: Mapping[str, Any]):
+        """`solver_step`, and whether its inputs and results are finite where that is cheap.
+
+        The train step refuses a step with a non-finite gradient, new weight or solver state.
+        A backend whose fused update holds each block of them in cache can check it there,
+        saving the train step a separate pass over every array; the default does not check.
+
+        Args:
+            solver: the model's solver, as for `solver_step`.
+            params: trainable parameter name -> backend array (not changed).
+            grads: parameter name -> gradient, weight prior included (not changed).
+            state: the solver state (not changed).
+            hp: the hyperparameters.
+
+        Returns:
+            `(new_params, new_state, finite)`: finite is True when every array of `grads`, every
+            new parameter and every new solver-state array is finite, False when one is not,
+            None when not checked (the train step then checks them itself).
+
+        Examples:
+            >>> numpy_backend.solver_step_checked(SGD(), {"w": np.ones(2)}, {"w": np.array([1.0, np.inf])},
+            ...                                   state, {"learning_rate": 0.5, "momentum": 0.9})[2]
+            False
+        """
+        return (*self.solver_step(solver, params, grads, state, hp), None)
+
     def seed(self, seed: int) -> None:
         """Seed the backend's own random generators (dropout masks).
 
@@ -371,19 +397,3 @@ class Backend(ABC):
         Examples:
             >>> numpy_backend.set_deterministic(True)      # numpy: always deterministic
         """
-
-
-def training_backend_names(backends: Mapping[str, Backend]) -> list[str]:
-    """The names of the registered backends that train, for error messages.
-
-    Args:
-        backends: name -> backend (the plugin manager's table).
-
-    Returns:
-        The sorted names of those whose `trains` is true.
-
-    Examples:
-        >>> training_backend_names({"numpy": numpy_backend})
-        ['numpy']
-    """
-    return sorted(name for name, b in backends.items() if getattr(b, "trains", True))

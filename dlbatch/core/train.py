@@ -43,9 +43,9 @@ from typing import Any
 import numpy as np
 
 from . import solvers
-from .backend import training_backend_names
 from .collective import current_collective, sync_batchnorm
-from .errors import DLBackendError, DLError, DLNumericError, DLSampleError
+from .errors import DLError, DLNumericError, DLSampleError
+from .inference_only import refuse_inference_only
 from .loss import Loss
 from .model_type import LossTerm
 from .plugins import manager
@@ -84,20 +84,6 @@ def bound_terms(model) -> list[BoundTerm]:
     return [BoundTerm(t, manager.loss(name), model.model_type.loss_options(t, hp),
                       1.0 if t.weight_param is None else float(hp[t.weight_param]), keys[t.name])
             for t, name in pairs]
-
-
-def refuse_inference_only(model) -> None:
-    """An inference-only backend (Backend.trains False) cannot run the step: say so before
-    anything is read or written, with the backends that train and how to switch."""
-    if getattr(model.backend, "trains", True):
-        return
-    trainers = training_backend_names(manager.registry.backends)
-    names = ", ".join(trainers) or "(none registered)"
-    first = trainers[0] if trainers else "numpy"
-    raise DLBackendError(f"the {model.backend_name} backend runs inference only (apply_dl_model, "
-                         f"evaluate_dl_model); train_dl_model_batch needs a backend that trains: {names}. "
-                         f"Switch with set_dl_model_param(model, 'backend', {first!r}), train, then switch "
-                         f"back; weights and solver state move with the model. Nothing was changed")
 
 
 def _checked_samples(model, samples) -> list:
@@ -207,17 +193,22 @@ def train_step(model, samples) -> dict[str, float]:
                              "weight_prior / class_weights")
     # the update is functional (nothing is committed yet), so gradients, statistics, new weights
     # and solver state are checked together: one pass, and on the torch backend one host read,
-    # instead of four; only a refused step looks again to say which went wrong
+    # instead of four; a backend that checked its update's blocks in cache leaves only the
+    # statistics; only a refused step looks again to say which went wrong
     solver = solvers.solver_for(hp["solver_type"])
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # a non-finite result is refused below
-            new_params, new_state = backend.solver_step(solver, trainable, grads, solver_state, hp)
+            new_params, new_state, finite = backend.solver_step_checked(solver, trainable, grads, solver_state, hp)
     except Exception as exc:
         if not backend.all_finite(grads.values()) or not backend.all_finite(stats.values()):
             raise _numeric_fault(backend, grads, stats, {}, []) from exc
         raise
     moments = [a for slot in solvers.SLOTS for a in new_state.get(slot, {}).values()]
-    if not backend.all_finite([*grads.values(), *stats.values(), *new_params.values(), *moments]):
+    if finite is None:
+        finite = backend.all_finite([*grads.values(), *stats.values(), *new_params.values(), *moments])
+    elif finite:
+        finite = backend.all_finite(stats.values())
+    if not finite:
         raise _numeric_fault(backend, grads, stats, new_params, moments)
     model.commit({**stats, **new_params}, new_state)
     return {"total_loss": float(total), **result_losses}

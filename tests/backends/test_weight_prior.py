@@ -2,7 +2,8 @@
 weight_prior/2 * sum w^2) against the generic array code of dlbatch.core.regularization: the
 numpy backend's blocked pass gives the same gradient bits, the same R at 1, 2 and 3 threads,
 and R within rounding of the float64 sum; the torch backend's multi-tensor calls agree in
-float64; inputs are never changed and a weight prior of 0 changes nothing."""
+float64; inputs are never changed, a weight prior of 0 changes nothing, and the numpy backend
+reuses the last step's gradient memory from its buffer pool."""
 from __future__ import annotations
 
 import numpy as np
@@ -85,3 +86,31 @@ def test_torch_weight_prior_matches_float64():
     tg2["fc.weight"] = tg2["fc.weight"].float()
     reg2 = backend.add_weight_prior(tp, tg2, NAMES, 2e-3)
     assert float(reg2) == pytest.approx(float(reg_ref), rel=1e-6)
+
+
+def test_numpy_weight_prior_reuses_the_last_step_s_gradient_memory():
+    """The new gradients come from the backend's pool: while a step's gradients are referenced
+    the next step gets other memory (never an alias), once they are dropped it gets theirs back
+    (no fresh pages per step), with the same bits as the generic code every time."""
+    params, grads = _arrays(np.float32, seed=3)
+    backend = NumpyBackend()
+    ref = dict(grads)
+    generic(np, params, ref, NAMES, 1e-3)
+
+    def step():
+        g = dict(grads)
+        backend.add_weight_prior(params, g, NAMES, 1e-3)
+        assert all(np.array_equal(g[n], ref[n]) for n in SHAPES)
+        return g
+
+    first = step()
+    kept = step()  # `first` still referenced: new memory
+    assert not any(np.shares_memory(first[n], kept[n]) for n in NAMES)
+    addresses = {n: first[n].__array_interface__["data"][0] for n in NAMES}
+    del first
+    hogs = [np.empty_like(grads[n]) for n in NAMES]  # would take the freed memory, were it freed
+    again = step()
+    assert not any(np.shares_memory(h, again[n]) for h, n in zip(hogs, NAMES))
+    big = [n for n in NAMES if again[n].nbytes >= 1 << 16]  # smaller arrays come from numpy's allocator
+    assert big and all(again[n].__array_interface__["data"][0] == addresses[n] for n in big)
+    assert not any(np.shares_memory(again[n], kept[n]) for n in NAMES)

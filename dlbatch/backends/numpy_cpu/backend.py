@@ -7,6 +7,7 @@ import numpy as np
 
 from ...core.backend import Backend
 from ...core.errors import DLBackendError
+from .buffers import BufferPool
 from .program import NumpyProgram
 
 
@@ -18,7 +19,7 @@ class NumpyBackend(Backend):
         # one backend object serves every model: each thread seeds and draws its own generator,
         # so models trained from several threads at once get the dropout masks of their own seed
         self._local = threading.local()
-        self._solver_pool = None
+        self._pools: dict[str, BufferPool] = {}  # the solver's outputs; the weight prior's gradients
 
     @property
     def xp(self):
@@ -53,23 +54,39 @@ class NumpyBackend(Backend):
         from .solver import all_finite
         return all_finite(arrays)
 
+    def _pool(self, use: str) -> BufferPool:
+        """The buffer pool of one use: its arrays of the last step are free again by the next
+        (a pool shared by two uses would count two generations per step and release them)."""
+        pool = self._pools.get(use)
+        if pool is None:
+            pool = self._pools.setdefault(use, BufferPool())
+        return pool
+
     def add_weight_prior(self, params, grads, names, weight_prior):
-        """One blocked, threaded pass (solver.add_weight_prior), else the generic code."""
+        """One blocked, threaded pass into pooled arrays (solver.add_weight_prior), else the
+        generic code."""
         from .solver import add_weight_prior
-        reg = add_weight_prior(params, grads, names, weight_prior)
+        reg = add_weight_prior(params, grads, names, weight_prior, self._pool("prior"))
         return super().add_weight_prior(params, grads, names, weight_prior) if reg is None else reg
 
     def solver_step(self, solver, params, grads, state, hp):
         """The built-in solvers as blocked, threaded updates (bit-identical to the generic
         step); any other solver runs its own generic step."""
-        from .buffers import BufferPool
         from .solver import fused_step
-        if self._solver_pool is None:
-            self._solver_pool = BufferPool()
-        result = fused_step(solver, params, grads, state, hp, self._solver_pool)
+        result = fused_step(solver, params, grads, state, hp, self._pool("solver"))
         if result is None:
             return solver.step(self.xp, params, grads, state, hp)
         return result
+
+    def solver_step_checked(self, solver, params, grads, state, hp):
+        """The fused update with each block checked for finiteness while in cache
+        (solver.fused_step_checked); a solver without a fused form, or a subclass with its own
+        solver_step, gets that step and finite=None (the caller checks)."""
+        from .solver import fused_step_checked
+        result = None
+        if type(self).solver_step is NumpyBackend.solver_step:
+            result = fused_step_checked(solver, params, grads, state, hp, self._pool("solver"))
+        return super().solver_step_checked(solver, params, grads, state, hp) if result is None else result
 
     def seed(self, seed: int) -> None:
         self._local.generator = np.random.default_rng(int(seed))

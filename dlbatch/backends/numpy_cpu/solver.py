@@ -6,9 +6,15 @@ float operations in the same order, so the results are bit-identical to the gene
 each block of every parameter makes one trip through the cache instead of one full-size
 temporary per operation, and the blocks run on the kernel threads. Solvers other than the
 built-in two (or subclasses that override `step`) return None and the generic step runs.
+
+`fused_step_checked` also says whether the gradients, new weights and new solver state are all
+finite, checked on each block while it is still in cache (`_block_finite`) instead of in one
+more pass over every array after the update.
 """
 from __future__ import annotations
 
+import math
+from contextlib import nullcontext
 from typing import Any, Mapping
 
 import numpy as np
@@ -49,14 +55,54 @@ def fused_step(solver, params: Mapping[str, Any], grads: Mapping[str, Any], stat
     """New parameters and state, or None for a solver without a fused form. With a pool, the
     new arrays come from it: the arrays of two steps ago are free again by then (nothing
     references them after the commit), so a step costs no fresh memory (page faults)."""
+    result = _fused(solver, params, grads, state, hp, pool, check=False)
+    return None if result is None else result[:2]
+
+
+def fused_step_checked(solver, params: Mapping[str, Any], grads: Mapping[str, Any], state: Mapping,
+                       hp: Mapping[str, Any], pool: buffers.BufferPool | None = None):
+    """fused_step and whether every gradient, new weight and new solver-state element is
+    finite: (new_params, new_state, finite), or None for a solver without a fused form."""
+    return _fused(solver, params, grads, state, hp, pool, check=True)
+
+
+def _fused(solver, params, grads, state, hp, pool, check: bool):
     names = list(grads)
     if type(solver) not in (core.SGD, core.Adam) or not _usable(params, grads, names):
         return None
+    with _pooled(pool):
+        return (_sgd if type(solver) is core.SGD else _adam)(names, params, grads, state, hp, check)
+
+
+def _pooled(pool: buffers.BufferPool | None):
+    """The context in which buffers.empty takes from `pool` (one new generation per call)."""
     if pool is None:
-        return (_sgd if type(solver) is core.SGD else _adam)(names, params, grads, state, hp)
+        return nullcontext()
     pool.new_generation()
-    with pool:
-        return (_sgd if type(solver) is core.SGD else _adam)(names, params, grads, state, hp)
+    return pool
+
+
+_ONES: dict[str, np.ndarray] = {}
+
+
+def _block_finite(*blocks: np.ndarray) -> bool:
+    """Whether every element of these 1-D blocks (of one dtype and length) is finite.
+
+    A dot product with ones reads a block in cache about 3x faster than .sum(), and a NaN or
+    infinity in the block makes it non-finite; only a non-finite dot (which may also be the
+    overflow of finite values near the dtype's maximum) is checked element by element."""
+    ones = _ONES.get(blocks[0].dtype.char)
+    if ones is None:
+        ones = _ONES[blocks[0].dtype.char] = np.ones(BLOCK, blocks[0].dtype)
+    ones = ones[:blocks[0].size]
+    for b in blocks:
+        if not math.isfinite(float(np.dot(b, ones))) and not np.isfinite(b).all():
+            return False
+    return True
+
+
+def _finished(results: list, check: bool):
+    return all(results) if check else None
 
 
 def _prev(slot: Mapping, n: str, like: np.ndarray):
@@ -69,8 +115,10 @@ def _prev(slot: Mapping, n: str, like: np.ndarray):
     return v
 
 
-def _sgd(names, params, grads, state, hp):
-    """v = mu * v - lr * g (v = -lr * g at first) ; w = w + v."""
+def _sgd(names, params, grads, state, hp, check):
+    """v = mu * v - lr * g (v = -lr * g at first) ; w = w + v. Checked: a finite new w means
+    a finite v (w + v is NaN or infinite wherever v is), and a finite v a finite g (lr * g is
+    NaN or infinite wherever g is, whatever lr, 0 included), so each block checks w only."""
     lr, mu = hp["learning_rate"], hp["momentum"]
     new_state = core.copy_state(state)
     new_params = {}
@@ -90,15 +138,19 @@ def _sgd(names, params, grads, state, hp):
             np.multiply(mu, _flat(vp)[a:z], out=v)
             tmp = np.multiply(lr, g, out=scratch("sgd", g.shape, g.dtype))
             np.subtract(v, tmp, out=v)
-        np.add(_flat(params[n])[a:z], v, out=_flat(new_params[n])[a:z])
+        w = np.add(_flat(params[n])[a:z], v, out=_flat(new_params[n])[a:z])
+        return check and _block_finite(w)
 
-    parallel.run_sized(block, _tasks(names, grads), sum(grads[n].size for n in names))
+    done = parallel.run_sized(block, _tasks(names, grads), sum(grads[n].size for n in names))
     new_state["step"] = state["step"] + 1
-    return new_params, new_state
+    return new_params, new_state, _finished(done, check)
 
 
-def _adam(names, params, grads, state, hp):
-    """m = b1 m + (1-b1) g ; s = b2 s + (1-b2) g^2 ; w = w - (lr/c1) m / (sqrt(s/c2) + eps)."""
+def _adam(names, params, grads, state, hp, check):
+    """m = b1 m + (1-b1) g ; s = b2 s + (1-b2) g^2 ; w = w - (lr/c1) m / (sqrt(s/c2) + eps).
+    Checked: a finite new w means a finite m (a NaN or infinite m makes (lr/c1) m / d NaN or
+    infinite for any d, 0 and infinite d included), and a finite m a finite g; s is checked too,
+    since an infinite s (g*g overflowing) leaves w finite (m / inf = 0)."""
     lr, b1, b2, eps = hp["learning_rate"], hp["adam_beta1"], hp["adam_beta2"], hp["adam_epsilon"]
     t = state["adam_step"] + 1
     c1, c2 = 1.0 - b1 ** t, 1.0 - b2 ** t
@@ -136,23 +188,26 @@ def _adam(names, params, grads, state, hp):
         np.multiply(step, m, out=w)
         np.divide(w, tmp, out=w)
         np.subtract(_flat(params[n])[a:z], w, out=w)
+        return check and _block_finite(w, s)
 
-    parallel.run_sized(block, _tasks(names, grads), sum(grads[n].size for n in names))
+    done = parallel.run_sized(block, _tasks(names, grads), sum(grads[n].size for n in names))
     new_state["adam_step"] = t
     new_state["step"] = state["step"] + 1
-    return new_params, new_state
+    return new_params, new_state, _finished(done, check)
 
 
-def add_weight_prior(params, grads, names, weight_prior: float):
+def add_weight_prior(params, grads, names, weight_prior: float, pool: buffers.BufferPool | None = None):
     """grads[n] = g + weight_prior * w for the regularized names and R = weight_prior/2 * sum
     w^2, in one blocked, threaded pass (the generic step's operations on each element, so the
     same gradient bits; R from per-block sums added in block order, so the same at any thread
     count), instead of four full-size passes and temporaries per weight. None where the arrays
-    do not fit (the generic code runs)."""
+    do not fit (the generic code runs). With a pool, the new gradients come from it (the last
+    step's are free again), so the step costs no fresh memory (page faults)."""
     names = list(names)
     if weight_prior == 0.0 or not names or not _usable(params, grads, names):
         return None
-    new = {n: np.empty(grads[n].shape, grads[n].dtype) for n in names}
+    with _pooled(pool):
+        new = {n: buffers.empty(grads[n].shape, grads[n].dtype) for n in names}
 
     def block(t):
         n, a, z = t
