@@ -5,7 +5,10 @@ temporary file is left, the next write clears it, and train_dl_model(resume=True
 killed run to the weights of an uninterrupted one. A full disk leaves the old file intact.
 
 The writers are forked children of the test process (no interpreter start per kill), so the
-50+ kills take a few seconds."""
+50+ kills take a few seconds. Training children report their progress through a pipe and are
+killed at random delays after a reported moment (an epoch's state written, the fork), or while
+the state they write after a reported evaluation is half written, so the kills keep landing
+where the test means them on a machine of any speed."""
 from __future__ import annotations
 
 import errno
@@ -25,6 +28,7 @@ from dlbatch.core import atomic_file
 from dlbatch.core.errors import DLModelFileError
 from dlbatch.training import train_dl_model
 from dlbatch.training.checkpoints import RunFiles, read_state, write_state
+from tests.reliability.training_reports import Progress, Reporter
 from tests.training.tiny import classifier, striped_samples
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork and SIGKILL")
@@ -61,8 +65,8 @@ def _temps(folder) -> list[str]:
 
 
 def _fork(work) -> tuple[int, int]:
-    """A child running work(report) where report() tells the parent one more write is done; the
-    child's pid and the read end of that pipe."""
+    """A child running work(report) where report() tells the parent one more write is done (or
+    report(message) sends a message); the child's pid and the read end of that pipe."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: never returns into pytest
@@ -70,7 +74,7 @@ def _fork(work) -> tuple[int, int]:
         try:
             os.close(read_fd)
             parallel.set_num_threads(1)  # the parent's kernel helper threads do not exist here
-            work(lambda: os.write(write_fd, b"."))
+            work(lambda message=b".": os.write(write_fd, message))
         except BaseException:
             code = 1
         finally:
@@ -147,9 +151,57 @@ def test_sigkill_during_write_dl_model_leaves_old_or_new_model_and_no_pile_of_te
           f"{seen[0]} times, the new one {seen[1]} times")
 
 
-def _run(model_factory, out, epochs, train, validation):
+def _run(model_factory, out, epochs, train, validation, progress=None):
     return train_dl_model(model_factory(), train, validation, epochs=epochs, seed=5, out_dir=out, resume=True,
-                          evaluation_interval_epochs=1, progress=None)
+                          evaluation_interval_epochs=1, progress=progress)
+
+
+# where a training kill lands: anywhere in the epoch after the run's first saved one (so every
+# run saves progress, however fast the machine is); inside the write of the run's first epoch's
+# state (a temporary file seen there); anywhere from the fork through the run's first epoch
+PLANS = ("next_epoch", "state_write", "start")
+
+
+def _temp_appears(progress: Progress, out) -> bool:
+    """Watch `out` for a temporary file, from the run's first evaluation on (its epoch's state is
+    written next), until one appears (True) or the run reports that epoch ended or ends (False)."""
+    while not progress.ended and not any(kind == "E" for kind, _, _ in progress.events):
+        if any(folder.exists() and _temps(folder) for folder in (out / "state", out)):
+            return True
+        progress.read(0.0)
+    return False
+
+
+def _training_kill(rng, plan, out, make, epochs, train, validation, seen) -> dict:
+    """Fork a training run into `out` and SIGKILL it at a random moment of `plan`, its delay a
+    random share of what this run or earlier ones were seen to take (`seen`, updated)."""
+    forked = time.monotonic()
+    pid, fd = _fork(lambda report: _run(make, out, epochs, train, validation, Reporter(report)))
+    progress = Progress(fd)
+    when = None
+    if plan == "start" and seen:
+        when = forked + rng.uniform(0.0, 1.0) * float(np.median(seen))
+    elif plan == "state_write" and progress.wait_for(lambda kind, _: kind == "V") and _temp_appears(progress, out):
+        when = time.monotonic()
+    else:  # next_epoch, or the state's write was missed: anywhere in the run's next epoch
+        begin = progress.wait_for(lambda kind, _: kind == "B")
+        end = begin and progress.wait_for(lambda kind, _: kind == "E")
+        if end is not None:
+            seen.append(end[2] - forked)
+            when = end[2] + rng.uniform(0.0, 1.0) * (end[2] - begin[2])
+    if when is not None:
+        time.sleep(max(0.0, when - time.monotonic()))
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _, status = os.waitpid(pid, 0)
+    progress.drain()
+    os.close(fd)
+    begins = [n[0] for kind, n, _ in progress.events if kind == "B"]
+    return {"killed": os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL,
+            "start": begins[0] if begins else None,
+            "ends": [n[0] for kind, n, _ in progress.events if kind == "E"]}
 
 
 def test_sigkill_during_training_then_resume_always_works(tmp_path):
@@ -158,32 +210,34 @@ def test_sigkill_during_training_then_resume_always_works(tmp_path):
     train, validation = striped_samples(12, seed=1), striped_samples(4, seed=2)
     epochs = 6
     reference = _run(make, tmp_path / "reference", epochs, train, validation)
-    # the kill delays scale with a forked child's whole run: children use one kernel thread, so
-    # the parent's own run (two threads) would put every kill before the first epoch ends
-    start = time.monotonic()
-    pid, fd = _fork(lambda report: _run(make, tmp_path / "timed", epochs, train, validation))
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    duration = time.monotonic() - start
-    assert os.waitstatus_to_exitcode(status) == 0, "the timed child run failed"
     ref_model = dlbatch.read_dl_model(tmp_path / "reference" / "final.onnx")
 
     out = tmp_path / "killed"
     rng = random.Random(99)
-    kills = attempts = 0
+    kills = attempts = mid_write = 0
+    saved = 0  # the epoch whose state the run in `out` holds
     epochs_done = []
+    seen = []  # how long runs took from the fork to their first saved epoch
     while kills < TRAINING_KILLS and attempts < 4 * TRAINING_KILLS:
         attempts += 1
-        pid, fd = _fork(lambda report: _run(make, out, epochs, train, validation))
-        was_killed, _ = _kill(pid, fd, rng.uniform(0.15, 0.3) * duration)
-        if not was_killed:  # the run finished before the kill: start it again
+        got = _training_kill(rng, PLANS[kills % len(PLANS)], out, make, epochs, train, validation, seen)
+        if got["start"] is not None:
+            assert got["start"] == saved, "the run did not resume from the state the last kill left"
+        if not got["killed"]:  # the run finished before the kill: start it again
+            assert got["ends"][-1:] == [epochs], "the training child failed"
             shutil.rmtree(out)
+            saved = 0
             continue
         kills += 1
+        mid_write += any(folder.exists() and _temps(folder) for folder in (out, out / "state"))
         state = read_state(RunFiles(out))  # clears the killed writer's temporary files
+        before = max(got["ends"], default=saved)
+        saved = 0 if state is None else state["epoch"]
+        # the state holds every epoch the run reported ended, and at most the one being ended
+        assert before <= saved <= before + 1, (got, saved)
         if state is not None:
             dlbatch.read_dl_model(out / "state" / state["model_file"])
-            epochs_done.append(state["epoch"])
+            epochs_done.append(saved)
         for name in ("best.onnx", "final.onnx"):
             if (out / name).exists():
                 dlbatch.read_dl_model(out / name)
@@ -193,8 +247,8 @@ def test_sigkill_during_training_then_resume_always_works(tmp_path):
     result = _run(make, out, epochs, train, validation)
     assert _equal(_everything(dlbatch.read_dl_model(out / "final.onnx")), _everything(ref_model))
     assert [r["losses"] for r in result["history"]] == [r["losses"] for r in reference["history"]]
-    print(f"\n{kills} training kills survived ({attempts} runs started); epochs saved at each kill: "
-          f"{epochs_done}; a whole run takes {duration:.2f} s")
+    print(f"\n{kills} training kills survived ({attempts} runs started, {mid_write} kills inside a write); "
+          f"epochs saved at each kill: {epochs_done}")
 
 
 # -- full disk -------------------------------------------------------------------------------
