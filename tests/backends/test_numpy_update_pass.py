@@ -10,6 +10,8 @@ train step, the same DLNumericError message with the model left bit-identical, o
 backend, on the numpy backend with the generic path, and on the torch backend."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -135,6 +137,29 @@ def test_the_finite_flag_is_the_exact_answer(case, name, dtype):
             assert finite is exact, threads
             if exact:
                 assert all(_bits(new_params[n]) == _bits(ref_params[n]) for n in SHAPES)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_sums_by_dot_products_and_stays_quiet(dtype):
+    """all_finite (what the train step still runs on the batch-norm statistics, and on every
+    array after a solver without a fused check) against np.isfinite, in later blocks of large
+    arrays and among small ones, for values whose sums overflow, without numpy warnings."""
+    big = np.finfo(dtype).max
+    r = np.random.default_rng(4)
+    arrays = [r.standard_normal(n).astype(dtype) for n in (9 * BLOCK + 3, 7, 300)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert solver_mod.all_finite(arrays)
+        for i, k in ((0, 8 * BLOCK + 1), (1, 6), (2, 0)):
+            for bad in (np.nan, np.inf, -np.inf):
+                broken = [a.copy() for a in arrays]
+                broken[i][k] = bad
+                assert not solver_mod.all_finite(broken), (i, bad)
+        near_max = [np.full(9 * BLOCK + 3, big / 2, dtype), np.full(40, big / 2, dtype), np.full(50, big, dtype)]
+        assert solver_mod.all_finite(near_max)
+        params, grads = _arrays(dtype)
+        grads["big"][-1] = np.nan
+        assert NumpyBackend().solver_step_checked(SOLVERS["adam"], params, grads, solvers.empty_state(), HP)[2] is False
 
 
 def test_solvers_and_backends_without_a_fused_check_leave_it_to_the_caller():

@@ -70,7 +70,8 @@ def _fused(solver, params, grads, state, hp, pool, check: bool):
     names = list(grads)
     if type(solver) not in (core.SGD, core.Adam) or not _usable(params, grads, names):
         return None
-    with _pooled(pool):
+    quiet = np.errstate(over="ignore", invalid="ignore") if check else nullcontext()  # reported as finite=False
+    with _pooled(pool), quiet:
         return (_sgd if type(solver) is core.SGD else _adam)(names, params, grads, state, hp, check)
 
 
@@ -82,21 +83,29 @@ def _pooled(pool: buffers.BufferPool | None):
     return pool
 
 
+CHECK = 4 * BLOCK  # elements per all_finite task
 _ONES: dict[str, np.ndarray] = {}
 
 
-def _block_finite(*blocks: np.ndarray) -> bool:
-    """Whether every element of these 1-D blocks (of one dtype and length) is finite.
+def _sum_finite(part: np.ndarray) -> bool:
+    """Whether the sum of `part` is finite: then so is every element; a NaN or infinity makes
+    it non-finite, and so may the overflow of finite values near the dtype's maximum. For a
+    1-D float32/float64 part the sum is a dot product with ones, which reads a block in cache
+    about 3x faster than .sum() (and memory about 1.5x faster). The caller ignores numpy's
+    overflow and invalid-value warnings (np.errstate, which the kernel threads inherit)."""
+    if part.ndim == 1 and part.dtype.char in "fd" and part.size <= CHECK:
+        ones = _ONES.get(part.dtype.char)
+        if ones is None:
+            ones = _ONES[part.dtype.char] = np.ones(CHECK, part.dtype)
+        return math.isfinite(float(np.dot(part, ones[:part.size])))
+    return bool(np.isfinite(part.sum()))
 
-    A dot product with ones reads a block in cache about 3x faster than .sum(), and a NaN or
-    infinity in the block makes it non-finite; only a non-finite dot (which may also be the
-    overflow of finite values near the dtype's maximum) is checked element by element."""
-    ones = _ONES.get(blocks[0].dtype.char)
-    if ones is None:
-        ones = _ONES[blocks[0].dtype.char] = np.ones(BLOCK, blocks[0].dtype)
-    ones = ones[:blocks[0].size]
+
+def _block_finite(*blocks: np.ndarray) -> bool:
+    """Whether every element of these blocks is finite: element by element only for a block
+    whose sum is not (`_sum_finite`)."""
     for b in blocks:
-        if not math.isfinite(float(np.dot(b, ones))) and not np.isfinite(b).all():
+        if not _sum_finite(b) and not np.isfinite(b).all():
             return False
     return True
 
@@ -228,9 +237,9 @@ SMALL = 1 << 14  # arrays below this many elements are checked together, as one 
 
 def all_finite(arrays) -> bool:
     """The sum of a float array is finite exactly when every element is, unless the sum
-    overflows; only arrays whose block sums are not finite are checked element-wise. Small
-    arrays (biases, batch-norm parameters, a compact model's weights) are concatenated first:
-    one sum instead of a Python call each (a compact model's step checks about 160 arrays)."""
+    overflows; only blocks whose sums (`_sum_finite`) are not finite are checked element-wise.
+    Small arrays (biases, batch-norm parameters, a compact model's weights) are concatenated
+    first: one sum instead of a Python call each (a compact model's step checks about 160)."""
     floats = [np.asarray(a) for a in arrays]
     floats = [a for a in floats if a.dtype.kind in "fc" and a.size]
     small = [a.reshape(-1) for a in floats if a.size < SMALL]
@@ -243,16 +252,13 @@ def all_finite(arrays) -> bool:
     tasks = []
     for i, a in enumerate(flat):
         if a.ndim == 1:
-            tasks.extend((i, s, min(a.size, s + 4 * BLOCK)) for s in range(0, a.size, 4 * BLOCK))
+            tasks.extend((i, s, min(a.size, s + CHECK)) for s in range(0, a.size, CHECK))
         else:
             tasks.append((i, None, None))
 
     def check(t):
         i, a, z = t
-        part = flat[i] if a is None else flat[i][a:z]
-        with np.errstate(over="ignore", invalid="ignore"):
-            if np.isfinite(part.sum()):
-                return True
-        return bool(np.isfinite(part).all())
+        return _block_finite(flat[i] if a is None else flat[i][a:z])
 
-    return all(parallel.run_sized(check, tasks, sum(a.size for a in flat)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return all(parallel.run_sized(check, tasks, sum(a.size for a in flat)))
