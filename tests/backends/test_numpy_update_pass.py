@@ -210,10 +210,11 @@ def _train_refused(model, samples) -> str:
 
 
 SCENARIOS = ["nan_gradient", "inf_gradient", "nan_statistic", "sgd_velocity_overflow",
-             "adam_weights_overflow", "adam_moment_overflow"]
+             "adam_weights_overflow", "adam_moment_overflow", "sgd_rate_beyond_float32", "adam_rate_beyond_float32"]
 EXPECTED = {"nan_gradient": BAD_GRADIENT, "inf_gradient": BAD_GRADIENT, "nan_statistic": BAD_GRADIENT,
             "sgd_velocity_overflow": BAD_WEIGHTS, "adam_weights_overflow": BAD_WEIGHTS,
-            "adam_moment_overflow": BAD_STATE}
+            "adam_moment_overflow": BAD_STATE, "sgd_rate_beyond_float32": BAD_WEIGHTS,
+            "adam_rate_beyond_float32": BAD_WEIGHTS}
 
 
 def _refusal(scenario: str, backend: str, monkeypatch) -> str:
@@ -247,6 +248,8 @@ def _refusal(scenario: str, backend: str, monkeypatch) -> str:
     elif scenario == "adam_weights_overflow":  # m, s finite; (lr / c1) m overflows
         model.set_param("weight_prior", 1e3)
         model.set_param("learning_rate", 1e37)
+    elif scenario.endswith("rate_beyond_float32"):  # torch refuses such a scalar for float32 tensors
+        model.set_param("learning_rate", 1e300)
     else:  # g*g overflows float32 in s while m / sqrt(s) -> 0 keeps the weights finite
         model.set_param("learning_rate", 1e-30)
         model.set_param("weight_prior", 1e24)

@@ -7,6 +7,7 @@ override `step`) return None here and the generic per-tensor step runs instead.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 from ...core import solvers as core
@@ -33,10 +34,20 @@ def add_weight_prior(params, grads, names, weight_prior: float):
             or any(grads[n].dtype != ws[0].dtype for n in names):
         return None
     with torch.no_grad():
-        new = torch._foreach_add([grads[n] for n in names], ws, alpha=weight_prior)
+        new = torch._foreach_add([grads[n] for n in names], ws, alpha=_scalar(weight_prior, ws[0]))
         total = torch.stack(torch._foreach_norm(ws, 2.0)).square().sum()
     grads.update(zip(names, new))
     return 0.5 * weight_prior * total
+
+
+def _scalar(value: float, like) -> float:
+    """`value` as a multiplier of tensors like `like`: beyond their type's range it is the
+    infinity the type's own arithmetic would give (torch refuses such an alpha or value with a
+    RuntimeError; as inf the step is refused with the usual non-finite message)."""
+    torch = require_torch()
+    if abs(value) > torch.finfo(like.dtype).max:
+        return math.copysign(math.inf, value)
+    return value
 
 
 def _split(names, slot: Mapping):
@@ -60,7 +71,7 @@ def sgd_step(params, grads, state, hp):
             g = [grads[n] for n in names]
             if prev:
                 v = torch._foreach_mul([state["velocity"][n] for n in names], mu)
-                torch._foreach_add_(v, g, alpha=-lr)
+                torch._foreach_add_(v, g, alpha=_scalar(-lr, g[0]))
             else:
                 v = torch._foreach_mul(g, -lr)
             w = torch._foreach_add([params[n] for n in names], v)
@@ -108,7 +119,7 @@ def adam_step(params, grads, state, hp):
         denom = torch._foreach_div(s_list, c2)
         torch._foreach_sqrt_(denom)
         torch._foreach_add_(denom, eps)
-        w = torch._foreach_addcdiv([params[n] for n in names], m_list, denom, value=-(lr / c1))
+        w = torch._foreach_addcdiv([params[n] for n in names], m_list, denom, value=_scalar(-(lr / c1), denom[0]))
         for n, mn, sn, wn in zip(names, m_list, s_list, w):
             new_state["adam_m"][n] = mn
             new_state["adam_v"][n] = sn
