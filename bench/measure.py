@@ -58,10 +58,11 @@ def timed(fn, steps, warmup, min_time=0.0):
     return times
 
 
-def measure(fn, steps, warmup, min_time=0.0, paired_with=None) -> dict:
+def measure(fn, steps, warmup, min_time=0.0, paired_with=None, pairs=0) -> dict:
     """Median and best of the timed calls of fn after `warmup` (see timed), and the peak step
     memory. With `paired_with` (ort_pair): fn and it in alternating blocks (paired.py), each
-    one's times under its own impl's name and their paired ratio."""
+    one's times under its own impl's name and their paired ratio, over `pairs` pairs of
+    blocks (0: `steps`)."""
     gc.collect()
     method = "VmHWM since setup" if reset_peak() else "ru_maxrss"
     before = rss_mb()
@@ -70,7 +71,7 @@ def measure(fn, steps, warmup, min_time=0.0, paired_with=None) -> dict:
         timing = {"median_s": statistics.median(times), "min_s": min(times), "steps": len(times)}
     else:
         from paired import alternating_blocks
-        found = alternating_blocks(fn, paired_with, warmup=warmup, min_time=min_time, pairs=max(1, steps))
+        found = alternating_blocks(fn, paired_with, warmup=warmup, min_time=min_time, pairs=max(1, pairs or steps))
         timing = {"steps": found["pairs"], "paired_ratio": found["ratio"], "paired_ratio_range": found["ratio_range"],
                   "calls_per_block": found["calls_per_block"],
                   "dlbatch_ort_infer": {"median_s": found["first_median_s"], "min_s": found["first_min_s"]},

@@ -16,7 +16,7 @@ import statistics
 import time
 from typing import Callable
 
-BLOCK_S = 0.1  # seconds of timed calls per block
+BLOCK_S = 0.05  # seconds of timed calls per block (short: the machine's speed changes within 0.1 s)
 MIN_PAIRS = 10  # pairs of blocks, at least
 MIN_CALLS = 3  # timed calls per block, at least
 

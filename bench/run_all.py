@@ -100,13 +100,14 @@ for name, bound in SEGMENTATION_TARGETS.items():
 
 
 def run_case(impl, backbone, batch, side, steps, device="cpu", threads=2, model="classification", layout=None,
-             min_time=0.0):
+             min_time=0.0, pairs=0):
     """step_case.py in its own process; `layout` (hand-written impls) is passed as --layout
     (default: step_case's, both layouts, the faster reported); `min_time` as --min-time."""
     cmd = [sys.executable, str(HERE / "step_case.py"), "--impl", impl, "--backbone", backbone,
            "--batch", str(batch), "--side", str(side), "--steps", str(steps), "--device", device,
            "--threads", str(threads)] + (["--layout", layout] if layout else [])
     cmd += ["--min-time", str(min_time)] if min_time else []
+    cmd += ["--pairs", str(pairs)] if pairs else []
     if model != "classification":
         cmd += MODEL_ARGS.get(model, ["--model", model])
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -236,6 +236,8 @@ def main(argv=None) -> None:
                     help="default 10 (classification), 4 (segmentation, background included), 3 (detection)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--pairs", type=int, default=0,
+                    help="ort_pair: pairs of alternating blocks (default: --steps)")
     ap.add_argument("--min-time", type=float, default=0.0,
                     help="time more than --steps steps until they add up to this many seconds")
     ap.add_argument("--device", default="cpu")
@@ -327,7 +329,8 @@ def main(argv=None) -> None:
                 record["onnxruntime"] = ort.__version__
                 fn()  # builds the session (as ort_infer's is built before the steps)
     # ort_pair: dlbatch's onnxruntime call against the raw session, in one process
-    record.update(measure(fn, a.steps, a.warmup, a.min_time, paired_with=paired if impl == "ort_pair" else None))
+    record.update(measure(fn, a.steps, a.warmup, a.min_time, paired_with=paired if impl == "ort_pair" else None,
+                          pairs=a.pairs))
     if impl == "postprocess":
         record.update(per_image_s=record["median_s"] / a.batch)
     print(json.dumps(record))

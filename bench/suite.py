@@ -77,7 +77,7 @@ def case_key(network: str, batch: int, side: int) -> str:
     return f"{network} {batch}x3x{side}x{side}"
 
 
-def run_suite_case(network, impl, batch, side, steps, warmup, threads, cache_dir, min_time=0.0) -> dict:
+def run_suite_case(network, impl, batch, side, steps, warmup, threads, cache_dir, min_time=0.0, pairs=0) -> dict:
     """suite_case.py in its own process; impl may carry the layout ("handwritten_train_nchw")."""
     layout = None
     for lay in ("nchw", "channels_last"):
@@ -87,6 +87,7 @@ def run_suite_case(network, impl, batch, side, steps, warmup, threads, cache_dir
            str(batch), "--side", str(side), "--steps", str(steps), "--warmup", str(warmup),
            "--threads", str(threads), "--cache-dir", str(cache_dir)] + (["--layout", layout] if layout else [])
     cmd += ["--min-time", str(min_time)] if min_time else []
+    cmd += ["--pairs", str(pairs)] if pairs and impl == "ort_pair" else []
     proc = subprocess.run(cmd, capture_output=True, text=True)
     try:
         rec = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -151,10 +152,10 @@ def run_round(network, batch, side, a, cache_dir) -> dict:
             if name in HANDWRITTEN:
                 impl, layout = "handwritten_train", name.rsplit("train_", 1)[1]
             out[name] = run_case(impl, backbone, batch, side, a.steps, threads=a.threads, model=model, layout=layout,
-                                 min_time=a.min_time)
+                                 min_time=a.min_time, pairs=a.pairs if impl == "ort_pair" else 0)
         return split_pair(out)
     return split_pair({impl: run_suite_case(network, impl, batch, side, a.steps, a.warmup, a.threads, cache_dir,
-                                            a.min_time) for impl in SUITE_IMPLS})
+                                            a.min_time, a.pairs) for impl in SUITE_IMPLS})
 
 
 def run_case_rounds(network, batch, side, a, cache_dir, smoke=None) -> dict:
@@ -249,7 +250,8 @@ def markdown(summary: dict) -> str:
     lines = [f"## Benchmark suite ({s['mode']})", "",
              f"{s['machine']}; {s['threads']} threads for numpy, torch and onnxruntime; {s['rounds']} round(s) per "
              f"case, {s['steps']} timed steps per process (more until they add up to {s.get('min_time_s', 0)} s) "
-             f"after {s['warmup']} warm-up (step_case cases: 3). "
+             f"after {s['warmup']} warm-up (step_case cases: 3); the two onnxruntime calls in {s.get('ort_pairs', '-')} "
+             f"pairs of alternating blocks in one process. "
              f"Machine speed (calibrate.py, single-thread sgemm GFLOP/s and copy GB/s): before {st.get('before')}, "
              f"after {st.get('after')}; a loaded machine (other processes on the cores) slows torch's 2-thread "
              f"steps most and moves every ratio.", "",
@@ -314,6 +316,9 @@ def main(argv=None) -> None:
     ap.add_argument("--min-time", type=float, default=None,
                     help="each process times more than --steps steps until they add up to this many seconds "
                          "(default 1.0; --quick, --smoke: 0): short cases get as steady a median as long ones")
+    ap.add_argument("--pairs", type=int, default=None,
+                    help="ort_pair's pairs of alternating blocks (default 30; --quick, --smoke: --steps): on "
+                         "this machine single blocks of 0.05 s differed up to 2x, so the median needs many")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--networks", default=None,
                     help="comma list of networks to run (default: all; --smoke: the suite_networks ones)")
@@ -326,6 +331,7 @@ def main(argv=None) -> None:
     a.steps = a.steps or (1 if a.smoke else 3 if a.quick else 10)
     a.warmup = a.warmup if a.warmup is not None else (1 if quick else 3)
     a.min_time = a.min_time if a.min_time is not None else (0.0 if quick else 1.0)
+    a.pairs = a.pairs if a.pairs is not None else (a.steps if quick else 30)
     known = list(dict.fromkeys(n for n, _, _ in CASES))
     wanted = a.networks.split(",") if a.networks else [n for n in known if not (a.smoke and n in STEP_CASE_NETWORKS)]
     unknown = [n for n in wanted if n not in known]
@@ -350,6 +356,7 @@ def main(argv=None) -> None:
     summary = {"mode": "smoke" if a.smoke else "quick" if a.quick else "full",
                "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} cores",
                "threads": a.threads, "rounds": a.rounds, "steps": a.steps, "warmup": a.warmup, "min_time_s": a.min_time,
+               "ort_pairs": a.pairs,
                "machine_state": state, "cases": results, "targets": check_targets(results),
                "elapsed_s": round(time.perf_counter() - t0, 1)}
     out = Path(a.out_dir)

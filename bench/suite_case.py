@@ -167,7 +167,7 @@ def run_one(network: str, impl: str, layout: str, a, cache_dir: Path) -> dict:
     if fn is None:
         return record
     try:
-        return {**record, **measure(fn, a.steps, a.warmup, a.min_time, paired_with=paired)}
+        return {**record, **measure(fn, a.steps, a.warmup, a.min_time, paired_with=paired, pairs=a.pairs)}
     except Exception as exc:
         return {**record, "error": f"{type(exc).__name__}: {exc}"[:500]}
 
@@ -191,6 +191,8 @@ def main(argv=None) -> int:
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--pairs", type=int, default=0,
+                    help="ort_pair: pairs of alternating blocks (default: --steps)")
     ap.add_argument("--min-time", type=float, default=0.0,
                     help="time more than --steps steps until they add up to this many seconds")
     ap.add_argument("--threads", type=int, default=2)
