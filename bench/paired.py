@@ -16,6 +16,8 @@ import statistics
 import time
 from typing import Callable
 
+from measure import timed
+
 BLOCK_S = 0.05  # seconds of timed calls per block (short: the machine's speed changes within 0.1 s)
 MIN_PAIRS = 10  # pairs of blocks, at least
 MIN_CALLS = 3  # timed calls per block, at least
@@ -23,13 +25,7 @@ MIN_CALLS = 3  # timed calls per block, at least
 
 def _block(fn: Callable[[], object], calls: int) -> float:
     """Median seconds of `calls` timed calls after one untimed call."""
-    fn()
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(timed(fn, calls, 1))
 
 
 def alternating_blocks(first: Callable[[], object], second: Callable[[], object], *, warmup: int = 3,

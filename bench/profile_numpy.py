@@ -13,6 +13,7 @@ import collections
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -76,7 +77,8 @@ def main() -> None:
     solver = dict(learning_rate=0.01, momentum=0.9, weight_prior=1e-4)
     if a.network:
         from suite_case import model_files
-        files = model_files(a.network, a.side, 3, 10, Path("/tmp/dlbatch-profile-models"))
+        cache = Path(tempfile.gettempdir()) / "dlbatch-profile-models"  # the exports, kept between runs
+        files = model_files(a.network, a.side, 3, 10, cache)
         model = dlbatch.read_dl_model(files["train"], backend="numpy", batch_size=a.batch, **solver)
         a.backbone = a.network
     else:

@@ -202,16 +202,19 @@ def handwritten_fn(a, data, label_key, class_ids, levels, extra, layout):
     return lambda: (run(x, y), sync())
 
 
-def ort_session_fn(model, data, threads: int, outputs):
-    """A raw onnxruntime session on the file write_dl_model writes of `model`, called on the
-    same encoding of the samples that dlbatch's own inference does."""
-    import dlbatch
+def ort_session_fn(model, data, threads: int, outputs, path=None):
+    """A raw onnxruntime session on the ONNX file `path` (default: the file write_dl_model
+    writes of `model`), called on the same encoding of the samples that dlbatch's own inference
+    does."""
     import onnxruntime as ort
-    path = Path(tempfile.mkdtemp()) / "model.onnx"
-    dlbatch.write_dl_model(model, path)
+    if path is None:
+        import dlbatch
+        path = Path(tempfile.mkdtemp()) / "model.onnx"
+        dlbatch.write_dl_model(model, path)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
 

@@ -47,7 +47,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from measure import measure  # noqa: E402
-from step_case import samples  # noqa: E402
+from step_case import ort_session_fn, samples  # noqa: E402
 
 IMPLS = ("numpy_train", "torch_train", "handwritten_train", "numpy_infer", "dlbatch_ort_infer", "ort_infer",
          "ort_pair")
@@ -137,18 +137,8 @@ def setup(network: str, impl: str, layout: str, a, cache_dir: Path):
             raw_outputs(model, data)  # builds the session (as ort_infer's is built here)
         return (lambda: raw_outputs(model, data)), record
     import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = a.threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(files["eval"]), opts, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
     record["onnxruntime"] = ort.__version__
-
-    def infer():  # the same encoding of the samples that dlbatch's own inference does
-        enc = model.model_type.encode(data, model.hyperparameters, model.meta, labels=False, dtype="float32")
-        return sess.run(None, {name: next(iter(enc.inputs.values()))})
-    return infer, record
+    return ort_session_fn(model, data, a.threads, None, path=files["eval"]), record
 
 
 def run_one(network: str, impl: str, layout: str, a, cache_dir: Path) -> dict:
